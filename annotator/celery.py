@@ -1,0 +1,53 @@
+"""The Celery application and the one task decorator every task uses.
+
+Tasks are thin shims over services: they take primary keys as keyword arguments, load, and call a
+service. Queues are named for workloads so that workers can be sized per kind of work:
+
+- ``gpu-interactive``: an annotator is waiting (box and point prompts); served first.
+- ``gpu-batch``: pre-annotating a whole round.
+- ``train``: retraining a model.
+- ``default``: everything else (imports, exports, housekeeping).
+"""
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "annotator.settings")
+
+app = Celery("annotator")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+QUEUES = ("gpu-interactive", "gpu-batch", "train", "default")
+app.conf.task_queues = tuple(Queue(name, routing_key=name) for name in QUEUES)
+app.conf.task_routes = {}
+
+
+def acks_late_task(
+    *, queue: str, soft_time_limit: int = 600, time_limit: int = 660, max_retries: int = 0
+) -> Callable[[Callable[..., Any]], Any]:
+    """Register a task routed to ``queue`` with the delivery guarantees every task needs.
+
+    ``acks_late`` + ``reject_on_worker_lost`` put the message back when a worker dies mid-task, so
+    every task must be idempotent (lock the row, check its state, return early if done).
+    """
+    if queue not in QUEUES:
+        raise ValueError(f"unknown queue {queue!r}; expected one of {QUEUES}")
+
+    def decorator(func: Callable[..., Any]) -> Any:
+        name = f"{func.__module__}.{func.__name__}"
+        app.conf.task_routes[name] = {"queue": queue}
+        return app.task(
+            name=name,
+            acks_late=True,
+            reject_on_worker_lost=True,
+            soft_time_limit=soft_time_limit,
+            time_limit=time_limit,
+            max_retries=max_retries,
+        )(func)
+
+    return decorator

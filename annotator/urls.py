@@ -1,0 +1,63 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework.authtoken.views import obtain_auth_token
+
+from annotator import views as annotator_views
+from annotator.frontend import app_page
+from inference import views as inference_views
+from projects import views as project_views
+
+api = [
+    path("auth/token/", obtain_auth_token, name="api-token"),
+    path("me/", project_views.MeView.as_view(), name="me"),
+    path("projects/", project_views.ProjectListView.as_view(), name="project-list"),
+    path("projects/<slug:slug>/", project_views.ProjectDetailView.as_view(), name="project"),
+    path("projects/<slug:slug>/members/", project_views.MemberListView.as_view(), name="members"),
+    path(
+        "projects/<slug:slug>/members/<int:pk>/",
+        project_views.MemberDetailView.as_view(),
+        name="member",
+    ),
+    path("projects/<slug:slug>/volumes/", project_views.VolumeUploadView.as_view(), name="upload"),
+    path("projects/<slug:slug>/rounds/", project_views.RoundListView.as_view(), name="rounds"),
+    path(
+        "projects/<slug:slug>/rounds/<int:number>/export/",
+        project_views.RoundExportView.as_view(),
+        name="round-export",
+    ),
+    path(
+        "projects/<slug:slug>/model-versions/",
+        inference_views.ModelVersionListView.as_view(),
+        name="model-versions",
+    ),
+    path("projects/<slug:slug>/tasks/", project_views.TaskListView.as_view(), name="tasks"),
+    path("projects/<slug:slug>/tasks/next/", project_views.TaskNextView.as_view(), name="next"),
+    path("tasks/<int:pk>/", project_views.TaskDetailView.as_view(), name="task"),
+    path("tasks/<int:pk>/submit/", project_views.TaskSubmitView.as_view(), name="task-submit"),
+    path("tasks/<int:pk>/review/", project_views.TaskReviewView.as_view(), name="task-review"),
+    path("tasks/<int:pk>/lesions/", annotator_views.TaskLesionsView.as_view(), name="lesions"),
+    path("tasks/<int:pk>/effort/", annotator_views.TaskEffortView.as_view(), name="effort"),
+    path("lesions/<int:pk>/", annotator_views.LesionDetailView.as_view(), name="lesion"),
+    path(
+        "lesions/<int:pk>/segment/",
+        inference_views.LesionSegmentView.as_view(),
+        name="lesion-segment",
+    ),
+    path("lesions/<int:pk>/masks/", annotator_views.LesionMasksView.as_view(), name="masks"),
+    path("masks/<int:pk>/", annotator_views.MaskDetailView.as_view(), name="mask"),
+    path("masks/<int:pk>/data/", annotator_views.MaskDataView.as_view(), name="mask-data"),
+    path("jobs/<int:pk>/", inference_views.JobDetailView.as_view(), name="job"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+]
+
+urlpatterns = [
+    path("api/", include(api)),
+    path("admin/", admin.site.urls),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", app_page, name="app"),
+]

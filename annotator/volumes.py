@@ -1,0 +1,183 @@
+"""Import of single-file 3D images (NIfTI, NRRD, MetaImage) as a study, series and volume.
+
+The file is kept byte for byte; the volume is also stored as NIfTI, the canonical grid every mask
+of the series lives on. DICOM series come in through the imaging pipeline.
+"""
+
+import gzip
+import re
+import struct
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+import SimpleITK as sitk
+from django.conf import settings
+from django.db import transaction
+from pydicom.uid import generate_uid
+
+from annotator import storage
+from annotator.errors import InvalidInput
+from annotator.models import Series, Study, Volume
+from projects.models import Project, Task
+from projects.services import task_create
+
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
+MAX_VOXELS = 1024 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ImportedVolume:
+    series: Series
+    volume: Volume
+    task: Task | None
+
+
+def image_suffix(filename: str) -> str:
+    lower = filename.lower()
+    for suffix in IMAGE_SUFFIXES:
+        if lower.endswith(suffix):
+            return suffix
+    raise InvalidInput(
+        f"{filename!r} is not a supported image file; expected one of {', '.join(IMAGE_SUFFIXES)}",
+        fields={"file": [f"unsupported file type; expected {', '.join(IMAGE_SUFFIXES)}"]},
+    )
+
+
+def _nifti_data_end(header: bytes) -> int | None:
+    """The byte offset where a NIfTI-1 or NIfTI-2 file's voxel data ends (None: not NIfTI)."""
+    for endian in "<>":
+        if len(header) >= 348 and struct.unpack(f"{endian}i", header[:4])[0] == 348:
+            dims = struct.unpack(f"{endian}8h", header[40:56])
+            bitpix = struct.unpack(f"{endian}h", header[72:74])[0]
+            offset = int(struct.unpack(f"{endian}f", header[108:112])[0])
+            break
+        if len(header) >= 540 and struct.unpack(f"{endian}i", header[:4])[0] == 540:
+            bitpix = struct.unpack(f"{endian}h", header[14:16])[0]
+            dims = struct.unpack(f"{endian}8q", header[16:80])
+            offset = struct.unpack(f"{endian}q", header[168:176])[0]
+            break
+    else:
+        return None
+    count = int(np.prod([max(int(d), 1) for d in dims[1 : 1 + max(1, min(int(dims[0]), 7))]]))
+    return offset + count * max(int(bitpix), 8) // 8
+
+
+def _check_complete(path: Path, filename: str) -> None:
+    """ITK reads a truncated NIfTI without complaint (the missing voxels become 0): refuse it."""
+    if not filename.lower().endswith((".nii", ".nii.gz")):
+        return
+    opener = gzip.open if filename.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            header = f.read(540)
+            total = len(header)
+            while chunk := f.read(1024 * 1024):
+                total += len(chunk)
+    except (OSError, EOFError) as exc:
+        raise InvalidInput(
+            f"{filename!r} could not be read as an image: the compressed data is cut short",
+            fields={"file": ["the file is truncated or corrupt"]},
+        ) from exc
+    end = _nifti_data_end(header)
+    if end is not None and total < end:
+        raise InvalidInput(
+            f"{filename!r} could not be read as an image: it holds {total} bytes of the "
+            f"{end} its header announces",
+            fields={"file": ["the file is truncated"]},
+        )
+
+
+def read_image(path: Path, filename: str) -> sitk.Image:
+    """Read and check one 3D scalar image; 2D images become a volume of one slice."""
+    _check_complete(path, filename)
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        first_line = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
+        raise InvalidInput(
+            f"{filename!r} could not be read as an image: {first_line}",
+            fields={"file": ["the file could not be read as an image"]},
+        ) from exc
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InvalidInput(f"{filename!r} has several components per voxel; expected grey values")
+    if image.GetDimension() == 2:
+        image = sitk.JoinSeries(image)
+    if image.GetDimension() != 3:
+        raise InvalidInput(f"{filename!r} has {image.GetDimension()} dimensions; expected 3")
+    if int(np.prod(image.GetSize())) > MAX_VOXELS:
+        raise InvalidInput(f"{filename!r} has more than {MAX_VOXELS} voxels")
+    return image
+
+
+def _safe_name(filename: str) -> str:
+    name = Path(filename).name
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:120] or "image"
+
+
+def volume_import(
+    *, project: Project, file: IO[bytes], filename: str, description: str = ""
+) -> ImportedVolume:
+    """Store an image file as a new study/series/volume of ``project`` and queue it as a task.
+
+    Either everything is created (files and rows) or nothing is.
+    """
+    suffix = image_suffix(filename)
+    with tempfile.TemporaryDirectory(prefix="annotator-import-") as tmp:
+        local = Path(tmp) / f"upload{suffix}"
+        written = 0
+        with open(local, "wb") as out:
+            while chunk := file.read(1024 * 1024):
+                written += len(chunk)
+                if written > settings.MAX_UPLOAD_BYTES:
+                    raise InvalidInput(f"{filename!r} is larger than the upload limit")
+                out.write(chunk)
+        image = read_image(local, filename)
+        canonical = Path(tmp) / "volume.nii.gz"
+        sitk.WriteImage(image, str(canonical), useCompression=True)
+
+        study_uid, series_uid = generate_uid(), generate_uid()
+        prefix = f"projects/{project.slug}/series/{series_uid}"
+        with storage.cleanup_on_error([]) as written_keys:
+            with open(local, "rb") as f:
+                written_keys.append(
+                    storage.save_file(f"{prefix}/original/{_safe_name(filename)}", f)
+                )
+            with open(canonical, "rb") as f:
+                written_keys.append(storage.save_file(f"{prefix}/volume.nii.gz", f))
+            with transaction.atomic():
+                study = Study.objects.create(
+                    project=project,
+                    study_instance_uid=study_uid,
+                    description=description or Path(filename).name,
+                )
+                series = Series.objects.create(
+                    study=study,
+                    series_instance_uid=series_uid,
+                    modality=project.modality,
+                    description=description or Path(filename).name,
+                    original_prefix=f"{prefix}/original/",
+                )
+                volume = Volume.objects.create(
+                    series=series,
+                    storage_key=written_keys[1],
+                    size=list(image.GetSize()),
+                    spacing=list(image.GetSpacing()),
+                    origin=list(image.GetOrigin()),
+                    direction=list(image.GetDirection()),
+                    pixel_type=image.GetPixelIDTypeAsString(),
+                )
+                task = task_create(series=series)
+    return ImportedVolume(series=series, volume=volume, task=task)
+
+
+def volume_read(volume: Volume) -> sitk.Image:
+    with storage.local_path(volume.storage_key, suffix=".nii.gz") as path:
+        return sitk.ReadImage(str(path))
+
+
+def volume_array(volume: Volume) -> np.ndarray:
+    """The voxels as a (z, y, x) array, as SimpleITK's GetArrayFromImage gives them."""
+    return sitk.GetArrayFromImage(volume_read(volume))

@@ -1,0 +1,82 @@
+import './style.css';
+
+import { ApiError, getMe, type Me } from './api';
+import { projectPage } from './pages/project';
+import { projectsPage } from './pages/projects';
+import { notFoundPage } from './pages/notFound';
+import type { PageContext } from './pages/page';
+import { taskPage } from './pages/task';
+import { href, startRouter, type Route } from './router';
+import { setCurrentUser, takeFlash } from './store';
+import { h } from './ui/dom';
+import { errorBanner, isAbort, loading, notice } from './ui/feedback';
+import { LOGIN_URL, setTitle, topBar } from './ui/layout';
+import { addPageShortcut, clearPageShortcuts, installShortcuts } from './ui/shortcuts';
+
+const app = document.getElementById('app') ?? document.body;
+const flashSlot = h('div', { class: 'flash' });
+const pageRoot = h('div', { class: 'page' });
+const main = h('main', { class: 'container', id: 'main' }, flashSlot, pageRoot);
+
+let current: AbortController | null = null;
+
+async function renderRoute(route: Route, me: Me): Promise<void> {
+  current?.abort();
+  const controller = new AbortController();
+  current = controller;
+  clearPageShortcuts();
+
+  const flash = takeFlash();
+  flashSlot.replaceChildren(...(flash ? [notice(flash, 'success')] : []));
+  pageRoot.replaceChildren(loading());
+  window.scrollTo(0, 0);
+
+  const ctx: PageContext = { signal: controller.signal, me, addShortcut: addPageShortcut };
+  try {
+    switch (route.name) {
+      case 'projects':
+        await projectsPage(pageRoot, ctx);
+        break;
+      case 'project':
+        await projectPage(pageRoot, ctx, route.slug);
+        break;
+      case 'task':
+        await taskPage(pageRoot, ctx, route.id);
+        break;
+      case 'notFound':
+        notFoundPage(pageRoot, route.path);
+        break;
+    }
+  } catch (err) {
+    if (isAbort(err) || controller.signal.aborted) return;
+    const title = err instanceof ApiError && err.status === 404 ? 'Not found' : 'Could not load this page';
+    setTitle(title);
+    pageRoot.replaceChildren(
+      errorBanner(err, title),
+      h('p', null, h('a', { href: href.projects() }, 'Back to my projects')),
+    );
+  }
+}
+
+async function boot(): Promise<void> {
+  app.replaceChildren(topBar(null), main);
+  pageRoot.replaceChildren(loading());
+  installShortcuts();
+
+  let me: Me;
+  try {
+    me = await getMe();
+  } catch (err) {
+    if (err instanceof ApiError && err.isAuthError) {
+      window.location.assign(LOGIN_URL);
+      return;
+    }
+    pageRoot.replaceChildren(errorBanner(err, 'Could not start the application'));
+    return;
+  }
+  setCurrentUser(me);
+  app.replaceChildren(topBar(me), main);
+  startRouter((route) => void renderRoute(route, me));
+}
+
+void boot();

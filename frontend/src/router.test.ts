@@ -1,0 +1,45 @@
+import { describe, expect, it } from 'vitest';
+import { href, parseRoute } from './router';
+
+describe('parseRoute', () => {
+  it.each(['', '#', '#/', '#//', '/', '#/projects', '#/projects/'])('%j is the project list', (hash) => {
+    expect(parseRoute(hash)).toEqual({ name: 'projects' });
+  });
+
+  it('parses a project slug', () => {
+    expect(parseRoute('#/projects/liver-ct')).toEqual({ name: 'project', slug: 'liver-ct' });
+    expect(parseRoute('#/projects/liver-ct/')).toEqual({ name: 'project', slug: 'liver-ct' });
+  });
+
+  it('decodes an encoded slug', () => {
+    expect(parseRoute('#/projects/a%20b')).toEqual({ name: 'project', slug: 'a b' });
+  });
+
+  it('parses a task id', () => {
+    expect(parseRoute('#/tasks/42')).toEqual({ name: 'task', id: 42 });
+    expect(parseRoute('#/tasks/42/')).toEqual({ name: 'task', id: 42 });
+  });
+
+  it('ignores a query string', () => {
+    expect(parseRoute('#/tasks/7?tab=lesions')).toEqual({ name: 'task', id: 7 });
+  });
+
+  it.each([
+    ['#/tasks/abc', '/tasks/abc'],
+    ['#/tasks/0', '/tasks/0'],
+    ['#/tasks/-1', '/tasks/-1'],
+    ['#/tasks/1.5', '/tasks/1.5'],
+    ['#/tasks', '/tasks'],
+    ['#/projects/a/b', '/projects/a/b'],
+    ['#/projects/%E0%A4%A', '/projects/%E0%A4%A'],
+    ['#/nowhere', '/nowhere'],
+  ])('%j is not found', (hash, path) => {
+    expect(parseRoute(hash)).toEqual({ name: 'notFound', path });
+  });
+
+  it('round-trips with href', () => {
+    expect(parseRoute(href.projects())).toEqual({ name: 'projects' });
+    expect(parseRoute(href.project('ct/mr #1'))).toEqual({ name: 'project', slug: 'ct/mr #1' });
+    expect(parseRoute(href.task(9))).toEqual({ name: 'task', id: 9 });
+  });
+});

@@ -1,0 +1,16 @@
+from django.contrib import admin
+
+from inference.models import InferenceJob, ModelVersion
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ["name", "project", "backend", "created"]
+    list_filter = ["backend"]
+
+
+@admin.register(InferenceJob)
+class InferenceJobAdmin(admin.ModelAdmin):
+    list_display = ["id", "kind", "lesion", "state", "progress_done", "progress_total", "created"]
+    list_filter = ["state", "kind"]
+    readonly_fields = ["timings", "error"]

@@ -1,0 +1,88 @@
+"""Model versions and the jobs that run them."""
+
+from django.conf import settings
+from django.db import models
+
+
+class ModelVersion(models.Model):
+    """A segmentation model a project can pre-annotate with.
+
+    ``checkpoint`` is a storage key (trained here) or a path on the workers (an operator-supplied
+    MedSAM2 file); empty for a backend that needs no weights.
+    """
+
+    project = models.ForeignKey(
+        "projects.Project",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="model_versions",
+    )
+    name = models.CharField(max_length=100)
+    backend = models.CharField(max_length=200)
+    checkpoint = models.CharField(max_length=500, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    trained_from_rounds = models.ManyToManyField(
+        "projects.Round", blank=True, related_name="trained_models"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class InferenceJob(models.Model):
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    class Kind(models.TextChoices):
+        SEGMENT = "segment", "Segment a lesion from a prompt"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.SEGMENT)
+    lesion = models.ForeignKey(
+        "annotator.Lesion", on_delete=models.CASCADE, related_name="inference_jobs"
+    )
+    # {"key_slice": k, "box": [x0, y0, x1, y1]}
+    prompt = models.JSONField()
+    backend = models.CharField(max_length=200)
+    model_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs"
+    )
+    queue = models.CharField(max_length=32)
+    state = models.CharField(
+        max_length=12, choices=State.choices, default=State.QUEUED, db_index=True
+    )
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    # Seconds spent per stage: {"queued": .., "load": .., "segment": .., "save": .., "total": ..}
+    timings = models.JSONField(default=dict, blank=True)
+    result = models.OneToOneField(
+        "annotator.MaskVersion",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="inference_job",
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} job {self.pk} ({self.state})"
+
+    @property
+    def progress(self) -> float:
+        return self.progress_done / self.progress_total if self.progress_total else 0.0

@@ -1,0 +1,45 @@
+"""Who may see and do what: every object is scoped by project membership.
+
+Objects a user may not see do not exist for them (404); a visible object whose action needs
+another role is refused with 403.
+"""
+
+from django.contrib.auth.models import User
+from django.db.models import Q, QuerySet
+
+from annotator.errors import Forbidden
+from projects.models import Membership, Project, Role, Task
+
+
+def visible_projects(user: User) -> QuerySet[Project]:
+    return Project.objects.filter(memberships__user_id=user.id)
+
+
+def role_of(user: User, project: Project) -> str | None:
+    cache: dict[int, str | None] = user.__dict__.setdefault("_project_roles", {})
+    if project.pk not in cache:
+        cache[project.pk] = (
+            Membership.objects.filter(user_id=user.id, project=project)
+            .values_list("role", flat=True)
+            .first()
+        )
+    return cache[project.pk]
+
+
+def require_role(user: User, project: Project, *roles: str) -> str:
+    role = role_of(user, project)
+    if role not in roles:
+        needed = " or ".join(roles)
+        raise Forbidden(f"this action needs the {needed} role in project {project.slug!r}")
+    assert role is not None
+    return role
+
+
+def visible_tasks(user: User) -> QuerySet[Task]:
+    """Managers and reviewers see every task of their projects; annotators see their own."""
+    memberships = Membership.objects.filter(user_id=user.id)
+    overseen = memberships.filter(role__in=[Role.MANAGER, Role.REVIEWER]).values("project_id")
+    annotated = memberships.filter(role=Role.ANNOTATOR).values("project_id")
+    return Task.objects.filter(
+        Q(round__project_id__in=overseen) | Q(round__project_id__in=annotated, assignee_id=user.id)
+    )

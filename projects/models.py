@@ -1,0 +1,173 @@
+"""Projects, who works on them, rounds of annotation, tasks and their reviews."""
+
+from django.conf import settings
+from django.db import models
+
+
+class Modality(models.TextChoices):
+    CT = "CT", "CT"
+    MR = "MR", "MRI"
+    US = "US", "Ultrasound"
+    PT = "PT", "PET"
+    NM = "NM", "SPECT / nuclear medicine"
+    OT = "OT", "Other"
+
+
+class Project(models.Model):
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=80, unique=True)
+    description = models.TextField(blank=True)
+    modality = models.CharField(max_length=8, choices=Modality.choices)
+    # [{"name": "tumour", "color": "#e6194b"}, ...]
+    lesion_classes = models.JSONField(default=list)
+    # [{"name": "soft tissue", "center": 40, "width": 400}, ...]
+    window_presets = models.JSONField(default=list)
+    active_model_version = models.ForeignKey(
+        "inference.ModelVersion",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="active_in_projects",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def lesion_class_names(self) -> list[str]:
+        return [c["name"] for c in self.lesion_classes]
+
+
+class Role(models.TextChoices):
+    MANAGER = "manager", "Manager"
+    ANNOTATOR = "annotator", "Annotator"
+    REVIEWER = "reviewer", "Reviewer"
+
+
+class Membership(models.Model):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "project"], name="one_membership_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} as {self.role} in {self.project}"
+
+
+class Round(models.Model):
+    class State(models.TextChoices):
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="rounds")
+    number = models.PositiveIntegerField()
+    state = models.CharField(max_length=8, choices=State.choices, default=State.OPEN)
+    # The model that pre-annotates this round's tasks (None: the backend's untrained default).
+    model_version = models.ForeignKey(
+        "inference.ModelVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="rounds_used_in",
+    )
+    opened_at = models.DateTimeField(auto_now_add=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["project", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "number"], name="round_number_per_project")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project} round {self.number}"
+
+
+class Task(models.Model):
+    """One series to annotate in one round.
+
+    States: unassigned -> assigned -> submitted -> accepted, or -> rejected, which sends the task
+    back to the same annotator (assignee kept) until it is submitted again.
+    """
+
+    class State(models.TextChoices):
+        UNASSIGNED = "unassigned", "Unassigned"
+        ASSIGNED = "assigned", "Assigned"
+        SUBMITTED = "submitted", "Submitted"
+        ACCEPTED = "accepted", "Accepted"
+        REJECTED = "rejected", "Rejected"
+
+    round = models.ForeignKey(Round, on_delete=models.PROTECT, related_name="tasks")
+    series = models.ForeignKey("annotator.Series", on_delete=models.PROTECT, related_name="tasks")
+    state = models.CharField(
+        max_length=12, choices=State.choices, default=State.UNASSIGNED, db_index=True
+    )
+    priority = models.IntegerField(default=0)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="assigned_tasks",
+    )
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="reviewed_tasks",
+    )
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-priority", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["round", "series"], name="one_task_per_series_and_round"
+            )
+        ]
+        indexes = [models.Index(fields=["state", "-priority", "id"], name="task_queue_idx")]
+
+    def __str__(self) -> str:
+        return f"task {self.pk} ({self.state})"
+
+    @property
+    def editable(self) -> bool:
+        return self.state in (self.State.ASSIGNED, self.State.REJECTED)
+
+
+class Review(models.Model):
+    class Decision(models.TextChoices):
+        ACCEPT = "accept", "Accept"
+        REJECT = "reject", "Reject"
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="reviews")
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews"
+    )
+    decision = models.CharField(max_length=8, choices=Decision.choices)
+    comment = models.TextField(blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.decision} of {self.task_id} by {self.reviewer}"

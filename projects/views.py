@@ -1,0 +1,262 @@
+from typing import Any
+
+from django.db.models import Count, Prefetch, QuerySet
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import generics, serializers, status
+from rest_framework.parsers import MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotator.api import current_user, get_visible
+from annotator.errors import InvalidInput
+from annotator.volumes import volume_import
+from projects import services
+from projects.access import require_role, visible_projects, visible_tasks
+from projects.exports import round_manifest
+from projects.models import Membership, Project, Review, Role, Round, Task
+from projects.serializers import (
+    MembershipSerializer,
+    MembershipSetSerializer,
+    ProjectCreateSerializer,
+    ProjectSerializer,
+    ProjectUpdateSerializer,
+    ReviewCreateSerializer,
+    ReviewSerializer,
+    RoundSerializer,
+    TaskSerializer,
+)
+
+MANAGER = Role.MANAGER
+REVIEWERS = (Role.REVIEWER, Role.MANAGER)
+
+
+def project_for(request: Request, slug: str) -> Project:
+    return get_visible(visible_projects(current_user(request)), slug=slug)
+
+
+def task_queryset(request: Request) -> QuerySet[Task]:
+    return (
+        visible_tasks(current_user(request))
+        .select_related("round__project", "series__volume", "assignee", "reviewer")
+        .prefetch_related(Prefetch("reviews", queryset=Review.objects.select_related("reviewer")))
+        .annotate(lesion_count=Count("lesions", distinct=True))
+    )
+
+
+class MeView(APIView):
+    @extend_schema(
+        responses=inline_serializer(
+            "Me",
+            {
+                "id": serializers.IntegerField(),
+                "username": serializers.CharField(),
+                "can_create_projects": serializers.BooleanField(),
+            },
+        )
+    )
+    def get(self, request: Request) -> Response:
+        user = current_user(request)
+        return Response(
+            {
+                "id": user.pk,
+                "username": user.get_username(),
+                "can_create_projects": user.has_perm("projects.add_project"),
+            }
+        )
+
+
+class ProjectListView(generics.ListAPIView):
+    serializer_class = ProjectSerializer
+
+    def get_queryset(self) -> QuerySet[Project]:
+        return visible_projects(current_user(self.request)).order_by("name")
+
+    @extend_schema(request=ProjectCreateSerializer, responses={201: ProjectSerializer})
+    def post(self, request: Request) -> Response:
+        data = ProjectCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = services.project_create(user=current_user(request), **data.validated_data)
+        return Response(
+            ProjectSerializer(project, context={"request": request}).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class ProjectDetailView(APIView):
+    @extend_schema(responses=ProjectSerializer)
+    def get(self, request: Request, slug: str) -> Response:
+        project = project_for(request, slug)
+        return Response(ProjectSerializer(project, context={"request": request}).data)
+
+    @extend_schema(request=ProjectUpdateSerializer, responses=ProjectSerializer)
+    def patch(self, request: Request, slug: str) -> Response:
+        project = project_for(request, slug)
+        require_role(current_user(request), project, MANAGER)
+        data = ProjectUpdateSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        project = services.project_update(project=project, **data.validated_data)
+        return Response(ProjectSerializer(project, context={"request": request}).data)
+
+
+class MemberListView(APIView):
+    @extend_schema(responses=MembershipSerializer(many=True))
+    def get(self, request: Request, slug: str) -> Response:
+        project = project_for(request, slug)
+        require_role(current_user(request), project, MANAGER)
+        members = project.memberships.select_related("user").order_by("user__username")
+        return Response(MembershipSerializer(members, many=True).data)
+
+    @extend_schema(request=MembershipSetSerializer, responses=MembershipSerializer)
+    def post(self, request: Request, slug: str) -> Response:
+        project = project_for(request, slug)
+        require_role(current_user(request), project, MANAGER)
+        data = MembershipSetSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        membership = services.membership_set(
+            project=project, user=data.validated_data["username"], role=data.validated_data["role"]
+        )
+        return Response(MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
+
+
+class MemberDetailView(APIView):
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, slug: str, pk: int) -> Response:
+        project = project_for(request, slug)
+        require_role(current_user(request), project, MANAGER)
+        membership = get_visible(Membership.objects.filter(project=project), pk=pk)
+        services.membership_remove(membership=membership)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class VolumeUploadView(APIView):
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(
+        request={
+            "multipart/form-data": inline_serializer(
+                "VolumeUpload",
+                {"file": serializers.FileField(), "description": serializers.CharField()},
+            )
+        },
+        responses={201: TaskSerializer},
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        """Import one image file (NIfTI, NRRD, MHA) as a series and queue it as a task."""
+        project = project_for(request, slug)
+        require_role(current_user(request), project, MANAGER)
+        upload = request.FILES.get("file")
+        if upload is None:
+            raise InvalidInput("no file was uploaded", fields={"file": ["required"]})
+        imported = volume_import(
+            project=project,
+            file=upload,
+            filename=upload.name or "upload",
+            description=str(request.POST.get("description", "")),
+        )
+        body: dict[str, Any] = {
+            "series": imported.series.pk,
+            "volume": imported.volume.pk,
+            "task": imported.task.pk if imported.task else None,
+            "size": imported.volume.size,
+            "spacing": imported.volume.spacing,
+        }
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class RoundListView(APIView):
+    @extend_schema(responses=RoundSerializer(many=True))
+    def get(self, request: Request, slug: str) -> Response:
+        project = project_for(request, slug)
+        return Response(RoundSerializer(project.rounds.order_by("number"), many=True).data)
+
+    @extend_schema(request=None, responses={201: RoundSerializer})
+    def post(self, request: Request, slug: str) -> Response:
+        """Close the open round and open the next one."""
+        project = project_for(request, slug)
+        require_role(current_user(request), project, MANAGER)
+        round_ = services.round_open(project=project)
+        return Response(RoundSerializer(round_).data, status=status.HTTP_201_CREATED)
+
+
+class RoundExportView(APIView):
+    @extend_schema(responses=inline_serializer("RoundExport", {"cases": serializers.ListField()}))
+    def get(self, request: Request, slug: str, number: int) -> Response:
+        """The round's accepted cases with their final masks and provenance."""
+        project = project_for(request, slug)
+        require_role(current_user(request), project, MANAGER)
+        round_ = get_visible(Round.objects.filter(project=project), number=number)
+        return Response(round_manifest(round_))
+
+
+class TaskListView(generics.ListAPIView):
+    serializer_class = TaskSerializer
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("state", str, enum=Task.State.values),
+            OpenApiParameter("mine", bool, description="only tasks assigned to me"),
+            OpenApiParameter("round", int),
+        ]
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self) -> QuerySet[Task]:
+        project = project_for(self.request, self.kwargs["slug"])
+        tasks = task_queryset(self.request).filter(round__project=project)
+        params = self.request.query_params
+        if state := params.get("state"):
+            if state not in Task.State.values:
+                raise InvalidInput(f"unknown state {state!r}", fields={"state": ["unknown"]})
+            tasks = tasks.filter(state=state)
+        if params.get("mine") in ("1", "true"):
+            tasks = tasks.filter(assignee_id=current_user(self.request).id)
+        if (number := params.get("round")) is not None:
+            tasks = tasks.filter(round__number=number)
+        return tasks.order_by("-priority", "id")
+
+
+class TaskNextView(APIView):
+    @extend_schema(request=None, responses={200: TaskSerializer, 204: None})
+    def post(self, request: Request, slug: str) -> Response:
+        """Claim the next task (or get back my own open or rejected one); 204 if none waits."""
+        project = project_for(request, slug)
+        require_role(current_user(request), project, Role.ANNOTATOR, MANAGER)
+        task = services.task_claim_next(user=current_user(request), project=project)
+        if task is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        task = task_queryset(request).get(pk=task.pk)
+        return Response(TaskSerializer(task).data)
+
+
+class TaskDetailView(APIView):
+    @extend_schema(responses=TaskSerializer)
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(TaskSerializer(get_visible(task_queryset(request), pk=pk)).data)
+
+
+class TaskSubmitView(APIView):
+    @extend_schema(request=None, responses=TaskSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        task = get_visible(task_queryset(request), pk=pk)
+        services.task_submit(task=task, user=current_user(request))
+        return Response(TaskSerializer(task_queryset(request).get(pk=pk)).data)
+
+
+class TaskReviewView(APIView):
+    @extend_schema(responses=ReviewSerializer(many=True))
+    def get(self, request: Request, pk: int) -> Response:
+        task = get_visible(task_queryset(request), pk=pk)
+        return Response(ReviewSerializer(task.reviews.all(), many=True).data)
+
+    @extend_schema(request=ReviewCreateSerializer, responses={201: ReviewSerializer})
+    def post(self, request: Request, pk: int) -> Response:
+        task = get_visible(task_queryset(request), pk=pk)
+        require_role(current_user(request), task.round.project, *REVIEWERS)
+        data = ReviewCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        review = services.task_review(
+            task=task, reviewer=current_user(request), **data.validated_data
+        )
+        return Response(ReviewSerializer(review).data, status=status.HTTP_201_CREATED)

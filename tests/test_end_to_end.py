@@ -1,0 +1,193 @@
+"""The whole loop over HTTP, with a separate Celery worker process doing the segmentation.
+
+Runs against whatever DATABASE_URL and CELERY_BROKER_URL say: PostgreSQL and Redis in CI
+(.ci/run), SQLite and the filesystem broker on a bare machine.
+"""
+
+import gzip
+import io
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+import SimpleITK as sitk
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.core.management import call_command
+from django.db import connection
+
+from annotator.celery import QUEUES, app
+from inference.engine import dice, key_slice_and_box
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+REPO = Path(__file__).resolve().parent.parent
+
+
+def database_url() -> str:
+    """The URL of the test database this process uses, for the worker process."""
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    password = f":{db['PASSWORD']}" if db["PASSWORD"] else ""
+    host = f"{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}"
+    return f"postgres://{db['USER']}{password}@{host}/{db['NAME']}"
+
+
+@pytest.fixture
+def worker(live_server: Any, media_root: Path, tmp_path: Path) -> Iterator[Path]:
+    """A real `celery worker` process on the same database, broker and files as the server."""
+    app.conf.task_always_eager = False
+    with app.connection_for_write() as conn:  # drop messages a previous run may have left
+        for queue in QUEUES:
+            conn.default_channel.queue_purge(queue)  # type: ignore[attr-defined]
+    log = tmp_path / "worker.log"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "annotator.settings",
+        "DATABASE_URL": database_url(),
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "ANNOTATOR_MEDIA_ROOT": str(media_root),
+        "ANNOTATOR_DATA_DIR": str(settings.DATA_DIR),
+    }
+    command = [sys.executable, "-m", "celery", "-A", "annotator", "worker", "-Q", ",".join(QUEUES)]
+    command += ["--concurrency", "1", "--prefetch-multiplier", "1", "--loglevel", "info"]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while b"ready." not in log.read_bytes():
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "worker did not start:\n" + log.read_text()
+            time.sleep(0.2)
+        yield log
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        app.conf.task_always_eager = settings.CELERY_TASK_ALWAYS_EAGER
+
+
+class Api:
+    """A script's view of the API: token auth, JSON in and out, status checked."""
+
+    def __init__(self, base: str, username: str, password: str) -> None:
+        self.base = base + "/api"
+        self.session = requests.Session()
+        token = self.session.post(
+            f"{self.base}/auth/token/", data={"username": username, "password": password}
+        )
+        assert token.status_code == 200, token.text
+        self.session.headers["Authorization"] = f"Token {token.json()['token']}"
+
+    def call(self, method: str, path: str, expect: int = 200, **kwargs: Any) -> Any:
+        response = self.session.request(method, self.base + path, timeout=60, **kwargs)
+        assert response.status_code == expect, f"{method} {path}: {response.text}"
+        return response
+
+
+def test_import_annotate_review_export(
+    worker: Path, live_server: Any, phantom: Any, phantom_file: Path, tmp_path: Path
+) -> None:
+    users = get_user_model().objects
+    manager = users.create_user("mgr", password="mgr-pw")
+    manager.user_permissions.add(Permission.objects.get(codename="add_project"))
+    users.create_user("ann", password="ann-pw")
+    users.create_user("rev", password="rev-pw")
+    mgr = Api(live_server.url, "mgr", "mgr-pw")
+    ann = Api(live_server.url, "ann", "ann-pw")
+    rev = Api(live_server.url, "rev", "rev-pw")
+
+    # the manager creates a project, adds the team and imports a volume
+    project = {
+        "name": "Liver",
+        "slug": "liver",
+        "modality": "CT",
+        "lesion_classes": [{"name": "tumour"}],
+    }
+    mgr.call("POST", "/projects/", 201, json=project)
+    mgr.call("POST", "/projects/liver/members/", 201, json={"username": "ann", "role": "annotator"})
+    mgr.call("POST", "/projects/liver/members/", 201, json={"username": "rev", "role": "reviewer"})
+    with open(phantom_file, "rb") as f:
+        imported = mgr.call("POST", "/projects/liver/volumes/", 201, files={"file": f}).json()
+    tasks = mgr.call("GET", "/projects/liver/tasks/").json()["results"]
+    assert [(t["id"], t["state"]) for t in tasks] == [(imported["task"], "unassigned")]
+
+    # the annotator claims it, adds a lesion and draws a box; the worker segments it
+    task = ann.call("POST", "/projects/liver/tasks/next/").json()
+    assert task["id"] == imported["task"] and task["state"] == "assigned"
+    reference = phantom.lesion_masks[0]
+    key_slice, box = key_slice_and_box(reference)
+    lesion = ann.call(
+        "POST", f"/tasks/{task['id']}/lesions/", 201, json={"lesion_class": "tumour"}
+    ).json()
+    job = ann.call(
+        "POST",
+        f"/lesions/{lesion['id']}/segment/",
+        202,
+        json={"key_slice": key_slice, "box": list(box)},
+    ).json()
+    assert job["state"] == "queued"
+    deadline = time.monotonic() + 90
+    while job["state"] in ("queued", "running"):
+        assert time.monotonic() < deadline, f"job stuck:\n{worker.read_text()}"
+        time.sleep(0.3)
+        job = ann.call("GET", f"/jobs/{job['id']}/").json()
+    assert job["state"] == "succeeded", job["error"]
+    assert "run_segmentation_job[" in worker.read_text()  # the worker process ran it
+    model_version = ann.call("GET", f"/masks/{job['result']}/").json()
+    assert model_version["source"] == "model" and model_version["voxel_count"] > 0
+    shape = tuple(reversed(imported["size"]))
+    raw = ann.call("GET", f"/masks/{job['result']}/data/").content
+    model_mask = np.frombuffer(gzip.decompress(raw), np.uint8).reshape(shape).astype(bool)
+    assert dice(model_mask, reference) > 0.7
+
+    # the annotator corrects it: the reference on the key slice, saved on top of the model's
+    corrected = model_mask.copy()
+    corrected[key_slice] = reference[key_slice]
+    payload = {"mask": ("mask.gz", gzip.compress(corrected.astype(np.uint8).tobytes()))}
+    human = ann.call(
+        "POST",
+        f"/lesions/{lesion['id']}/masks/",
+        201,
+        data={"parent": job["result"], "encoding": "raw-gzip"},
+        files=payload,
+    ).json()
+    assert human["source"] == "human" and human["parent"] == job["result"]
+    stale = {"parent": job["result"], "encoding": "raw-gzip"}
+    ann.call("POST", f"/lesions/{lesion['id']}/masks/", 409, data=stale, files=payload)
+    ann.call(
+        "POST",
+        f"/tasks/{task['id']}/effort/",
+        201,
+        json={
+            "intervals": [
+                {"started_at": "2026-11-27T10:00:00Z", "ended_at": "2026-11-27T10:01:00Z"}
+            ],
+            "interactions": [{"tool": "box", "at": "2026-11-27T10:00:10Z", "lesion": lesion["id"]}],
+        },
+    )
+    assert ann.call("POST", f"/tasks/{task['id']}/submit/").json()["state"] == "submitted"
+
+    # the reviewer accepts; the export lists the case with the human mask as final
+    rev.call("POST", f"/tasks/{task['id']}/review/", 201, json={"decision": "accept"})
+    assert rev.call("GET", f"/tasks/{task['id']}/").json()["state"] == "accepted"
+    export = mgr.call("GET", "/projects/liver/rounds/0/export/").json()
+    [case] = export["cases"]
+    assert case["task"] == task["id"] and case["annotator"] == "ann" and case["reviewer"] == "rev"
+    [exported_lesion] = case["lesions"]
+    assert exported_lesion["final_mask_version"] == human["id"]
+    assert exported_lesion["model_mask_version"] == job["result"]
+
+    out = tmp_path / "export"
+    call_command("export_round", "liver", "0", "--out", str(out), stdout=io.StringIO())
+    labels = sitk.ReadImage(str(out / "labels" / f"{case['case']}.nii.gz"))
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(labels) == 1, corrected)
+    image = sitk.ReadImage(str(out / "images" / f"{case['case']}.nii.gz"))
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(image), phantom.image)
