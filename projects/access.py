@@ -5,17 +5,25 @@ another role is refused with 403.
 """
 
 from django.contrib.auth.models import User
-from django.db.models import Q, QuerySet
+from django.db.models import F, OuterRef, Q, QuerySet, Subquery, Value
 
 from annotator.errors import Forbidden
-from projects.models import Membership, Project, Role, Task
+from projects.models import Membership, Project, Role, Round, Task
 
 
 def visible_projects(user: User) -> QuerySet[Project]:
-    return Project.objects.filter(memberships__user_id=user.id)
+    """The user's projects, each annotated with ``my_role`` and ``current_round_number``."""
+    open_rounds = Round.objects.filter(project=OuterRef("pk"), state=Round.State.OPEN)
+    return Project.objects.filter(memberships__user_id=user.id).annotate(
+        my_role=F("memberships__role"),
+        my_role_user=Value(user.id),
+        current_round_number=Subquery(open_rounds.order_by("-number").values("number")[:1]),
+    )
 
 
 def role_of(user: User, project: Project) -> str | None:
+    if getattr(project, "my_role_user", None) == user.id:  # annotated by visible_projects
+        return str(project.my_role)
     cache: dict[int, str | None] = user.__dict__.setdefault("_project_roles", {})
     if project.pk not in cache:
         cache[project.pk] = (

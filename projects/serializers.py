@@ -50,6 +50,8 @@ class ProjectSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.IntegerField(allow_null=True))
     def get_current_round(self, project: Project) -> int | None:
+        if hasattr(project, "current_round_number"):  # annotated by visible_projects
+            return project.current_round_number  # type: ignore[no-any-return]
         round_ = current_round(project)
         return round_.number if round_ else None
 

@@ -1,0 +1,52 @@
+"""List endpoints cost a fixed number of queries, however many rows they return."""
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
+
+from projects.models import Project
+from projects.services import membership_set, task_claim_next, task_review, task_submit
+
+pytestmark = pytest.mark.django_db
+
+
+def queries(client: APIClient, url: str) -> int:
+    with CaptureQueriesContext(connection) as captured:
+        assert client.get(url).status_code == 200
+    return len(captured)
+
+
+def test_list_queries_do_not_grow_with_rows(
+    make_user: Callable[..., Any],
+    make_project: Callable[..., Project],
+    import_volume: Callable[[Project], Any],
+    client_for: Callable[[Any], APIClient],
+) -> None:
+    manager = make_user("boss", can_create_projects=True)
+    reviewer = make_user("rev")
+    client = client_for(manager)
+
+    def grow(n: int) -> None:
+        for i in range(n):
+            project = make_project(f"p{Project.objects.count()}-{i}", manager=manager)
+            membership_set(project=project, user=reviewer, role="reviewer")
+            import_volume(project)
+            task = task_claim_next(user=manager, project=project)
+            assert task is not None
+            task_submit(task=task, user=manager)
+            task_review(task=task, reviewer=reviewer, decision="reject", comment="again")
+
+    grow(1)
+    slug = Project.objects.first().slug  # type: ignore[union-attr]
+    small = {
+        url: queries(client, url) for url in ["/api/projects/", f"/api/projects/{slug}/tasks/"]
+    }
+    grow(4)
+    for i in range(3):
+        import_volume(Project.objects.get(slug=slug))
+    large = {url: queries(client, url) for url in small}
+    assert large == small
