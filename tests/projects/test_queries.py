@@ -46,7 +46,7 @@ def test_list_queries_do_not_grow_with_rows(
         url: queries(client, url) for url in ["/api/projects/", f"/api/projects/{slug}/tasks/"]
     }
     grow(4)
-    for i in range(3):
+    for _ in range(3):
         import_volume(Project.objects.get(slug=slug))
     large = {url: queries(client, url) for url in small}
     assert large == small
