@@ -1,0 +1,62 @@
+"""Concurrent "next task" claims on a real database never hand out a task twice."""
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.db import connection, connections
+
+from annotator.models import Series, Study
+from projects.models import Project, Task
+from projects.services import membership_set, task_claim_next
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.mark.skipif(
+    not connection.features.has_select_for_update_skip_locked,
+    reason="needs a database with SELECT ... FOR UPDATE SKIP LOCKED (PostgreSQL)",
+)
+def test_parallel_claims_are_exclusive(
+    make_user: Callable[..., Any], make_project: Callable[..., Project]
+) -> None:
+    project = make_project("race")
+    round_ = project.rounds.get()
+    study = Study.objects.create(project=project, study_instance_uid="1.2")
+    for i in range(60):
+        series = Series.objects.create(
+            study=study, series_instance_uid=f"1.2.{i}", modality="CT", original_prefix="x/"
+        )
+        Task.objects.create(round=round_, series=series)
+    users = [make_user(f"a{i}") for i in range(12)]
+    for user in users:
+        membership_set(project=project, user=user, role="annotator")
+
+    claimed: list[tuple[int, int]] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(users))
+
+    def work(user: Any) -> None:
+        try:
+            start.wait()
+            for _ in range(5):
+                task = task_claim_next(user=user, project=project)
+                assert task is not None
+                claimed.append((task.pk, user.pk))
+                Task.objects.filter(pk=task.pk).update(state=Task.State.SUBMITTED)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=work, args=(user,)) for user in users]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    task_ids = [task_id for task_id, _ in claimed]
+    assert len(task_ids) == 60 and len(set(task_ids)) == 60
+    owners = dict(Task.objects.values_list("pk", "assignee_id"))
+    assert all(owners[task_id] == user_id for task_id, user_id in claimed)
