@@ -23,7 +23,7 @@ def visible_projects(user: User) -> QuerySet[Project]:
 
 def role_of(user: User, project: Project) -> str | None:
     if getattr(project, "my_role_user", None) == user.id:  # annotated by visible_projects
-        return str(project.my_role)
+        return str(project.my_role)  # type: ignore[attr-defined]
     cache: dict[int, str | None] = user.__dict__.setdefault("_project_roles", {})
     if project.pk not in cache:
         cache[project.pk] = (
