@@ -5,6 +5,7 @@ import logging
 import time
 from typing import Any
 
+import SimpleITK as sitk
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
@@ -89,14 +90,11 @@ def segmentation_run(*, job_id: int) -> InferenceJob | None:
         lesion = job.lesion
         volume = lesion.task.series.volume
         image = volume_read(volume)
-        window = _window(lesion)
-        from SimpleITK import GetArrayFromImage
-
         engine_volume = ImageVolume(
-            array=GetArrayFromImage(image),
+            array=sitk.GetArrayFromImage(image),
             spacing=tuple(image.GetSpacing()),
             modality=volume.series.modality,
-            window=window,
+            window=_window(lesion),
         )
         timings["load"] = time.perf_counter() - started
 
@@ -147,6 +145,7 @@ def segmentation_run(*, job_id: int) -> InferenceJob | None:
 
 
 def _window(lesion: Lesion) -> tuple[float, float] | None:
+    """The project's first window preset (center, width) scales CT intensities for the model."""
     presets = lesion.task.round.project.window_presets
     if not presets:
         return None
