@@ -117,3 +117,14 @@ def workspace(
     )
     imported = import_volume(project)
     return {"project": project, "imported": imported, "task": imported.task, **team}
+
+
+@pytest.fixture
+def lesion(workspace: dict[str, Any], client_for: Callable[[Any], APIClient]) -> dict[str, Any]:
+    """The workspace's task claimed by its annotator, with one lesion and no mask yet."""
+    client = client_for(workspace["annotator"])
+    task = client.post(f"/api/projects/{workspace['project'].slug}/tasks/next/").json()
+    body = client.post(
+        f"/api/tasks/{task['id']}/lesions/", {"lesion_class": "tumour"}, format="json"
+    ).json()
+    return {"id": body["id"], "client": client, "shape": workspace["imported"].volume.shape_zyx}

@@ -2,7 +2,6 @@
 
 import gzip
 import io
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -14,16 +13,6 @@ from annotator.masks import encode_raw_gzip
 from annotator.models import MaskVersion
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def lesion(workspace: dict[str, Any], client_for: Callable[[Any], APIClient]) -> dict[str, Any]:
-    client = client_for(workspace["annotator"])
-    task = client.post(f"/api/projects/{workspace['project'].slug}/tasks/next/").json()
-    body = client.post(
-        f"/api/tasks/{task['id']}/lesions/", {"lesion_class": "tumour"}, format="json"
-    ).json()
-    return {"id": body["id"], "client": client, "shape": workspace["imported"].volume.shape_zyx}
 
 
 def upload(client: APIClient, lesion_id: int, mask: np.ndarray, parent: int | None) -> Any:

@@ -5,7 +5,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from rest_framework.test import APIClient
 
 from annotator.models import MaskVersion
 from annotator.services import mask_version_load
@@ -14,16 +13,6 @@ from inference.models import InferenceJob
 from inference.services import segmentation_run
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def lesion(workspace: dict[str, Any], client_for: Callable[[Any], APIClient]) -> dict[str, Any]:
-    client = client_for(workspace["annotator"])
-    task = client.post(f"/api/projects/{workspace['project'].slug}/tasks/next/").json()
-    body = client.post(
-        f"/api/tasks/{task['id']}/lesions/", {"lesion_class": "tumour"}, format="json"
-    ).json()
-    return {"id": body["id"], "client": client}
 
 
 def request_segmentation(
