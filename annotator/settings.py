@@ -101,6 +101,10 @@ STATIC_ROOT = DATA_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)
 FRONTEND_DIST = BASE_DIR / "frontend" / "dist"
 STATICFILES_DIRS = [FRONTEND_DIST] if FRONTEND_DIST.is_dir() else []
+# Serve straight from the apps and the front-end build too, so a server started without
+# collectstatic (runserver, a test's live server) still has its assets.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
 
 # Uploaded and derived files go through django-storages: the local disk by default, S3 (or any
 # S3-compatible service) when AWS_STORAGE_BUCKET_NAME is set.
