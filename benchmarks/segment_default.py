@@ -20,7 +20,7 @@ import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from inference.engine import (  # noqa: E402
+from inference.engine import (
     ClassicalBackend,
     ImageVolume,
     LesionPrompt,
@@ -29,14 +29,14 @@ from inference.engine import (  # noqa: E402
     key_slice_and_box,
     make_ct_phantom,
 )
-from inference.evaluation import DEFAULT_DATA, LESION_CASES, load_lesion, load_pairs  # noqa: E402
+from inference.evaluation import DEFAULT_DATA, LESION_CASES, load_lesion, load_pairs
 
 
 def reference_segment(volume: ImageVolume, prompt: LesionPrompt) -> np.ndarray:
     """ConfidenceConnected from the box centre, inside the box extended over nearby slices."""
     x0, y0, x1, y1 = prompt.box
     sx, sy, sz = volume.spacing
-    reach = int(round(max((x1 - x0) * sx, (y1 - y0) * sy) / 2 / sz)) + 1
+    reach = round(max((x1 - x0) * sx, (y1 - y0) * sy) / 2 / sz) + 1
     z0, z1 = max(0, prompt.key_slice - reach), min(volume.shape[0], prompt.key_slice + reach + 1)
     crop = volume.array[z0:z1, y0 : y1 + 1, x0 : x1 + 1].astype(np.float32)
     image = sitk.CurvatureFlow(sitk.GetImageFromArray(crop), timeStep=0.125, numberOfIterations=3)
