@@ -1,6 +1,15 @@
 from django.contrib import admin
 
-from annotator.models import ActiveInterval, Interaction, Lesion, MaskVersion, Series, Study, Volume
+from annotator.models import (
+    ActiveInterval,
+    Instance,
+    Interaction,
+    Lesion,
+    MaskVersion,
+    Series,
+    Study,
+    Volume,
+)
 
 
 @admin.register(Study)
@@ -14,6 +23,13 @@ class StudyAdmin(admin.ModelAdmin):
 class SeriesAdmin(admin.ModelAdmin):
     list_display = ["series_instance_uid", "description", "modality", "study"]
     search_fields = ["series_instance_uid", "description"]
+
+
+@admin.register(Instance)
+class InstanceAdmin(admin.ModelAdmin):
+    list_display = ["sop_instance_uid", "series", "frame_offset", "number_of_frames"]
+    search_fields = ["sop_instance_uid"]
+    raw_id_fields = ["series"]
 
 
 @admin.register(Volume)

@@ -10,6 +10,8 @@ class Study(models.Model):
     )
     study_instance_uid = models.CharField(max_length=64)
     patient_id = models.CharField(max_length=64, blank=True)
+    patient_name = models.CharField(max_length=200, blank=True)
+    accession_number = models.CharField(max_length=64, blank=True)
     description = models.CharField(max_length=200, blank=True)
     study_date = models.DateField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
@@ -30,9 +32,13 @@ class Series(models.Model):
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="series")
     series_instance_uid = models.CharField(max_length=64)
     modality = models.CharField(max_length=8)
+    series_number = models.IntegerField(null=True, blank=True)
     description = models.CharField(max_length=200, blank=True)
+    frame_of_reference_uid = models.CharField(max_length=64, blank=True)
     # Where the files as they were received are kept, byte for byte.
     original_prefix = models.CharField(max_length=500)
+    # True when the instances were generated here (a NIfTI / NRRD / MHA or video import).
+    generated = models.BooleanField(default=False)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -45,6 +51,36 @@ class Series(models.Model):
 
     def __str__(self) -> str:
         return self.description or self.series_instance_uid
+
+
+class Instance(models.Model):
+    """One DICOM object of a series, kept byte for byte as it was received (or generated).
+
+    ``frame_offset`` is the index in the series' volume of the instance's first frame: slices
+    are ordered by position along the slice normal, not by file name or InstanceNumber.
+    """
+
+    series = models.ForeignKey(Series, on_delete=models.CASCADE, related_name="instances")
+    sop_instance_uid = models.CharField(max_length=64)
+    sop_class_uid = models.CharField(max_length=64)
+    instance_number = models.IntegerField(null=True, blank=True)
+    transfer_syntax_uid = models.CharField(max_length=64)
+    number_of_frames = models.PositiveIntegerField(default=1)
+    frame_offset = models.PositiveIntegerField(default=0)
+    storage_key = models.CharField(max_length=500)
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["series", "frame_offset", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["series", "sop_instance_uid"], name="sop_instance_uid_per_series"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.sop_instance_uid
 
 
 class Volume(models.Model):
