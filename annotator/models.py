@@ -235,3 +235,29 @@ class Interaction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tool} by {self.user} on task {self.task_id}"
+
+
+class Pseudonym(models.Model):
+    """How de-identification on ingest replaced a patient or a UID (managers only see these)."""
+
+    class Kind(models.TextChoices):
+        PATIENT = "patient", "Patient"
+        UID = "uid", "UID"
+
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    original = models.CharField(max_length=200)
+    original_name = models.CharField(max_length=200, blank=True)
+    replacement = models.CharField(max_length=64)
+    date_shift_days = models.IntegerField(default=0)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "kind", "original"], name="one_pseudonym_per_original"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.replacement}"

@@ -184,6 +184,11 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
+# A PACS to pull studies from, over DICOMweb (QIDO-RS / WADO-RS); empty: none configured.
+PACS_DICOMWEB_URL = env.str("PACS_DICOMWEB_URL", default="")
+PACS_DICOMWEB_USERNAME = env.str("PACS_DICOMWEB_USERNAME", default="")
+PACS_DICOMWEB_PASSWORD = env.str("PACS_DICOMWEB_PASSWORD", default="")
+
 # The segmentation backend (inference/engine): a dotted path and its options.
 INFERENCE_BACKEND = env.str(
     "INFERENCE_BACKEND", default="inference.engine.default.ClassicalBackend"

@@ -23,6 +23,11 @@ api = [
     path("projects/<slug:slug>/volumes/", project_views.VolumeUploadView.as_view(), name="upload"),
     path("projects/<slug:slug>/rounds/", project_views.RoundListView.as_view(), name="rounds"),
     path(
+        "projects/<slug:slug>/pseudonyms/",
+        project_views.PseudonymListView.as_view(),
+        name="pseudonyms",
+    ),
+    path(
         "projects/<slug:slug>/rounds/<int:number>/export/",
         project_views.RoundExportView.as_view(),
         name="round-export",

@@ -22,6 +22,8 @@ class Project(models.Model):
     lesion_classes = models.JSONField(default=list)
     # [{"name": "soft tissue", "center": 40, "width": 400}, ...]
     window_presets = models.JSONField(default=list)
+    # De-identify DICOM on ingest (PS3.15 Basic Profile, dates shifted per patient).
+    deidentify = models.BooleanField(default=False)
     active_model_version = models.ForeignKey(
         "inference.ModelVersion",
         null=True,

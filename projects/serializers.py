@@ -37,6 +37,7 @@ class ProjectSerializer(serializers.ModelSerializer):
             "modality",
             "lesion_classes",
             "window_presets",
+            "deidentify",
             "active_model_version",
             "my_role",
             "current_round",
@@ -58,6 +59,7 @@ class ProjectSerializer(serializers.ModelSerializer):
 
 class ProjectUpdateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False)
+    deidentify = serializers.BooleanField(required=False)
     description = serializers.CharField(required=False, allow_blank=True)
     lesion_classes = LesionClassSerializer(many=True, required=False)
     window_presets = WindowPresetSerializer(many=True, required=False)
@@ -70,6 +72,7 @@ class ProjectCreateSerializer(serializers.Serializer):
     modality = serializers.ChoiceField(choices=Modality.choices)
     lesion_classes = LesionClassSerializer(many=True)
     window_presets = WindowPresetSerializer(many=True, required=False)
+    deidentify = serializers.BooleanField(required=False, default=False)
 
 
 class MembershipSerializer(serializers.ModelSerializer):

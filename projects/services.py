@@ -71,6 +71,7 @@ def project_create(
     lesion_classes: list[Any],
     window_presets: list[Any] | None = None,
     description: str = "",
+    deidentify: bool = False,
 ) -> Project:
     """Create a project with its creator as manager and round 0 open."""
     if not user.has_perm("projects.add_project"):
@@ -88,6 +89,7 @@ def project_create(
                 description=description,
                 lesion_classes=classes,
                 window_presets=windows,
+                deidentify=deidentify,
                 created_by=user,
             )
             Membership.objects.create(user=user, project=project, role=Role.MANAGER)

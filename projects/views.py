@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from annotator.api import current_user, get_visible
 from annotator.errors import InvalidInput
+from annotator.models import Pseudonym
 from annotator.volumes import volume_import
 from projects import services
 from projects.access import require_role, visible_projects, visible_tasks
@@ -162,6 +163,29 @@ class VolumeUploadView(APIView):
             "spacing": imported.volume.spacing,
         }
         return Response(body, status=status.HTTP_201_CREATED)
+
+
+class PseudonymListView(APIView):
+    @extend_schema(
+        responses=inline_serializer(
+            "Pseudonym",
+            {
+                "kind": serializers.CharField(),
+                "original": serializers.CharField(),
+                "original_name": serializers.CharField(),
+                "replacement": serializers.CharField(),
+                "date_shift_days": serializers.IntegerField(),
+            },
+            many=True,
+        )
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        """The de-identification mapping of the project: managers only."""
+        project = project_for(request, slug)
+        require_role(current_user(request), project, MANAGER)
+        rows = Pseudonym.objects.filter(project=project).order_by("kind", "id")
+        fields = ("kind", "original", "original_name", "replacement", "date_shift_days")
+        return Response(list(rows.values(*fields)))
 
 
 class RoundListView(APIView):

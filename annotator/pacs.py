@@ -1,0 +1,136 @@
+"""Pulling studies from a PACS over DICOMweb (QIDO-RS to find, WADO-RS to retrieve).
+
+The source is configured with ``PACS_DICOMWEB_URL`` (and optional basic-auth credentials). The
+instances are saved exactly as the PACS sent them and then go through the same ingest as any
+upload, so a pulled study is checked, sorted and stored like every other.
+"""
+
+import email.parser
+import email.policy
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+from dicomweb_client.api import DICOMwebClient
+from dicomweb_client.session_utils import create_session_from_auth
+from django.conf import settings
+from requests.auth import HTTPBasicAuth
+
+from annotator.errors import InvalidInput
+
+STUDY_FIELDS = {
+    "0020000D": "study_instance_uid",
+    "00100020": "patient_id",
+    "00100010": "patient_name",
+    "00080020": "study_date",
+    "00081030": "description",
+    "00080050": "accession_number",
+    "00080061": "modalities",
+    "00201208": "instances",
+}
+
+
+@dataclass(frozen=True)
+class PacsSource:
+    url: str
+    username: str = ""
+    password: str = ""
+
+    @classmethod
+    def configured(cls) -> "PacsSource":
+        if not settings.PACS_DICOMWEB_URL:
+            raise InvalidInput("no PACS is configured: set PACS_DICOMWEB_URL")
+        return cls(
+            settings.PACS_DICOMWEB_URL,
+            settings.PACS_DICOMWEB_USERNAME,
+            settings.PACS_DICOMWEB_PASSWORD,
+        )
+
+    def session(self) -> requests.Session:
+        if self.username:
+            return create_session_from_auth(HTTPBasicAuth(self.username, self.password))
+        return requests.Session()
+
+    def client(self) -> DICOMwebClient:
+        return DICOMwebClient(url=self.url.rstrip("/"), session=self.session())
+
+
+def _plain(value: dict[str, Any]) -> Any:
+    values = value.get("Value", [])
+    if value.get("vr") == "PN":
+        values = [v.get("Alphabetic", "") for v in values]
+    return values if len(values) > 1 else (values[0] if values else "")
+
+
+def pacs_find_studies(
+    *, source: PacsSource, query: dict[str, str] | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    """QIDO-RS study search (standard attribute filters such as PatientID, StudyDate)."""
+    try:
+        found = source.client().search_for_studies(search_filters=query or {}, limit=limit)
+    except requests.RequestException as exc:
+        raise InvalidInput(f"the PACS at {source.url} did not answer the search: {exc}") from exc
+    return [
+        {name: _plain(study[tag]) for tag, name in STUDY_FIELDS.items() if tag in study}
+        for study in found
+    ]
+
+
+def _parts(response: requests.Response) -> Iterator[bytes]:
+    """The bodies of a multipart/related response."""
+    header = f"Content-Type: {response.headers['Content-Type']}\r\n\r\n".encode()
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        header + response.content
+    )
+    for part in message.iter_parts():
+        payload = part.get_payload(decode=True)
+        if isinstance(payload, bytes):
+            yield payload
+
+
+def pacs_download_study(*, source: PacsSource, study_uid: str, folder: Path) -> int:
+    """Save every instance of the study as the PACS sends it (stored transfer syntax)."""
+    base = source.url.rstrip("/")
+    with source.session() as session:
+        series = session.get(
+            f"{base}/studies/{study_uid}/series",
+            headers={"Accept": "application/dicom+json"},
+            timeout=60,
+        )
+        if series.status_code in (204, 404):
+            raise InvalidInput(f"study {study_uid} is not on the PACS")
+        series.raise_for_status()
+        count = 0
+        for entry in series.json():
+            series_uid = entry["0020000E"]["Value"][0]
+            response = session.get(
+                f"{base}/studies/{study_uid}/series/{series_uid}",
+                headers={
+                    "Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'
+                },
+                timeout=600,
+            )
+            response.raise_for_status()
+            for body in _parts(response):
+                count += 1
+                (folder / f"{series_uid}-{count:06d}.dcm").write_bytes(body)
+    return count
+
+
+def pacs_import(*, project: Any, study_uids: list[str], source: PacsSource | None = None) -> Any:
+    """Pull the studies and import them into ``project``; returns the ingest report."""
+    from annotator.ingest import studies_import
+
+    source = source or PacsSource.configured()
+    with tempfile.TemporaryDirectory(prefix="annotator-pacs-") as tmp:
+        for uid in study_uids:
+            folder = Path(tmp) / uid
+            folder.mkdir()
+            try:
+                pacs_download_study(source=source, study_uid=uid, folder=folder)
+            except requests.RequestException as exc:
+                raise InvalidInput(f"the PACS at {source.url} failed to send {uid}: {exc}") from exc
+        return studies_import(project=project, paths=[Path(tmp)])
