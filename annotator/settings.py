@@ -113,7 +113,7 @@ MEDIA_URL = "/media/"
 AWS_STORAGE_BUCKET_NAME = env.str("AWS_STORAGE_BUCKET_NAME", default="")
 if AWS_STORAGE_BUCKET_NAME:
     _files_backend = {
-        "BACKEND": "storages.backends.s3.S3Storage",
+        "BACKEND": "annotator.storage.S3Storage",
         "OPTIONS": {
             "bucket_name": AWS_STORAGE_BUCKET_NAME,
             "endpoint_url": env.str("AWS_S3_ENDPOINT_URL", default="") or None,

@@ -1,6 +1,13 @@
 """The test override: fast password hashing, inline Celery unless a test starts a worker."""
 
+import os
+
 from annotator.settings import *  # noqa: F403
+from annotator.settings import DATA_DIR, DATABASES
+
+# Concurrent test runs on one machine each get their own SQLite test database.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-db-{os.getpid()}.sqlite3")}
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CELERY_TASK_ALWAYS_EAGER = True

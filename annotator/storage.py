@@ -13,11 +13,12 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
+from storages.backends.s3 import S3Storage as _S3Storage
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +51,12 @@ def cleanup_on_error(keys: list[str]) -> Iterator[list[str]]:
 def local_path(key: str, suffix: str = "") -> Iterator[Path]:
     """A path on the local disk holding the stored file (a temporary copy for remote storage)."""
     try:
-        yield Path(default_storage.path(key))
+        local: Path | None = Path(default_storage.path(key))
+    except NotImplementedError:  # remote storage (S3)
+        local = None
+    if local is not None:
+        yield local
         return
-    except NotImplementedError:
-        pass
     with tempfile.TemporaryDirectory(prefix="annotator-") as tmp:
         path = Path(tmp) / f"file{suffix}"
         with default_storage.open(key, "rb") as src, open(path, "wb") as dst:
@@ -72,3 +75,17 @@ def save_array(key: str, array: np.ndarray) -> str:
 def load_array(key: str) -> np.ndarray:
     with default_storage.open(key, "rb") as f, gzip.GzipFile(fileobj=f) as gz:
         return np.load(io.BytesIO(gz.read()), allow_pickle=False)
+
+
+class S3Storage(_S3Storage):  # type: ignore[misc]
+    """S3 storage that keeps files as they are: no ``Content-Encoding`` guessed from the name.
+
+    django-storages marks ``*.nii.gz`` as gzip-encoded, so any HTTP client fetching the object
+    would receive it decompressed; our gzip files are file formats, not transfer encodings.
+    """
+
+    def _get_write_parameters(self, name: str, content: Any = None) -> dict[str, Any]:
+        params: dict[str, Any] = super()._get_write_parameters(name, content)
+        if params.pop("ContentEncoding", None) is not None:
+            params["ContentType"] = "application/octet-stream"
+        return params

@@ -1,0 +1,56 @@
+"""DICOM ingest without Django: scan files, folders and zips into checked, sorted series.
+
+``scan`` / ``scanned`` are the entry points; the result types are in ``annotator.dicom.types``.
+"""
+
+from annotator.dicom.archive import ArchiveRefused, extract_zip
+from annotator.dicom.geometry import assemble_series
+from annotator.dicom.pixels import build_volume, decode_instance
+from annotator.dicom.reading import (
+    LABEL_REASON,
+    build_series,
+    read_instance,
+    reject_series_files,
+    scan,
+    scanned,
+)
+from annotator.dicom.types import (
+    DUPLICATE,
+    IMAGE,
+    LABEL,
+    REJECTED,
+    DicomInstance,
+    FileOutcome,
+    Frame,
+    Geometry,
+    LabelObject,
+    ScanResult,
+    SeriesScan,
+    StudyInfo,
+)
+
+__all__ = [
+    "DUPLICATE",
+    "IMAGE",
+    "LABEL",
+    "LABEL_REASON",
+    "REJECTED",
+    "ArchiveRefused",
+    "DicomInstance",
+    "FileOutcome",
+    "Frame",
+    "Geometry",
+    "LabelObject",
+    "ScanResult",
+    "SeriesScan",
+    "StudyInfo",
+    "assemble_series",
+    "build_series",
+    "build_volume",
+    "decode_instance",
+    "extract_zip",
+    "read_instance",
+    "reject_series_files",
+    "scan",
+    "scanned",
+]
