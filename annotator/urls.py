@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 
+from annotator import ingest_views
 from annotator import views as annotator_views
 from annotator.frontend import app_page
 from inference import views as inference_views
@@ -21,6 +22,7 @@ api = [
         name="member",
     ),
     path("projects/<slug:slug>/volumes/", project_views.VolumeUploadView.as_view(), name="upload"),
+    path("projects/<slug:slug>/imports/", ingest_views.StudyImportView.as_view(), name="imports"),
     path("projects/<slug:slug>/rounds/", project_views.RoundListView.as_view(), name="rounds"),
     path(
         "projects/<slug:slug>/pseudonyms/",

@@ -1,0 +1,119 @@
+"""Decoding a sorted series into one SimpleITK volume of grey values.
+
+Pixel data is decoded by pydicom's handlers (the pylibjpeg plugins or GDCM): JPEG baseline and
+lossless, JPEG-LS, JPEG 2000, RLE, deflate, big endian. Grey images get their modality LUT
+(RescaleSlope / RescaleIntercept, per frame for enhanced objects, or a Modality LUT Sequence),
+so CT voxels are Hounsfield units. Colour images (RGB, YBR_*, PALETTE COLOR) become grey
+luminance, ``round(0.299 R + 0.587 G + 0.114 B)`` (ITU-R BT.601, the Y of YBR_FULL), because
+every mask and prompt works on one grey value per voxel. MONOCHROME1 values are kept as stored
+(a warning says so). The result is int16 when every value is an integer that fits, else float32.
+"""
+
+import warnings
+
+import numpy as np
+import pydicom
+import SimpleITK as sitk
+from pydicom.dataset import Dataset
+from pydicom.pixels import apply_color_lut, apply_modality_lut
+
+from annotator.dicom.geometry import functional_item
+from annotator.dicom.types import DicomInstance, SeriesScan
+
+MAX_VOXELS = 1024 * 1024 * 1024
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def _grey(ds: Dataset, pixels: np.ndarray, frames: int) -> np.ndarray:
+    """(frames, rows, columns) float32 grey values with the modality LUT applied."""
+    photometric = str(ds.get("PhotometricInterpretation", "")).upper()
+    if photometric == "PALETTE COLOR":
+        pixels = apply_color_lut(pixels, ds)
+    colour = int(ds.get("SamplesPerPixel", 1)) > 1 or photometric == "PALETTE COLOR"
+    if frames == 1:
+        pixels = pixels[np.newaxis]
+    if colour:
+        # pydicom already returns YBR_FULL / YBR_FULL_422 and JPEG's YBR as RGB (as_rgb=True).
+        return np.rint(pixels.astype(np.float32) @ LUMA)
+    if "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
+        out = pixels.astype(np.float32)
+        for i in range(frames):
+            transform = functional_item(ds, i, "PixelValueTransformationSequence")
+            if transform is not None:
+                slope = float(transform.get("RescaleSlope", 1) or 1)
+                intercept = float(transform.get("RescaleIntercept", 0) or 0)
+                out[i] = out[i] * slope + intercept
+        return out
+    return np.asarray(apply_modality_lut(pixels, ds), dtype=np.float32)
+
+
+def decode_instance(instance: DicomInstance) -> tuple[np.ndarray, str]:
+    """The instance's frames as (frames, rows, columns) float32 grey values, and its
+    PhotometricInterpretation; raises if the pixel data cannot be decoded."""
+    with warnings.catch_warnings():
+        # Header quirks were seen when scanning; decoding only cares about the pixels.
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(instance.path, force=False)
+        pixels = ds.pixel_array
+    grey = _grey(ds, pixels, instance.number_of_frames)
+    expected = (instance.number_of_frames, instance.rows, instance.columns)
+    if grey.shape != expected:
+        raise ValueError(f"decoded to shape {grey.shape}, expected {expected}")
+    return grey, str(ds.get("PhotometricInterpretation", ""))
+
+
+def _reason(instance: DicomInstance, exc: Exception) -> str:
+    syntax = pydicom.uid.UID(instance.transfer_syntax_uid).name or instance.transfer_syntax_uid
+    text = str(exc).replace(str(instance.path), instance.source).strip()
+    # pydicom lists each plugin's failure on its own line: keep them all, on one line.
+    message = "; ".join(line.strip() for line in text.splitlines()) or type(exc).__name__
+    if "less than expected" in message or "end of file" in message.lower():
+        return f"truncated pixel data ({syntax}): {message}"
+    return f"pixel data could not be decoded ({syntax}): {message}"
+
+
+def build_volume(series: SeriesScan) -> dict[str, str]:
+    """Decode every instance into ``series.image``; returns {SOPInstanceUID: reason} of failures.
+
+    Any failure rejects the whole series (``series.error``): never half a volume.
+    """
+    geometry = series.geometry
+    assert geometry is not None, "assemble_series first"
+    first = series.instances[0]
+    shape = (series.number_of_slices, first.rows, first.columns)
+    if int(np.prod(shape, dtype=np.int64)) > MAX_VOXELS:
+        series.error = f"too large: {shape} voxels (limit {MAX_VOXELS})"
+        return {}
+    volume = np.empty(shape, dtype=np.float32)
+    failures: dict[str, str] = {}
+    monochrome1 = False
+    for instance in series.instances:
+        try:
+            frames, photometric = decode_instance(instance)
+        except Exception as exc:  # decoders raise many types for corrupt or unsupported data
+            failures[instance.sop_instance_uid] = _reason(instance, exc)
+            continue
+        volume[instance.slice_indices] = frames
+        monochrome1 = monochrome1 or photometric == "MONOCHROME1"
+    if failures:
+        uid, reason = next(iter(failures.items()))
+        source = next(i.source for i in series.instances if i.sop_instance_uid == uid)
+        series.error = (
+            f"{len(failures)} of {len(series.instances)} instances could not be decoded "
+            f"(first: {source}: {reason})"
+        )
+        return failures
+    if monochrome1:
+        series.warnings.append("MONOCHROME1: values kept as stored (high values display dark)")
+    series.image = _to_image(volume)
+    series.image.SetOrigin(geometry.origin)
+    series.image.SetSpacing(geometry.spacing)
+    series.image.SetDirection(geometry.direction)
+    return {}
+
+
+def _to_image(volume: np.ndarray) -> sitk.Image:
+    low, high = (float(volume.min()), float(volume.max())) if volume.size else (0.0, 0.0)
+    if low >= -32768 and high <= 32767 and bool(np.all(np.rint(volume) == volume)):
+        return sitk.GetImageFromArray(volume.astype(np.int16))
+    return sitk.GetImageFromArray(volume)

@@ -1,0 +1,377 @@
+"""Scanning DICOM input: files, folders and zip archives -> per-file outcomes and series.
+
+Pure Python (no Django). :func:`scan` reads every file's header with pydicom (``force=False``:
+a file without the DICOM preamble and meta header is refused), classifies it (image, label
+object, not an image), drops duplicate instances, groups the images by series and hands each
+series to :mod:`annotator.dicom.geometry`, which sorts, checks and builds its volume.
+"""
+
+import logging
+import math
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from annotator.dicom import archive
+from annotator.dicom.geometry import assemble_series, functional_item
+from annotator.dicom.pixels import build_volume
+from annotator.dicom.types import (
+    DUPLICATE,
+    IMAGE,
+    LABEL,
+    REJECTED,
+    DicomInstance,
+    FileOutcome,
+    Frame,
+    LabelObject,
+    ScanResult,
+    SeriesScan,
+    StudyInfo,
+)
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+
+# Objects holding annotations rather than pixels to annotate: the labels module reads them.
+LABEL_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.481.3": "RT Structure Set Storage",
+    "1.2.840.10008.5.1.4.1.1.66.4": "Segmentation Storage",
+    "1.2.840.10008.5.1.4.1.1.66.7": "Label Map Segmentation Storage",
+    "1.2.840.10008.5.1.4.1.1.66.5": "Surface Segmentation Storage",
+}
+LABEL_REASON = "label object, imported with labels"
+
+
+def _text(ds: Dataset, keyword: str, limit: int = 200) -> str:
+    value = ds.get(keyword)
+    return "" if value is None else str(value).strip()[:limit]
+
+
+def _int(ds: Dataset, keyword: str) -> int | None:
+    try:
+        value = ds.get(keyword)
+        return None if value in (None, "") else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _floats(value: Any, count: int) -> tuple[float, ...] | None:
+    try:
+        numbers = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    if len(numbers) != count or not all(math.isfinite(v) for v in numbers):
+        return None
+    return numbers
+
+
+def _frames(ds: Dataset, count: int) -> list[Frame]:
+    """Each frame's position and orientation (None where the object has no geometry)."""
+    if "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
+        frames = []
+        for i in range(count):
+            plane = functional_item(ds, i, "PlanePositionSequence") or Dataset()
+            axes = functional_item(ds, i, "PlaneOrientationSequence") or Dataset()
+            frames.append(
+                Frame(
+                    position=_floats(plane.get("ImagePositionPatient"), 3),
+                    orientation=_floats(axes.get("ImageOrientationPatient"), 6),
+                )
+            )
+        return frames
+    if count > 1:  # a cine or classic multi-frame: one position for the whole object
+        return [Frame(None, None) for _ in range(count)]
+    return [
+        Frame(
+            _floats(ds.get("ImagePositionPatient"), 3),
+            _floats(ds.get("ImageOrientationPatient"), 6),
+        )
+    ]
+
+
+def _pixel_spacing(ds: Dataset) -> tuple[float, float] | None:
+    """(row spacing, column spacing) in mm, as DICOM's PixelSpacing orders them."""
+    measures = functional_item(ds, 0, "PixelMeasuresSequence")
+    for source in (measures, ds):
+        if source is None:
+            continue
+        for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+            spacing = _floats(source.get(keyword), 2)
+            if spacing is not None and min(spacing) > 0:
+                return (spacing[0], spacing[1])
+    return None
+
+
+def _read_reason(exc: Exception, size: int) -> str:
+    if size == 0:
+        return "empty file (0 bytes)"
+    if isinstance(exc, InvalidDicomError):
+        return (
+            "not a DICOM file: no DICOM preamble and meta header ('DICM' prefix); "
+            "non-DICOM or bare ACR-NEMA data"
+        )
+    if isinstance(exc, (EOFError, OSError)) or "end of file" in str(exc).lower():
+        return f"truncated or unreadable file: {exc}"
+    return f"unreadable DICOM file ({type(exc).__name__}): {exc}"
+
+
+def read_instance(path: Path, source: str) -> DicomInstance | LabelObject | FileOutcome:
+    """Read one file's header: an image instance, a label object, or a rejection."""
+    size = -1
+    try:
+        size = path.stat().st_size
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = pydicom.dcmread(path, force=False, stop_before_pixels=False)
+    except Exception as exc:  # pydicom raises many types for corrupt input
+        reason = _read_reason(exc, size).replace(str(path), source)
+        return FileOutcome(source=source, status=REJECTED, reason=reason)
+    truncated = [str(w.message) for w in caught if "end of file" in str(w.message).lower()]
+    sop_class = _text(ds, "SOPClassUID", 64)
+    sop_uid = _text(ds, "SOPInstanceUID")
+    series_uid = _text(ds, "SeriesInstanceUID")
+    if truncated:
+        return FileOutcome(
+            source=source,
+            status=REJECTED,
+            reason=f"truncated file: {truncated[0].replace(str(path), source)}",
+            series_instance_uid=series_uid,
+            sop_instance_uid=sop_uid,
+        )
+    study = StudyInfo(
+        study_instance_uid=_text(ds, "StudyInstanceUID"),
+        patient_id=_text(ds, "PatientID", 64),
+        patient_name=_text(ds, "PatientName"),
+        accession_number=_text(ds, "AccessionNumber", 64),
+        description=_text(ds, "StudyDescription"),
+        study_date=_text(ds, "StudyDate", 8),
+    )
+    if sop_class in LABEL_SOP_CLASSES:
+        return LabelObject(
+            path=path,
+            source=source,
+            sop_class_uid=sop_class,
+            sop_class_name=LABEL_SOP_CLASSES[sop_class],
+            modality=_text(ds, "Modality", 16),
+            study=study,
+            series_instance_uid=series_uid,
+            sop_instance_uid=sop_uid,
+        )
+    missing = [
+        keyword
+        for keyword, value in (
+            ("SOPInstanceUID", sop_uid),
+            ("StudyInstanceUID", study.study_instance_uid),
+            ("SeriesInstanceUID", series_uid),
+        )
+        if not value
+    ]
+    too_long = [
+        keyword
+        for keyword, value in (
+            ("SOPInstanceUID", sop_uid),
+            ("StudyInstanceUID", study.study_instance_uid),
+            ("SeriesInstanceUID", series_uid),
+        )
+        if len(value) > 64
+    ]
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        kind = pydicom.uid.UID(sop_class).name if sop_class else "unknown SOP class"
+        return FileOutcome(
+            source=source,
+            status=REJECTED,
+            reason=f"not an image: no pixel data ({kind})",
+            series_instance_uid=series_uid,
+            sop_instance_uid=sop_uid,
+        )
+    if missing or too_long:
+        # A UID is a key here (rows, storage paths): never guess or truncate one.
+        problems = [f"missing {k}" for k in missing] + [f"{k} longer than 64" for k in too_long]
+        return FileOutcome(source=source, status=REJECTED, reason="; ".join(problems))
+    frames = max(_int(ds, "NumberOfFrames") or 1, 1)
+    return DicomInstance(
+        path=path,
+        source=source,
+        size_bytes=size,
+        sop_instance_uid=sop_uid,
+        sop_class_uid=sop_class,
+        transfer_syntax_uid=str(ds.file_meta.get("TransferSyntaxUID", "")),
+        instance_number=_int(ds, "InstanceNumber"),
+        study=study,
+        series_instance_uid=series_uid,
+        modality=_text(ds, "Modality", 8) or "OT",
+        series_number=_int(ds, "SeriesNumber"),
+        series_description=_text(ds, "SeriesDescription"),
+        frame_of_reference_uid=_text(ds, "FrameOfReferenceUID", 64),
+        rows=_int(ds, "Rows") or 0,
+        columns=_int(ds, "Columns") or 0,
+        pixel_spacing=_pixel_spacing(ds),
+        frames=_frames(ds, frames),
+    )
+
+
+def iter_inputs(
+    paths: Sequence[Path],
+    workdir: Path,
+    display_names: Mapping[Path, str] | None = None,
+    *,
+    zip_limits: Mapping[str, Any] | None = None,
+) -> Iterator[tuple[str, Path] | FileOutcome]:
+    """Every file to read as (display name, local path); refused inputs as outcomes.
+
+    Folders are walked recursively in name order; zip archives (by content, not by suffix) are
+    extracted into ``workdir``.
+    """
+    names = display_names or {}
+    for root in paths:
+        shown = names.get(root, str(root))
+        if root.is_dir():
+            files = sorted(p for p in root.rglob("*") if p.is_file())
+            candidates = [(f"{shown}/{p.relative_to(root).as_posix()}", p) for p in files]
+        elif root.is_file():
+            candidates = [(shown, root)]
+        else:
+            yield FileOutcome(source=shown, status=REJECTED, reason="no such file or folder")
+            continue
+        for name, path in candidates:
+            try:
+                plain = path.stat().st_size == 0 or not archive.is_zip(path)
+            except OSError as exc:
+                yield FileOutcome(source=name, status=REJECTED, reason=f"unreadable: {exc}")
+                continue
+            if plain:
+                yield (name, path)
+                continue
+            # A fresh folder per archive, even when the workdir is reused.
+            dest = Path(tempfile.mkdtemp(prefix="archive-", dir=workdir))
+            try:
+                extracted = archive.extract_zip(path, dest, **dict(zip_limits or {}))
+            except archive.ArchiveRefused as exc:
+                yield FileOutcome(source=name, status=REJECTED, reason=str(exc))
+                continue
+            for entry, reason in extracted.refused:
+                yield FileOutcome(source=f"{name}/{entry}", status=REJECTED, reason=reason)
+            for entry, local in extracted.entries:
+                if archive.is_zip(local):
+                    yield FileOutcome(
+                        source=f"{name}/{entry}",
+                        status=REJECTED,
+                        reason="zip archive inside a zip archive: not supported",
+                    )
+                else:
+                    yield (f"{name}/{entry}", local)
+
+
+def scan(
+    paths: Sequence[Path],
+    *,
+    workdir: Path,
+    display_names: Mapping[Path, str] | None = None,
+    build: bool = True,
+    progress: Progress | None = None,
+    zip_limits: Mapping[str, Any] | None = None,
+) -> ScanResult:
+    """Read, classify, group, sort and check every input; build each good series' volume.
+
+    Never raises for bad input: every file gets an outcome in ``result.files``, in input order.
+    Files extracted from archives live in ``workdir`` and must outlive the use of the result.
+    """
+    result = ScanResult()
+    items = list(iter_inputs(paths, workdir, display_names, zip_limits=zip_limits))
+    by_sop: dict[str, DicomInstance] = {}
+    images: list[DicomInstance] = []
+    for done, item in enumerate(items, start=1):
+        if isinstance(item, FileOutcome):
+            result.files.append(item)
+        else:
+            source, path = item
+            read = read_instance(path, source)
+            if isinstance(read, FileOutcome):
+                result.files.append(read)
+            elif isinstance(read, LabelObject):
+                result.labels.append(read)
+                result.files.append(
+                    FileOutcome(
+                        source=source,
+                        status=LABEL,
+                        reason=LABEL_REASON,
+                        series_instance_uid=read.series_instance_uid,
+                        sop_instance_uid=read.sop_instance_uid,
+                    )
+                )
+            elif read.sop_instance_uid in by_sop:
+                first = by_sop[read.sop_instance_uid]
+                result.files.append(
+                    FileOutcome(
+                        source=source,
+                        status=DUPLICATE,
+                        reason=f"duplicate instance (same SOPInstanceUID as {first.source}): "
+                        "kept the first",
+                        series_instance_uid=read.series_instance_uid,
+                        sop_instance_uid=read.sop_instance_uid,
+                    )
+                )
+            else:
+                by_sop[read.sop_instance_uid] = read
+                images.append(read)
+                result.files.append(
+                    FileOutcome(
+                        source=source,
+                        status=IMAGE,
+                        series_instance_uid=read.series_instance_uid,
+                        sop_instance_uid=read.sop_instance_uid,
+                    )
+                )
+        if progress is not None:
+            progress("reading", done, len(items))
+
+    groups: dict[str, list[DicomInstance]] = {}
+    for instance in images:
+        groups.setdefault(instance.series_instance_uid, []).append(instance)
+    for done, members in enumerate(groups.values(), start=1):
+        series = assemble_series(members)
+        result.series.append(series)
+        if build:
+            build_series(result, series)
+        else:
+            reject_series_files(result, series)
+        if progress is not None:
+            progress("building volumes" if build else "sorting series", done, len(groups))
+    return result
+
+
+def build_series(result: ScanResult, series: SeriesScan) -> None:
+    """Decode a checked series into ``series.image``; failures go into the file outcomes."""
+    if not series.error:
+        file_errors = build_volume(series)
+        for outcome in result.files:
+            if outcome.status == IMAGE and outcome.sop_instance_uid in file_errors:
+                outcome.status = REJECTED
+                outcome.reason = file_errors[outcome.sop_instance_uid]
+    reject_series_files(result, series)
+
+
+def reject_series_files(result: ScanResult, series: SeriesScan) -> None:
+    """Mark the files of a rejected series as rejected, each with the series' reason."""
+    if not series.error:
+        return
+    members = {i.sop_instance_uid for i in series.instances}
+    for outcome in result.files:
+        if outcome.status == IMAGE and outcome.sop_instance_uid in members:
+            outcome.status = REJECTED
+            outcome.reason = f"series rejected: {series.error}"
+
+
+@contextmanager
+def scanned(paths: Sequence[Path], **options: Any) -> Iterator[ScanResult]:
+    """:func:`scan` in a temporary working folder, removed when the block ends."""
+    with tempfile.TemporaryDirectory(prefix="annotator-dicom-") as tmp:
+        yield scan(paths, workdir=Path(tmp), **options)
