@@ -8,6 +8,8 @@ the rest of the batch, and bad input never raises: it is reported, file by file.
 """
 
 import dataclasses
+import functools
+import io
 import logging
 import re
 import tempfile
@@ -18,10 +20,12 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+import pydicom
 import SimpleITK as sitk
 from django.db import DatabaseError, transaction
 
 from annotator import storage
+from annotator.deid import ProjectPseudonymizer
 from annotator.dicom import (
     IMAGE,
     REJECTED,
@@ -32,7 +36,9 @@ from annotator.dicom import (
     build_series,
     scan,
 )
+from annotator.dicom.deid import deidentify, shift_date
 from annotator.errors import DomainError
+from annotator.label_import import dicom_labels_import
 from annotator.models import Instance, Series, Study, Volume
 from projects.models import Project
 from projects.services import task_create
@@ -139,56 +145,90 @@ def _already_imported(project: Project, series_uid: str) -> bool:
     return Series.objects.filter(study__project=project, series_instance_uid=series_uid).exists()
 
 
-def _store(project: Project, series: SeriesScan, workdir: Path) -> SeriesSummary:
-    """Write the files, then the rows in one transaction; delete the files if anything fails."""
+def _deidentified_bytes(path: Path, deid: ProjectPseudonymizer) -> bytes:
+    ds = pydicom.dcmread(path)
+    deidentify(ds, deid)
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def _store(
+    project: Project, series: SeriesScan, workdir: Path, deid: ProjectPseudonymizer | None
+) -> SeriesSummary:
+    """Write the files, then the rows in one transaction; delete the files if anything fails.
+
+    With ``deid``, the files stored are the de-identified ones and the rows carry the new UIDs,
+    pseudonyms and shifted dates; otherwise the files are kept byte for byte.
+    """
     image = series.image
     assert image is not None
-    prefix = f"projects/{project.slug}/series/{_key_part(series.series_instance_uid)}"
+    uid = deid.uid if deid is not None else str
+    study_info = series.study
+    patient_id, patient_name = study_info.patient_id, study_info.patient_name
+    accession, description, study_date = (
+        study_info.accession_number,
+        study_info.description,
+        study_info.study_date,
+    )
+    series_description = series.description
+    if deid is not None:
+        patient_id, shift = deid.patient(study_info.patient_id, study_info.patient_name)
+        patient_name, accession, description, series_description = patient_id, "", "", ""
+        study_date = shift_date(study_date, shift) if study_date else ""
+    series_uid = uid(series.series_instance_uid)
+    prefix = f"projects/{project.slug}/series/{_key_part(series_uid)}"
     canonical = workdir / "volume.nii.gz"
     sitk.WriteImage(image, str(canonical), useCompression=True)
-    study_info = series.study
     with storage.cleanup_on_error([]) as written:
-        keys = {}
+        keys, sizes = {}, {}
         for instance in series.instances:
-            with open(instance.path, "rb") as f:
-                key = f"{prefix}/original/{_key_part(instance.sop_instance_uid)}.dcm"
-                keys[instance.sop_instance_uid] = storage.save_file(key, f)
-                written.append(keys[instance.sop_instance_uid])
+            key = f"{prefix}/original/{_key_part(uid(instance.sop_instance_uid))}.dcm"
+            if deid is not None:
+                content = _deidentified_bytes(instance.path, deid)
+                sizes[instance.sop_instance_uid] = len(content)
+                keys[instance.sop_instance_uid] = storage.save_file(key, content)
+            else:
+                with open(instance.path, "rb") as f:
+                    keys[instance.sop_instance_uid] = storage.save_file(key, f)
+            written.append(keys[instance.sop_instance_uid])
         with open(canonical, "rb") as f:
             volume_key = storage.save_file(f"{prefix}/volume.nii.gz", f)
             written.append(volume_key)
         with transaction.atomic():
             study, _ = Study.objects.get_or_create(
                 project=project,
-                study_instance_uid=study_info.study_instance_uid,
+                study_instance_uid=uid(study_info.study_instance_uid),
                 defaults={
-                    "patient_id": study_info.patient_id[:64],
-                    "patient_name": study_info.patient_name[:200],
-                    "accession_number": study_info.accession_number[:64],
-                    "description": study_info.description[:200],
-                    "study_date": _study_date(study_info.study_date),
+                    "patient_id": patient_id[:64],
+                    "patient_name": patient_name[:200],
+                    "accession_number": accession[:64],
+                    "description": description[:200],
+                    "study_date": _study_date(study_date),
                 },
             )
             row = Series.objects.create(
                 study=study,
-                series_instance_uid=series.series_instance_uid,
+                series_instance_uid=series_uid,
                 modality=series.modality[:8],
                 series_number=series.series_number,
-                description=series.description[:200],
-                frame_of_reference_uid=series.frame_of_reference_uid[:64],
+                description=series_description[:200],
+                frame_of_reference_uid=(
+                    uid(series.frame_of_reference_uid) if series.frame_of_reference_uid else ""
+                )[:64],
                 original_prefix=f"{prefix}/original/",
             )
             Instance.objects.bulk_create(
                 Instance(
                     series=row,
-                    sop_instance_uid=i.sop_instance_uid,
+                    sop_instance_uid=uid(i.sop_instance_uid),
                     sop_class_uid=i.sop_class_uid[:64],
                     instance_number=i.instance_number,
                     transfer_syntax_uid=i.transfer_syntax_uid[:64],
                     number_of_frames=i.number_of_frames,
                     frame_offset=i.frame_offset,
                     storage_key=keys[i.sop_instance_uid],
-                    size_bytes=i.size_bytes,
+                    size_bytes=sizes.get(i.sop_instance_uid, i.size_bytes),
                 )
                 for i in series.instances
             )
@@ -209,11 +249,16 @@ def _store(project: Project, series: SeriesScan, workdir: Path) -> SeriesSummary
 
 
 def _import_series(
-    project: Project, result: ScanResult, series: SeriesScan, workdir: Path
+    project: Project,
+    result: ScanResult,
+    series: SeriesScan,
+    workdir: Path,
+    deid: ProjectPseudonymizer | None,
 ) -> SeriesSummary:
     if series.error:
         return _summary(series, REJECTED, series.error)
-    if _already_imported(project, series.series_instance_uid):
+    series_uid = deid.uid(series.series_instance_uid) if deid else series.series_instance_uid
+    if _already_imported(project, series_uid):
         reason = "already imported: this series is in the project (not duplicated)"
         _mark_files(result, series, ALREADY_IMPORTED, reason)
         return _summary(series, ALREADY_IMPORTED, reason)
@@ -221,10 +266,10 @@ def _import_series(
     if series.error:
         return _summary(series, REJECTED, series.error)
     try:
-        summary = _store(project, series, workdir)
+        summary = _store(project, series, workdir, deid)
     except (DatabaseError, OSError, RuntimeError, DomainError) as exc:
         # A concurrent import of the same series loses the unique constraint race here.
-        if _already_imported(project, series.series_instance_uid):
+        if _already_imported(project, series_uid):
             reason = "already imported: this series is in the project (not duplicated)"
             _mark_files(result, series, ALREADY_IMPORTED, reason)
             return _summary(series, ALREADY_IMPORTED, reason)
@@ -263,10 +308,16 @@ def studies_import(
 
     ``display_names`` maps an input path to the name shown in the report (an upload's file
     name); ``progress(stage, done, total)`` is called as files are read and series stored.
-    Label objects (RTSTRUCT, SEG) are reported as such, and passed to ``label_handler`` when
-    one is given, after the images. Never raises for bad input.
+    Label objects (RTSTRUCT, SEG) are imported after the images by ``label_handler``
+    (default: their regions become lesions of the series they refer to). Projects that
+    de-identify get de-identified files, UIDs and dates. Never raises for bad input.
     """
     report = ImportReport()
+    deid = ProjectPseudonymizer(project) if project.deidentify else None
+    if label_handler is None:
+        label_handler = functools.partial(
+            dicom_labels_import, uid_map=deid.uid if deid is not None else str
+        )
     with tempfile.TemporaryDirectory(prefix="annotator-ingest-") as tmp:
         workdir = Path(tmp)
         extracted = workdir / "inputs"
@@ -282,11 +333,10 @@ def studies_import(
         if progress is not None and result.series:
             progress("importing series", 0, len(result.series))
         for done, series in enumerate(result.series, start=1):
-            report.series.append(_import_series(project, result, series, workdir))
+            report.series.append(_import_series(project, result, series, workdir, deid))
             if progress is not None:
                 progress("importing series", done, len(result.series))
-        if label_handler is not None:
-            for label in result.labels:
-                _import_label(project, result, label, label_handler)
+        for label in result.labels:
+            _import_label(project, result, label, label_handler)
         report.files = result.files
     return report

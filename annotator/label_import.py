@@ -6,30 +6,25 @@ get (the key slice where the label's area is largest, and the tight box on it) a
 version whose source is ``import``.
 """
 
-import numpy as np
+from collections.abc import Callable
+
+import pydicom
 from django.db import transaction
 
 from annotator import storage
-from annotator.dicom.labels import LabelMask
+from annotator.dicom.labels import LabelError, LabelMask, rtstruct_masks, seg_masks
+from annotator.dicom.types import LabelObject
 from annotator.errors import Conflict, InvalidInput
 from annotator.models import Lesion, MaskVersion, Series
 from annotator.services import Author, mask_version_save
-from projects.models import Task
+from annotator.volumes import volume_read
+from inference.engine import key_slice_and_box
+from projects.models import Project, Task
 from projects.services import current_round, task_create
 
 IMPORT_BACKEND = "import"
 # The backend recorded on mask versions imported as the case's reference standard.
 REFERENCE_BACKEND = "import:reference"
-
-
-def key_slice_and_box(mask: np.ndarray) -> tuple[int, list[int]]:
-    """The slice (third image axis, first array axis) where the mask's area is largest and the
-    tight [x0, y0, x1, y1] box (inclusive voxel indices) of the mask on it."""
-    areas = mask.reshape(mask.shape[0], -1).sum(axis=1)
-    k = int(np.argmax(areas))
-    rows = np.flatnonzero(mask[k].any(axis=1))
-    cols = np.flatnonzero(mask[k].any(axis=0))
-    return k, [int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1])]
 
 
 def _task_for(series: Series) -> Task:
@@ -74,12 +69,12 @@ def labels_import(
             author = Author(backend=REFERENCE_BACKEND if as_reference else IMPORT_BACKEND)
             lesions = []
             for label in masks:
-                key_slice, box = key_slice_and_box(label.mask)
+                key_slice, (x0, y0, x1, y1) = key_slice_and_box(label.mask)
                 lesion = Lesion.objects.create(
                     task=task,
                     lesion_class=label.name if label.name in classes or not classes else classes[0],
                     key_slice=key_slice,
-                    box=box,
+                    box=[x0, y0, x1, y1],
                 )
                 version = mask_version_save(
                     lesion=lesion,
@@ -94,3 +89,75 @@ def labels_import(
     except BaseException:
         storage.delete_quietly(written)
         raise
+
+
+RTSTRUCT, SEG = "RTSTRUCT", "SEG"
+
+
+def _referenced_series(ds: pydicom.Dataset) -> list[str]:
+    uids = [item.SeriesInstanceUID for item in ds.get("ReferencedSeriesSequence", [])]
+    for frame in ds.get("ReferencedFrameOfReferenceSequence", []):
+        for study in frame.get("RTReferencedStudySequence", []):
+            uids += [s.SeriesInstanceUID for s in study.get("RTReferencedSeriesSequence", [])]
+    return uids
+
+
+def dicom_labels_import(
+    project: Project, label: LabelObject, uid_map: Callable[[str], str] = str
+) -> str:
+    """Import an RTSTRUCT or SEG object's regions as lesions of the series it refers to.
+
+    ``uid_map`` maps the object's UIDs to the project's (identity, or the de-identification
+    mapping, so references still meet their images). Raises a DomainError with the reason.
+    """
+    ds = pydicom.dcmread(label.path)
+    candidates = [uid_map(uid) for uid in _referenced_series(ds)]
+    series = (
+        Series.objects.filter(study__project=project, series_instance_uid__in=candidates)
+        .select_related("volume", "study__project")
+        .first()
+    )
+    if series is None:
+        raise InvalidInput(
+            f"{label.modality} object: the series it refers to ({', '.join(candidates) or 'none'}) "
+            "is not in the project"
+        )
+    reference = volume_read(series.volume)
+    slice_uids: list[str] = []
+    for sop, frames in series.instances.order_by("frame_offset").values_list(
+        "sop_instance_uid", "number_of_frames"
+    ):
+        slice_uids += [sop] * frames
+    if uid_map is not str:  # the label's own references are still the original UIDs
+        inverse = {uid_map(uid): uid for uid in _all_uids(ds)}
+        slice_uids = [inverse.get(uid, uid) for uid in slice_uids]
+    notes: list[str] = []
+    try:
+        if label.modality == RTSTRUCT:
+            masks = rtstruct_masks(ds, reference, slice_uids, notes=notes)
+        elif label.modality == SEG:
+            masks = seg_masks(ds, reference, slice_uids, notes=notes)
+        else:
+            raise InvalidInput(f"{label.modality} objects are not imported as labels")
+    except LabelError as exc:
+        raise InvalidInput(f"{label.modality} object: {exc}") from exc
+    masks = [m for m in masks if m.mask.any()]
+    lesions = labels_import(series=series, masks=masks)
+    names = ", ".join(m.name for m in masks)
+    remark = f" ({'; '.join(notes)})" if notes else ""
+    return f"{len(lesions)} lesion(s) imported into series {series.pk}: {names}{remark}"
+
+
+def _all_uids(ds: pydicom.Dataset) -> set[str]:
+    found: set[str] = set()
+
+    def walk(item: pydicom.Dataset) -> None:
+        for element in item:
+            if element.VR == "UI" and element.value:
+                found.add(str(element.value))
+            elif element.VR == "SQ":
+                for child in element.value:
+                    walk(child)
+
+    walk(ds)
+    return found

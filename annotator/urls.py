@@ -63,6 +63,7 @@ api = [
 
 urlpatterns = [
     path("api/", include(api)),
+    path("dicomweb/", include("annotator.dicomweb.urls")),
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -1,7 +1,10 @@
-"""Import of single-file 3D images (NIfTI, NRRD, MetaImage) as a study, series and volume.
+"""Import of single-file 3D images (NIfTI, NRRD, MetaImage) and videos as a study, series, volume.
 
-The file is kept byte for byte; the volume is also stored as NIfTI, the canonical grid every mask
-of the series lives on. DICOM series come in through the imaging pipeline.
+The file is kept byte for byte under ``original/``; the volume is also stored as NIfTI, the
+canonical grid every mask of the series lives on, and as generated DICOM instances (one per slice
+or video frame, ``instances/<SOP Instance UID>.dcm``, see ``annotator.dicom.synthesis``), which is
+what the DICOMweb server gives the viewer. Videos become grey-level ultrasound series
+(``annotator.video``). DICOM series come in through the imaging pipeline.
 """
 
 import gzip
@@ -9,6 +12,7 @@ import re
 import struct
 import tempfile
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import IO
 
@@ -19,8 +23,10 @@ from django.db import transaction
 from pydicom.uid import generate_uid
 
 from annotator import storage
+from annotator.dicom.synthesis import iter_instances, to_bytes
 from annotator.errors import InvalidInput
-from annotator.models import Series, Study, Volume
+from annotator.models import Instance, Series, Study, Volume
+from annotator.video import VIDEO_SUFFIXES, read_video
 from projects.models import Project, Task
 from projects.services import task_create
 
@@ -35,15 +41,21 @@ class ImportedVolume:
     task: Task | None
 
 
-def image_suffix(filename: str) -> str:
+def image_suffix(filename: str, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> str:
+    """The file's image suffix (3D image files only: masks cannot be videos)."""
     lower = filename.lower()
-    for suffix in IMAGE_SUFFIXES:
+    for suffix in suffixes:
         if lower.endswith(suffix):
             return suffix
     raise InvalidInput(
-        f"{filename!r} is not a supported image file; expected one of {', '.join(IMAGE_SUFFIXES)}",
-        fields={"file": [f"unsupported file type; expected {', '.join(IMAGE_SUFFIXES)}"]},
+        f"{filename!r} is not a supported image file; expected one of {', '.join(suffixes)}",
+        fields={"file": [f"unsupported file type; expected {', '.join(suffixes)}"]},
     )
+
+
+def upload_suffix(filename: str) -> str:
+    """The suffix of a file ``volume_import`` accepts: a 3D image or a video."""
+    return image_suffix(filename, IMAGE_SUFFIXES + VIDEO_SUFFIXES)
 
 
 def _nifti_data_end(header: bytes) -> int | None:
@@ -120,11 +132,12 @@ def _safe_name(filename: str) -> str:
 def volume_import(
     *, project: Project, file: IO[bytes], filename: str, description: str = ""
 ) -> ImportedVolume:
-    """Store an image file as a new study/series/volume of ``project`` and queue it as a task.
+    """Store an image or video file as a new study/series/volume of ``project``, with generated
+    DICOM instances, and queue it as a task.
 
     Either everything is created (files and rows) or nothing is.
     """
-    suffix = image_suffix(filename)
+    suffix = upload_suffix(filename)
     with tempfile.TemporaryDirectory(prefix="annotator-import-") as tmp:
         local = Path(tmp) / f"upload{suffix}"
         written = 0
@@ -134,11 +147,18 @@ def volume_import(
                 if written > settings.MAX_UPLOAD_BYTES:
                     raise InvalidInput(f"{filename!r} is larger than the upload limit")
                 out.write(chunk)
-        image = read_image(local, filename)
+        is_video = suffix in VIDEO_SUFFIXES
+        if is_video:
+            image = read_video(local, filename, max_voxels=MAX_VOXELS)
+        else:
+            image = read_image(local, filename)
+        modality = "US" if is_video else project.modality
         canonical = Path(tmp) / "volume.nii.gz"
         sitk.WriteImage(image, str(canonical), useCompression=True)
 
-        study_uid, series_uid = generate_uid(), generate_uid()
+        study_uid, series_uid, frame_uid = generate_uid(), generate_uid(), generate_uid()
+        today = date.today()
+        label = description or Path(filename).name
         prefix = f"projects/{project.slug}/series/{series_uid}"
         with storage.cleanup_on_error([]) as written_keys:
             with open(local, "rb") as f:
@@ -147,19 +167,54 @@ def volume_import(
                 )
             with open(canonical, "rb") as f:
                 written_keys.append(storage.save_file(f"{prefix}/volume.nii.gz", f))
+            instances: list[Instance] = []
+            generated = iter_instances(
+                image,
+                modality=modality,
+                study_uid=study_uid,
+                series_uid=series_uid,
+                frame_of_reference_uid=frame_uid,
+                study_description=label[:64],
+                series_description=label[:64],
+                study_date=today,
+                window=_window(project) if not is_video else None,
+            )
+            for index, ds in enumerate(generated):
+                content = to_bytes(ds)
+                key = storage.save_file(f"{prefix}/instances/{ds.SOPInstanceUID}.dcm", content)
+                written_keys.append(key)
+                instances.append(
+                    Instance(
+                        sop_instance_uid=ds.SOPInstanceUID,
+                        sop_class_uid=ds.SOPClassUID,
+                        instance_number=int(ds.InstanceNumber),
+                        transfer_syntax_uid=ds.file_meta.TransferSyntaxUID,
+                        number_of_frames=1,
+                        frame_offset=index,
+                        storage_key=key,
+                        size_bytes=len(content),
+                    )
+                )
             with transaction.atomic():
                 study = Study.objects.create(
                     project=project,
                     study_instance_uid=study_uid,
-                    description=description or Path(filename).name,
+                    description=label,
+                    study_date=today,
                 )
                 series = Series.objects.create(
                     study=study,
                     series_instance_uid=series_uid,
-                    modality=project.modality,
-                    description=description or Path(filename).name,
+                    modality=modality,
+                    series_number=1,
+                    description=label,
+                    frame_of_reference_uid=frame_uid,
                     original_prefix=f"{prefix}/original/",
+                    generated=True,
                 )
+                for instance in instances:
+                    instance.series = series
+                Instance.objects.bulk_create(instances)
                 volume = Volume.objects.create(
                     series=series,
                     storage_key=written_keys[1],
@@ -171,6 +226,16 @@ def volume_import(
                 )
                 task = task_create(series=series)
     return ImportedVolume(series=series, volume=volume, task=task)
+
+
+def _window(project: Project) -> tuple[float, float] | None:
+    """The project's first window preset (center, width), if it has one."""
+    for preset in project.window_presets or []:
+        try:
+            return float(preset["center"]), float(preset["width"])
+        except (KeyError, TypeError, ValueError):
+            continue
+    return None
 
 
 def volume_read(volume: Volume) -> sitk.Image:

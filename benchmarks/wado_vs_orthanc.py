@@ -11,6 +11,7 @@ median of ``--repeats`` wall times. Ends with
 """
 
 import argparse
+import functools
 import os
 import statistics
 import subprocess
@@ -149,10 +150,11 @@ def main() -> None:
             ]:
                 fetch_all(session, base, study, series_uid, args.clients)  # warm caches
                 meta_s, meta_bytes = timed(
-                    lambda s=session, b=base: metadata_only(s, b, study, series_uid), args.repeats
+                    functools.partial(metadata_only, session, base, study, series_uid),
+                    args.repeats,
                 )
                 frames_s, frame_bytes = timed(
-                    lambda s=session, b=base: fetch_all(s, b, study, series_uid, args.clients),
+                    functools.partial(fetch_all, session, base, study, series_uid, args.clients),
                     args.repeats,
                 )
                 results[name] = (meta_s, frames_s)

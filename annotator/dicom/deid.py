@@ -109,7 +109,7 @@ class Pseudonymizer(Protocol):
         ...
 
 
-def _shift_date(value: str, days: int) -> str:
+def shift_date(value: str, days: int) -> str:
     try:
         return (dt.datetime.strptime(value[:8], "%Y%m%d") + dt.timedelta(days=days)).strftime(
             "%Y%m%d"
@@ -133,9 +133,9 @@ def _clean(ds: Dataset, mapper: Pseudonymizer, shift: int) -> None:
                 element.value = mapper.uid(str(element.value))
         elif element.VR in ("DA", "DT") and element.value:
             if element.VM > 1:
-                element.value = [_shift_date(str(v), shift) for v in element.value]
+                element.value = [shift_date(str(v), shift) for v in element.value]
             else:
-                element.value = _shift_date(str(element.value), shift)
+                element.value = shift_date(str(element.value), shift)
 
 
 def deidentify(ds: Dataset, mapper: Pseudonymizer) -> Dataset:

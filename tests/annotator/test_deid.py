@@ -15,9 +15,15 @@ from annotator.models import Pseudonym
 pytestmark = pytest.mark.django_db
 
 
+def sample_file(name: str) -> str:
+    path = get_testdata_file(name)
+    assert isinstance(path, str), name
+    return path
+
+
 def test_basic_profile_on_a_real_ct_and_its_rtstruct(workspace: dict[str, Any]) -> None:
     mapper = ProjectPseudonymizer(workspace["project"])
-    ct = dcmread(get_testdata_file("CT_small.dcm"))
+    ct = dcmread(sample_file("CT_small.dcm"))
     original = {
         "name": str(ct.PatientName),
         "id": ct.PatientID,
@@ -39,13 +45,13 @@ def test_basic_profile_on_a_real_ct_and_its_rtstruct(workspace: dict[str, Any]) 
     assert shift < 0 and ct.StudyDate != original["date"]
 
     # The same patient in a second file: same pseudonym, same shift, same UID mapping.
-    again = dcmread(get_testdata_file("CT_small.dcm"))
+    again = dcmread(sample_file("CT_small.dcm"))
     deidentify(again, ProjectPseudonymizer(workspace["project"]))
     assert again.PatientID == ct.PatientID and again.StudyDate == ct.StudyDate
     assert again.SOPInstanceUID == ct.SOPInstanceUID
 
     # References inside an RTSTRUCT are remapped with the same table as the images.
-    rt = dcmread(get_testdata_file("rtstruct.dcm"), force=True)
+    rt = dcmread(sample_file("rtstruct.dcm"), force=True)
     referenced = rt.ReferencedFrameOfReferenceSequence[0].FrameOfReferenceUID
     deidentify(rt, mapper)
     assert rt.ReferencedFrameOfReferenceSequence[0].FrameOfReferenceUID == mapper.uid(referenced)
@@ -55,9 +61,7 @@ def test_basic_profile_on_a_real_ct_and_its_rtstruct(workspace: dict[str, Any]) 
 def test_the_mapping_is_for_managers_only(
     workspace: dict[str, Any], client_for: Callable[[Any], APIClient]
 ) -> None:
-    deidentify(
-        dcmread(get_testdata_file("CT_small.dcm")), ProjectPseudonymizer(workspace["project"])
-    )
+    deidentify(dcmread(sample_file("CT_small.dcm")), ProjectPseudonymizer(workspace["project"]))
     url = f"/api/projects/{workspace['project'].slug}/pseudonyms/"
     rows = client_for(workspace["manager"]).get(url).json()
     patients = [r for r in rows if r["kind"] == "patient"]

@@ -32,11 +32,11 @@ from annotator.dicom.labels import (
     seg_masks,
 )
 from annotator.errors import Conflict, InvalidInput
-from annotator.label_import import key_slice_and_box, labels_import
+from annotator.label_import import labels_import
 from annotator.models import Lesion, MaskVersion
 from annotator.services import mask_version_load
 from annotator.volumes import ImportedVolume
-from inference.engine import Phantom, dice
+from inference.engine import Phantom, dice, key_slice_and_box
 from inference.evaluation import DEFAULT_DATA
 from projects.models import Project
 
@@ -293,7 +293,7 @@ def test_labels_import_creates_lesions_with_import_masks(
         # A project class keeps its name; any other label gets the project's first class.
         assert lesion.lesion_class == "tumour"
         k, box = key_slice_and_box(label.mask)
-        assert (lesion.key_slice, lesion.box) == (k, box)
+        assert (lesion.key_slice, lesion.box) == (k, list(box))
         areas = label.mask.sum(axis=(1, 2))
         assert areas[k] == areas.max()
         x0, y0, x1, y1 = box

@@ -178,13 +178,16 @@ def test_the_whole_corpus_through_the_service(
         "files": 68,
         "files duplicate": 28,
         "files imported": 31,
-        "files label": 2,
-        "files rejected": 7,
+        "files rejected": 9,
         "series": 19,
         "series imported": 17,
         "series rejected": 2,
     }, report.to_dict()["series"]
     assert all(f.reason for f in report.files if f.status != IMPORTED)
+    # The SEG objects refer to a series the corpus does not hold: refused with that reason.
+    for name in ("liver.dcm", "liver_expb.dcm"):
+        (outcome,) = [f for f in report.files if f.source == f"data/{name}"]
+        assert outcome.status == REJECTED and "is not in the project" in outcome.reason
     rejected_series = {s.series_instance_uid for s in report.series if s.status == REJECTED}
     assert not Series.objects.filter(series_instance_uid__in=rejected_series).exists()
     for outcome in report.rejected_files:

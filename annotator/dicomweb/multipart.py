@@ -1,0 +1,190 @@
+"""Accept-header negotiation and multipart/related bodies for WADO-RS.
+
+Negotiation of frames (``.../frames/{n}``), first acceptable alternative wins (by ``q``, then
+order); ``multipart/related`` and ``*/*`` ranges both count, the inner ``type`` parameter names
+the part's media type:
+
+- ``transfer-syntax=*`` (any ``type``): each frame as it is stored, compressed or not, with the
+  stored syntax's media type (``image/jp2``, ``image/jls``, ``image/jpeg``, ``image/jphc``,
+  ``image/x-dicom-rle``; ``application/octet-stream`` for uncompressed syntaxes);
+- ``transfer-syntax=<the stored syntax>``, or a ``type`` that is the stored syntax's media type
+  with no transfer-syntax: as stored;
+- ``type="application/octet-stream"`` with no transfer-syntax or with ``1.2.840.10008.1.2.1``
+  (or ``1.2.840.10008.1.2``), ``type="*/*"`` with no transfer-syntax, or no Accept header:
+  uncompressed little-endian frames (PS3.18's default), sliced from the file when it is stored
+  uncompressed, decoded with pydicom's handlers otherwise;
+- anything else (another compressed syntax, a media type that is not the stored one): 406.
+
+Instances (``.../instances/{i}``, ``.../series/{s}``, ``.../studies/{s}``) are
+``multipart/related; type="application/dicom"``: the files as they were received unless the
+Accept header asks for another transfer syntax: explicit VR little endian is produced (decoded
+with pydicom), anything else is 406.
+"""
+
+import secrets
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
+OCTET_STREAM = "application/octet-stream"
+DICOM = "application/dicom"
+NATIVE_SYNTAXES = {
+    ImplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+}
+LITTLE_ENDIAN_NATIVE = {ImplicitVRLittleEndian, ExplicitVRLittleEndian}
+# The media type of a frame stored in each compressed transfer syntax (PS3.18 table 8.7.3-5).
+FRAME_MEDIA_TYPES = {
+    "1.2.840.10008.1.2.4.50": "image/jpeg",
+    "1.2.840.10008.1.2.4.51": "image/jpeg",
+    "1.2.840.10008.1.2.4.57": "image/jpeg",
+    "1.2.840.10008.1.2.4.70": "image/jpeg",
+    "1.2.840.10008.1.2.4.80": "image/jls",
+    "1.2.840.10008.1.2.4.81": "image/jls",
+    "1.2.840.10008.1.2.4.90": "image/jp2",
+    "1.2.840.10008.1.2.4.91": "image/jp2",
+    "1.2.840.10008.1.2.4.92": "image/jpx",
+    "1.2.840.10008.1.2.4.93": "image/jpx",
+    "1.2.840.10008.1.2.4.201": "image/jphc",
+    "1.2.840.10008.1.2.4.202": "image/jphc",
+    "1.2.840.10008.1.2.4.203": "image/jphc",
+    "1.2.840.10008.1.2.5": "image/x-dicom-rle",
+}
+MEDIA_TYPE_ALIASES = {"image/dicom-rle": "image/x-dicom-rle", "image/x-jls": "image/jls"}
+
+
+@dataclass(frozen=True)
+class MediaRange:
+    type: str  # the part's media type ("*/*" when the range does not say)
+    transfer_syntax: str | None
+    q: float
+
+
+def _split(value: str, separator: str) -> list[str]:
+    """Split on ``separator`` outside double quotes."""
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
+    for char in value:
+        if char == '"':
+            quoted = not quoted
+        if char == separator and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return [p.strip() for p in parts if p.strip()]
+
+
+def parse_accept(header: str | None) -> list[MediaRange]:
+    """The multipart alternatives of an Accept header, best first ("*/*" when there is none)."""
+    ranges: list[tuple[float, int, MediaRange]] = []
+    for position, item in enumerate(_split(header or "*/*", ",")):
+        media_type, *raw_params = _split(item, ";")
+        params: dict[str, str] = {}
+        for raw in raw_params:
+            name, _, value = raw.partition("=")
+            params[name.strip().lower()] = value.strip().strip('"')
+        media_type = media_type.lower()
+        if media_type in ("multipart/related", "multipart/*", "*/*"):
+            inner = params.get("type", "*/*").lower()
+        else:
+            continue  # single-part responses are not offered
+        try:
+            q = float(params.get("q", "1"))
+        except ValueError:
+            q = 1.0
+        if q <= 0:
+            continue
+        inner = MEDIA_TYPE_ALIASES.get(inner, inner)
+        ranges.append((-q, position, MediaRange(inner, params.get("transfer-syntax"), q)))
+    return [r for _, _, r in sorted(ranges, key=lambda t: (t[0], t[1]))]
+
+
+@dataclass(frozen=True)
+class FrameFormat:
+    stored: bool  # True: the stored bytes as they are; False: uncompressed little endian
+    media_type: str
+    transfer_syntax: str
+
+
+def stored_frame_format(stored_syntax: str) -> FrameFormat:
+    if stored_syntax in LITTLE_ENDIAN_NATIVE:
+        return FrameFormat(True, OCTET_STREAM, stored_syntax)
+    if stored_syntax in NATIVE_SYNTAXES:
+        # Deflated or big endian: the frame is re-read as plain little-endian bytes.
+        return FrameFormat(False, OCTET_STREAM, ExplicitVRLittleEndian)
+    return FrameFormat(True, FRAME_MEDIA_TYPES.get(stored_syntax, OCTET_STREAM), stored_syntax)
+
+
+def negotiate_frames(accept: str | None, stored_syntax: str) -> FrameFormat | None:
+    """How to send the frames of an instance stored in ``stored_syntax``; None: 406."""
+    stored = stored_frame_format(stored_syntax)
+    decodable = stored_syntax in NATIVE_SYNTAXES or stored_syntax in FRAME_MEDIA_TYPES
+    for option in parse_accept(accept):
+        syntax = option.transfer_syntax
+        if syntax == "*" or (syntax is not None and syntax == stored_syntax):
+            if option.type in ("*/*", stored.media_type, OCTET_STREAM):
+                return stored
+            continue
+        if syntax is None and option.type == stored.media_type and option.type != OCTET_STREAM:
+            return stored
+        if (
+            decodable
+            and option.type in (OCTET_STREAM, "*/*")
+            and syntax in (None, ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+        ):
+            return FrameFormat(
+                stored_syntax in LITTLE_ENDIAN_NATIVE,
+                OCTET_STREAM,
+                syntax or ExplicitVRLittleEndian,
+            )
+    return None
+
+
+def negotiate_instances(accept: str | None) -> list[str]:
+    """The transfer syntaxes acceptable for instances, best first ("*": as stored); [] -> 406."""
+    syntaxes = []
+    for option in parse_accept(accept):
+        if option.type in (DICOM, "*/*"):
+            syntaxes.append(option.transfer_syntax or "*")
+    return syntaxes
+
+
+@dataclass
+class Part:
+    content_type: str
+    chunks: Iterable[bytes]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def new_boundary() -> str:
+    return "dicomweb-" + secrets.token_hex(16)
+
+
+def content_type(part_type: str, boundary: str, transfer_syntax: str | None = None) -> str:
+    value = f'multipart/related; type="{part_type}"; boundary={boundary}'
+    if transfer_syntax:
+        value += f"; transfer-syntax={transfer_syntax}"
+    return value
+
+
+def stream(parts: Iterable[Part], boundary: str) -> Iterator[bytes]:
+    """The body of a multipart/related message (RFC 2387), part by part."""
+    marker = b"--" + boundary.encode("ascii")
+    for part in parts:
+        lines = [f"Content-Type: {part.content_type}"]
+        lines += [f"{name}: {value}" for name, value in part.headers.items()]
+        yield marker + b"\r\n" + "\r\n".join(lines).encode("latin-1") + b"\r\n\r\n"
+        yield from part.chunks
+        yield b"\r\n"
+    yield marker + b"--\r\n"

@@ -1,0 +1,49 @@
+"""DICOMweb URLs (included at ``/dicomweb/``); see ``annotator.dicomweb.views`` for the list."""
+
+from django.urls import path, register_converter
+
+from annotator.dicomweb import qido, wado
+
+
+class UidConverter:
+    regex = r"[0-9]+(?:\.[0-9]+)*"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+class FramesConverter:
+    regex = r"[0-9]+(?:,[0-9]+)*"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(UidConverter, "dicomuid")
+register_converter(FramesConverter, "dicomframes")
+
+S = "studies/<dicomuid:study>"
+SE = f"{S}/series/<dicomuid:series>"
+I = f"{SE}/instances/<dicomuid:instance>"  # noqa: E741
+
+urlpatterns = [
+    path("studies", qido.StudiesSearch.as_view(), name="dicomweb-studies"),
+    path("series", qido.SeriesSearch.as_view(), name="dicomweb-series"),
+    path("instances", qido.InstancesSearch.as_view(), name="dicomweb-instances"),
+    path(S, wado.StudyRetrieve.as_view(), name="dicomweb-study"),
+    path(f"{S}/metadata", wado.StudyMetadata.as_view(), name="dicomweb-study-metadata"),
+    path(f"{S}/series", qido.SeriesSearch.as_view(), name="dicomweb-study-series"),
+    path(f"{S}/instances", qido.InstancesSearch.as_view(), name="dicomweb-study-instances"),
+    path(SE, wado.SeriesRetrieve.as_view(), name="dicomweb-series-retrieve"),
+    path(f"{SE}/metadata", wado.SeriesMetadata.as_view(), name="dicomweb-series-metadata"),
+    path(f"{SE}/instances", qido.InstancesSearch.as_view(), name="dicomweb-series-instances"),
+    path(I, wado.InstanceRetrieve.as_view(), name="dicomweb-instance"),
+    path(f"{I}/metadata", wado.InstanceMetadata.as_view(), name="dicomweb-instance-metadata"),
+    path(f"{I}/frames/<dicomframes:frames>", wado.FramesRetrieve.as_view(), name="dicomweb-frames"),
+]

@@ -1,0 +1,261 @@
+"""WADO-RS: instances, metadata and frames (PS3.18 section 10.4).
+
+Metadata is each instance's header as DICOM JSON (everything before Pixel Data; other binary
+values inline), with ``AvailableTransferSyntaxUID`` (0008,3002) set to the stored syntax and Pixel
+Data as a ``BulkDataURI`` naming the instance's frames resource (``.../frames/1,2,...,n``). A
+series' metadata is built once and kept in storage as a derived file,
+``<series prefix>/derived/dicomweb-metadata-<fingerprint>.json`` (the fingerprint changes when
+the series' instances do), with a placeholder for the server's URL so that it serves any host.
+"""
+
+import hashlib
+import io
+import json
+import logging
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from django.core.files.storage import default_storage
+from django.http import Http404, HttpResponse, StreamingHttpResponse
+from pydicom import dcmread
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian
+from rest_framework.exceptions import NotAcceptable, ValidationError
+from rest_framework.request import Request
+
+from annotator import storage
+from annotator.dicomweb import multipart
+from annotator.dicomweb.files import (
+    Header,
+    NoPixelData,
+    iter_file,
+    iter_frames,
+    open_file,
+    read_instance_header,
+)
+from annotator.dicomweb.views import (
+    DicomWebView,
+    accepts_json,
+    instance_or_404,
+    json_response,
+    root_url,
+    series_or_404,
+    studies_or_404,
+)
+from annotator.models import Instance, Series
+
+log = logging.getLogger(__name__)
+BASE = "{{dicomweb}}"
+HUGE = 1 << 62  # no bulk data threshold: only Pixel Data is sent by reference
+
+
+def instance_path(instance: Instance) -> str:
+    series = instance.series
+    return (
+        f"studies/{series.study.study_instance_uid}/series/{series.series_instance_uid}"
+        f"/instances/{instance.sop_instance_uid}"
+    )
+
+
+def instance_json(instance: Instance, header: Header, base: str = BASE) -> dict[str, Any]:
+    body: dict[str, Any] = header.dataset.to_json_dict(
+        bulk_data_threshold=HUGE, suppress_invalid_tags=True
+    )
+    body["00083002"] = {"vr": "UI", "Value": [header.transfer_syntax]}
+    if header.pixel_vr is not None:
+        frames = ",".join(str(n) for n in range(1, header.number_of_frames + 1))
+        uri = f"{base}/{instance_path(instance)}/frames/{frames}"
+        body["7FE00010"] = {"vr": header.pixel_vr, "BulkDataURI": uri}
+    return dict(sorted(body.items()))
+
+
+def _series_prefix(series: Series) -> str:
+    prefix = series.original_prefix
+    if prefix.endswith("/original/"):
+        return prefix[: -len("original/")]
+    return f"derived/series/{series.pk}/"
+
+
+def series_metadata(series: Series) -> bytes:
+    """The series' metadata JSON with ``BASE`` for the server's URL (cached in storage)."""
+    instances = list(
+        series.instances.select_related("series", "series__study").order_by("frame_offset", "pk")
+    )
+    fingerprint = hashlib.sha256(
+        ";".join(
+            f"{i.pk}:{i.sop_instance_uid}:{i.storage_key}:{i.size_bytes}" for i in instances
+        ).encode()
+    ).hexdigest()[:20]
+    key = f"{_series_prefix(series)}derived/dicomweb-metadata-{fingerprint}.json"
+    try:
+        with default_storage.open(key, "rb") as f:
+            return bytes(f.read())
+    except (FileNotFoundError, OSError):
+        pass
+    body = json.dumps(
+        [instance_json(i, read_instance_header(i)) for i in instances], separators=(",", ":")
+    ).encode()
+    try:
+        storage.save_file(key, body)
+    except Exception:  # a cache: serving the answer matters more than keeping it
+        log.exception("could not cache the metadata of series %s", series.pk)
+    return body
+
+
+def _with_base(body: bytes, request: Request) -> bytes:
+    return body.replace(BASE.encode(), root_url(request).encode())
+
+
+def _concat(lists: Iterable[bytes]) -> bytes:
+    inner = [body.strip()[1:-1].strip() for body in lists]
+    return b"[" + b",".join(part for part in inner if part) + b"]"
+
+
+class MetadataView(DicomWebView):
+    def check_accept(self) -> None:
+        if not accepts_json(self.request):
+            raise NotAcceptable("metadata is application/dicom+json")
+
+
+class StudyMetadata(MetadataView):
+    def get(self, request: Request, study: str) -> HttpResponse:
+        self.check_accept()
+        studies = studies_or_404(self.user(), study)
+        all_series = Series.objects.filter(study__in=studies).order_by("pk")
+        return json_response(_with_base(_concat(series_metadata(s) for s in all_series), request))
+
+
+class SeriesMetadata(MetadataView):
+    def get(self, request: Request, study: str, series: str) -> HttpResponse:
+        self.check_accept()
+        found = series_or_404(self.user(), study, series).order_by("pk")
+        return json_response(_with_base(_concat(series_metadata(s) for s in found), request))
+
+
+class InstanceMetadata(MetadataView):
+    def get(self, request: Request, study: str, series: str, instance: str) -> HttpResponse:
+        self.check_accept()
+        found = instance_or_404(self.user(), study, series, instance)
+        body = [instance_json(found, read_instance_header(found), root_url(request))]
+        return json_response(body)
+
+
+# Retrieving instances (multipart/related; type="application/dicom").
+
+
+def _transcoded(instance: Instance) -> Iterator[bytes]:
+    """The instance in explicit VR little endian (decompressed; implicit VR made explicit)."""
+    with open_file(instance) as f:
+        ds = dcmread(f)
+    if UID(ds.file_meta.TransferSyntaxUID).is_compressed:
+        ds.decompress()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    yield buffer.getvalue()
+
+
+def _instances_response(request: Request, instances: list[Instance]) -> StreamingHttpResponse:
+    if not instances:
+        raise Http404("no instances")
+    syntaxes = multipart.negotiate_instances(request.headers.get("Accept"))
+    if not syntaxes:
+        raise NotAcceptable('instances are multipart/related; type="application/dicom"')
+    plan = []
+    for instance in instances:
+        stored = instance.transfer_syntax_uid
+        for syntax in syntaxes:
+            if syntax in ("*", stored):
+                plan.append((stored, iter_file(instance)))
+                break
+            if syntax == ExplicitVRLittleEndian and stored != ExplicitVRBigEndian:
+                plan.append((syntax, _transcoded(instance)))
+                break
+        else:
+            raise NotAcceptable(
+                f"instance {instance.sop_instance_uid} is stored in {stored}: it can be sent as "
+                f"stored or in {ExplicitVRLittleEndian}"
+            )
+    boundary = multipart.new_boundary()
+    parts = (
+        multipart.Part(f"{multipart.DICOM}; transfer-syntax={ts}", chunks) for ts, chunks in plan
+    )
+    return StreamingHttpResponse(
+        multipart.stream(parts, boundary),
+        content_type=multipart.content_type(multipart.DICOM, boundary),
+    )
+
+
+def _instances_of(series: Iterable[Series]) -> list[Instance]:
+    return list(
+        Instance.objects.filter(series__in=list(series))
+        .select_related("series", "series__study")
+        .order_by("series_id", "frame_offset", "pk")
+    )
+
+
+class StudyRetrieve(DicomWebView):
+    def get(self, request: Request, study: str) -> StreamingHttpResponse:
+        studies = studies_or_404(self.user(), study)
+        return _instances_response(request, _instances_of(Series.objects.filter(study__in=studies)))
+
+
+class SeriesRetrieve(DicomWebView):
+    def get(self, request: Request, study: str, series: str) -> StreamingHttpResponse:
+        found = series_or_404(self.user(), study, series)
+        return _instances_response(request, _instances_of(found))
+
+
+class InstanceRetrieve(DicomWebView):
+    def get(
+        self, request: Request, study: str, series: str, instance: str
+    ) -> StreamingHttpResponse:
+        found = instance_or_404(self.user(), study, series, instance)
+        return _instances_response(request, [found])
+
+
+# Frames.
+
+
+def parse_frame_numbers(text: str) -> list[int]:
+    try:
+        numbers = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        numbers = []
+    if not numbers or any(n < 1 for n in numbers):
+        raise ValidationError({"frames": ["expected frame numbers (1-based), comma-separated"]})
+    return numbers
+
+
+class FramesRetrieve(DicomWebView):
+    def get(
+        self, request: Request, study: str, series: str, instance: str, frames: str
+    ) -> StreamingHttpResponse:
+        numbers = parse_frame_numbers(frames)
+        found = instance_or_404(self.user(), study, series, instance)
+        header = read_instance_header(found)
+        if header.pixel_vr is None:
+            raise Http404("the instance holds no pixel data")
+        if max(numbers) > header.number_of_frames:
+            raise Http404(f"the instance has {header.number_of_frames} frame(s)")
+        fmt = multipart.negotiate_frames(request.headers.get("Accept"), header.transfer_syntax)
+        if fmt is None:
+            raise NotAcceptable(
+                f"frames stored in {header.transfer_syntax} can be sent as stored "
+                "(transfer-syntax=* or the stored syntax) or as application/octet-stream in "
+                f"{ExplicitVRLittleEndian}"
+            )
+        part_type = f"{fmt.media_type}; transfer-syntax={fmt.transfer_syntax}"
+        boundary = multipart.new_boundary()
+
+        def parts() -> Iterator[multipart.Part]:
+            try:
+                for data in iter_frames(found, header, numbers, fmt):
+                    yield multipart.Part(part_type, [data])
+            except NoPixelData:
+                log.exception("frames of instance %s", found.pk)
+                raise
+
+        return StreamingHttpResponse(
+            multipart.stream(parts(), boundary),
+            content_type=multipart.content_type(fmt.media_type, boundary),
+        )
