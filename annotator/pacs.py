@@ -20,6 +20,8 @@ from django.conf import settings
 from requests.auth import HTTPBasicAuth
 
 from annotator.errors import InvalidInput
+from annotator.ingest import ImportReport, studies_import
+from projects.models import Project
 
 STUDY_FIELDS = {
     "0020000D": "study_instance_uid",
@@ -100,11 +102,13 @@ def pacs_download_study(*, source: PacsSource, study_uid: str, folder: Path) -> 
             headers={"Accept": "application/dicom+json"},
             timeout=60,
         )
-        if series.status_code in (204, 404):
+        if series.status_code not in (204, 404):
+            series.raise_for_status()
+        entries = series.json() if series.status_code == 200 and series.content.strip() else []
+        if not entries:
             raise InvalidInput(f"study {study_uid} is not on the PACS")
-        series.raise_for_status()
         count = 0
-        for entry in series.json():
+        for entry in entries:
             series_uid = entry["0020000E"]["Value"][0]
             response = session.get(
                 f"{base}/studies/{study_uid}/series/{series_uid}",
@@ -120,10 +124,10 @@ def pacs_download_study(*, source: PacsSource, study_uid: str, folder: Path) -> 
     return count
 
 
-def pacs_import(*, project: Any, study_uids: list[str], source: PacsSource | None = None) -> Any:
+def pacs_import(
+    *, project: Project, study_uids: list[str], source: PacsSource | None = None
+) -> ImportReport:
     """Pull the studies and import them into ``project``; returns the ingest report."""
-    from annotator.ingest import studies_import
-
     source = source or PacsSource.configured()
     with tempfile.TemporaryDirectory(prefix="annotator-pacs-") as tmp:
         for uid in study_uids:

@@ -23,6 +23,16 @@ api = [
     ),
     path("projects/<slug:slug>/volumes/", project_views.VolumeUploadView.as_view(), name="upload"),
     path("projects/<slug:slug>/imports/", ingest_views.StudyImportView.as_view(), name="imports"),
+    path(
+        "projects/<slug:slug>/pacs/studies/",
+        ingest_views.PacsStudyListView.as_view(),
+        name="pacs-studies",
+    ),
+    path(
+        "projects/<slug:slug>/pacs/imports/",
+        ingest_views.PacsImportView.as_view(),
+        name="pacs-imports",
+    ),
     path("projects/<slug:slug>/rounds/", project_views.RoundListView.as_view(), name="rounds"),
     path(
         "projects/<slug:slug>/pseudonyms/",
