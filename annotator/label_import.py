@@ -6,18 +6,35 @@ get (the key slice where the label's area is largest, and the tight box on it) a
 version whose source is ``import``.
 """
 
+import shutil
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
+from typing import IO
 
 import pydicom
+from django.core.files.storage import default_storage
 from django.db import transaction
 
 from annotator import storage
-from annotator.dicom.labels import LabelError, LabelMask, rtstruct_masks, seg_masks
+from annotator.dicom.labels import (
+    LabelError,
+    LabelMask,
+    label_image_masks,
+    rtstruct_masks,
+    seg_masks,
+)
 from annotator.dicom.types import LabelObject
 from annotator.errors import Conflict, InvalidInput
 from annotator.models import Lesion, MaskVersion, Series
 from annotator.services import Author, mask_version_save
-from annotator.volumes import volume_read
+from annotator.volumes import (
+    ImportedVolume,
+    image_suffix,
+    read_image,
+    volume_import,
+    volume_read,
+)
 from inference.engine import key_slice_and_box
 from projects.models import Project, Task
 from projects.services import current_round, task_create
@@ -112,11 +129,7 @@ def dicom_labels_import(
     """
     ds = pydicom.dcmread(label.path)
     candidates = [uid_map(uid) for uid in _referenced_series(ds)]
-    series = (
-        Series.objects.filter(study__project=project, series_instance_uid__in=candidates)
-        .select_related("volume", "study__project")
-        .first()
-    )
+    series = _referenced_series_in(project, ds, candidates, uid_map)
     if series is None:
         raise InvalidInput(
             f"{label.modality} object: the series it refers to ({', '.join(candidates) or 'none'}) "
@@ -148,6 +161,35 @@ def dicom_labels_import(
     return f"{len(lesions)} lesion(s) imported into series {series.pk}: {names}{remark}"
 
 
+def _frames_of_reference(ds: pydicom.Dataset) -> list[str]:
+    uids = [f.FrameOfReferenceUID for f in ds.get("ReferencedFrameOfReferenceSequence", [])]
+    return uids + ([ds.FrameOfReferenceUID] if "FrameOfReferenceUID" in ds else [])
+
+
+def _referenced_series_in(
+    project: Project, ds: pydicom.Dataset, series_uids: list[str], uid_map: Callable[[str], str]
+) -> Series | None:
+    """The series the object refers to: by Series Instance UID, else (some exports carry a
+    stale one) the series of its frame of reference holding the images it references."""
+    in_project = Series.objects.filter(study__project=project).select_related(
+        "volume", "study__project"
+    )
+    found = in_project.filter(series_instance_uid__in=series_uids).first()
+    if found is not None:
+        return found
+    frames = [uid_map(uid) for uid in _frames_of_reference(ds)]
+    referenced = {uid_map(uid) for uid in _all_uids(ds)}
+    same_frame = list(in_project.filter(frame_of_reference_uid__in=frames))
+    if len(same_frame) == 1:
+        return same_frame[0]
+    best, best_overlap = None, 0
+    for series in same_frame:
+        overlap = series.instances.filter(sop_instance_uid__in=referenced).count()
+        if overlap > best_overlap:
+            best, best_overlap = series, overlap
+    return best
+
+
 def _all_uids(ds: pydicom.Dataset) -> set[str]:
     found: set[str] = set()
 
@@ -161,3 +203,46 @@ def _all_uids(ds: pydicom.Dataset) -> set[str]:
 
     walk(ds)
     return found
+
+
+def volume_with_labels_import(
+    *,
+    project: Project,
+    file: IO[bytes],
+    filename: str,
+    labels: IO[bytes],
+    labels_filename: str,
+    description: str = "",
+) -> tuple[ImportedVolume, list[Lesion]]:
+    """Import an image file and its label map (NIfTI / NRRD / MHA on the same grid): each label
+    value becomes a lesion with an ``import`` mask version. All of it, or nothing."""
+    suffix = image_suffix(labels_filename)
+    with tempfile.TemporaryDirectory(prefix="annotator-labels-") as tmp:
+        path = Path(tmp) / f"labels{suffix}"
+        with open(path, "wb") as out:
+            shutil.copyfileobj(labels, out)
+        label_image = read_image(path, labels_filename)
+    keys: list[str] = []
+    try:
+        with transaction.atomic():  # the volume's rows roll back with the labels'
+            imported = volume_import(
+                project=project, file=file, filename=filename, description=description
+            )
+            series = imported.series
+            keys += series.instances.values_list("storage_key", flat=True)
+            keys.append(imported.volume.storage_key)
+            keys += [
+                series.original_prefix + name
+                for name in default_storage.listdir(series.original_prefix)[1]
+            ]
+            try:
+                masks = label_image_masks(label_image, volume_read(imported.volume))
+            except LabelError as exc:
+                raise InvalidInput(
+                    f"{labels_filename!r}: {exc}", fields={"labels": [str(exc)]}
+                ) from exc
+            lesions = labels_import(series=series, masks=masks)
+    except BaseException:
+        storage.delete_quietly(keys)
+        raise
+    return imported, lesions

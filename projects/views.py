@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from annotator.api import current_user, get_visible
 from annotator.errors import InvalidInput
+from annotator.label_import import volume_with_labels_import
 from annotator.models import Pseudonym
 from annotator.volumes import volume_import
 from projects import services
@@ -137,30 +138,51 @@ class VolumeUploadView(APIView):
         request={
             "multipart/form-data": inline_serializer(
                 "VolumeUpload",
-                {"file": serializers.FileField(), "description": serializers.CharField()},
+                {
+                    "file": serializers.FileField(),
+                    "labels": serializers.FileField(
+                        required=False, help_text="a label map on the image's grid"
+                    ),
+                    "description": serializers.CharField(),
+                },
             )
         },
         responses={201: TaskSerializer},
     )
     def post(self, request: Request, slug: str) -> Response:
-        """Import one image file (NIfTI, NRRD, MHA) as a series and queue it as a task."""
+        """Import one image (NIfTI, NRRD, MHA) or video file as a series and queue it as a task;
+        with ``labels``, each value of that label map becomes a lesion with an imported mask."""
         project = project_for(request, slug)
         require_role(current_user(request), project, MANAGER)
         upload = request.FILES.get("file")
         if upload is None:
             raise InvalidInput("no file was uploaded", fields={"file": ["required"]})
-        imported = volume_import(
-            project=project,
-            file=upload,
-            filename=upload.name or "upload",
-            description=str(request.POST.get("description", "")),
-        )
+        description = str(request.POST.get("description", ""))
+        labels = request.FILES.get("labels")
+        lesions: list[Any] = []
+        if labels is None:
+            imported = volume_import(
+                project=project,
+                file=upload,
+                filename=upload.name or "upload",
+                description=description,
+            )
+        else:
+            imported, lesions = volume_with_labels_import(
+                project=project,
+                file=upload,
+                filename=upload.name or "upload",
+                labels=labels,
+                labels_filename=labels.name or "labels",
+                description=description,
+            )
         body: dict[str, Any] = {
             "series": imported.series.pk,
             "volume": imported.volume.pk,
             "task": imported.task.pk if imported.task else None,
             "size": imported.volume.size,
             "spacing": imported.volume.spacing,
+            "lesions": [lesion.pk for lesion in lesions],
         }
         return Response(body, status=status.HTTP_201_CREATED)
 

@@ -117,3 +117,40 @@ def test_truncated_nifti_is_refused_compressed_or_not(
     assert response.status_code == 400
     assert "could not be read" in response.json()["detail"]
     assert post_file(manager_client, "alpha", f"whole{suffix}", content).status_code == 201
+
+
+def test_an_image_with_its_label_map_becomes_lesions(
+    manager_client: APIClient, phantom: Any, tmp_path: Path, media_root: Path
+) -> None:
+    from annotator.models import Lesion
+    from annotator.services import mask_version_load
+    from inference.engine import write_phantom
+
+    write_phantom(phantom, tmp_path / "img.nii.gz", tmp_path / "labels.nii.gz")
+    with (
+        open(tmp_path / "img.nii.gz", "rb") as image,
+        open(tmp_path / "labels.nii.gz", "rb") as lab,
+    ):
+        response = manager_client.post(
+            "/api/projects/alpha/volumes/", {"file": image, "labels": lab}, format="multipart"
+        )
+    assert response.status_code == 201, response.content
+    lesions = Lesion.objects.filter(pk__in=response.json()["lesions"]).order_by("pk")
+    assert len(lesions) == len(phantom.lesion_masks) == 2
+    for lesion, reference in zip(lesions, phantom.lesion_masks, strict=True):
+        version = lesion.mask_versions.get()
+        assert version.source == "import"
+        np.testing.assert_array_equal(mask_version_load(version), reference)
+
+    # a label map on another grid: refused, and neither the volume nor its files stay
+    small = sitk.GetImageFromArray(np.ones((3, 4, 5), dtype=np.uint8))
+    sitk.WriteImage(small, str(tmp_path / "small.nii.gz"))
+    counts = (Series.objects.count(), Task.objects.count(), Lesion.objects.count())
+    files_before = sorted(p for p in media_root.rglob("*") if p.is_file())
+    with open(tmp_path / "img.nii.gz", "rb") as image, open(tmp_path / "small.nii.gz", "rb") as lab:
+        response = manager_client.post(
+            "/api/projects/alpha/volumes/", {"file": image, "labels": lab}, format="multipart"
+        )
+    assert response.status_code == 400 and "labels" in response.json()
+    assert (Series.objects.count(), Task.objects.count(), Lesion.objects.count()) == counts
+    assert sorted(p for p in media_root.rglob("*") if p.is_file()) == files_before

@@ -3,6 +3,7 @@ with and without de-identification. Uses ../shared/data; skipped where it is abs
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -98,3 +99,22 @@ def test_deidentified_import_keeps_labels_on_their_images(
     # the same files again: the pseudonymised series is recognised, not duplicated
     again = studies_import(project=project, paths=[DCMQI / "ct-3slice"])
     assert [s.status for s in again.series] == ["already imported"]
+
+
+@pytest.mark.parametrize("modality", ["CT", "MR_T1", "PET"])
+def test_sts_series_with_its_rtstruct(make_project: Callable[..., Project], modality: str) -> None:
+    pairs = {p["id"]: p for p in json.loads((DATA / "pairs.json").read_text())["dicom"]}
+    pair = pairs[f"sts_STS_001_{modality}"]
+    project = make_project(f"sts-{modality.lower().replace('_', '-')}")
+    report = studies_import(
+        project=project, paths=[DATA / pair["image_dir"], DATA / pair["seg_file"]]
+    )
+    (rt,) = [f for f in report.files if f.source.endswith(Path(pair["seg_file"]).name)]
+    assert rt.status == IMPORTED, rt.reason
+    (lesion,) = Lesion.objects.filter(task__round__project=project)
+    mask = mask_version_load(lesion.mask_versions.get())
+    nifti = DATA / f"mirp/sts_images/STS_001/{modality}/nifti/mask/mask.nii.gz"
+    reference = sitk.GetArrayFromImage(sitk.ReadImage(str(nifti))) > 0
+    score = dice(mask, reference)
+    print(f"STS_001 {modality} via ingest: Dice {score:.4f}")
+    assert score >= 0.99
