@@ -22,6 +22,7 @@ from pydicom.encaps import generate_frames
 from pydicom.uid import ExplicitVRLittleEndian
 
 from annotator import storage
+from annotator.ingest import studies_import
 from annotator.models import Instance, Series, Study
 from annotator.volumes import ImportedVolume, volume_array
 from projects.models import Project
@@ -36,6 +37,9 @@ OCTET_LE = (
 )
 DICOM_TYPE = 'multipart/related; type="application/dicom"'
 AS_STORED = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
+EXPLICIT_LE = (
+    'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1'
+)
 
 
 def store_series(project: Project, paths: list[Path], study_uid: str | None = None) -> Series:
@@ -340,7 +344,10 @@ def test_lung1_every_frame_equals_the_stored_values(workspace: dict[str, Any]) -
         if ds.Modality == "CT":
             paths.append(path)
     assert len(paths) == 134
-    series = store_series(workspace["project"], paths)
+    report = studies_import(project=workspace["project"], paths=[LUNG1])  # CT + its RTSTRUCT
+    assert report.imported_series == 1
+    ct_series_uid = pydicom.dcmread(paths[0], stop_before_pixels=True).SeriesInstanceUID
+    series = Series.objects.get(series_instance_uid=ct_series_uid)
     client = Client()
     client.force_login(workspace["annotator"])
     base = (
@@ -356,7 +363,7 @@ def test_lung1_every_frame_equals_the_stored_values(workspace: dict[str, Any]) -
     started = time.perf_counter()
     frames = {}
     for instance in metadata:
-        response = client.get(instance["7FE00010"]["BulkDataURI"], HTTP_ACCEPT=AS_STORED)
+        response = client.get(instance["7FE00010"]["BulkDataURI"], HTTP_ACCEPT=EXPLICIT_LE)
         ((_, data),) = parts(response)
         frames[value(instance, "00080018")] = data
     all_frames = time.perf_counter() - started

@@ -351,3 +351,23 @@ def test_labels_import_is_all_or_nothing(
     lesions = labels_import(series=imported.series, masks=[good], as_reference=True)
     (version,) = lesions[0].mask_versions.all()
     assert version.author_backend == "import:reference"
+
+
+@needs_data
+@pytest.mark.parametrize("seg_file", ["liver.dcm", "partial_overlaps.dcm"])
+def test_seg_reading_agrees_with_highdicom(seg_file: str) -> None:
+    """highdicom, the reference SEG implementation, reads the same voxels per segment."""
+    import highdicom as hd
+
+    base = DATA / "dcmqi_ct3slice"
+    image, uids = read_series(base / "ct-3slice")
+    ours = {m.number: m.mask for m in seg_masks(pydicom.dcmread(base / seg_file), image, uids)}
+    seg = hd.seg.segread(base / seg_file)
+    theirs = seg.get_pixels_by_source_instance(
+        source_sop_instance_uids=uids,
+        segment_numbers=sorted(ours),
+        ignore_spatial_locations=True,
+        assert_missing_frames_are_empty=True,
+    )
+    for index, number in enumerate(sorted(ours)):
+        np.testing.assert_array_equal(ours[number], theirs[..., index] > 0)
