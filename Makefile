@@ -8,7 +8,11 @@ DEMO_PASSWORD ?= demo-password
 
 FRONTEND_SOURCES := $(shell find frontend/src frontend/index.html frontend/vite.config.ts frontend/tsconfig.json -type f 2>/dev/null)
 
-.PHONY: run test install install-dev frontend lint typecheck pytest clean
+# torch build for the MedSAM2 backend; a GPU worker installs a CUDA build instead (README).
+TORCH ?= torch==2.13.0
+SAM2 ?= sam2==1.1.0
+
+.PHONY: run test install install-dev medsam2 frontend lint typecheck pytest clean
 
 run: install frontend
 	$(PY) manage.py migrate --noinput
@@ -17,7 +21,7 @@ run: install frontend
 	$(PY) manage.py serve --host $(HOST) --port $(PORT) \
 		--logins "Logins (password '$(DEMO_PASSWORD)'): manager, annotator, reviewer"
 
-test: install-dev frontend lint typecheck
+test: install-dev medsam2 frontend lint typecheck
 	cd frontend && npm test
 	$(PY) -m pytest
 
@@ -32,6 +36,13 @@ $(VENV)/.installed: pyproject.toml
 
 $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+medsam2: $(VENV)/.installed-medsam2
+$(VENV)/.installed-medsam2: $(VENV)/.installed pyproject.toml
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet -e '.[medsam2]'
+	SAM2_BUILD_CUDA=0 $(PY) -m pip install --quiet --no-deps --no-build-isolation "$(SAM2)"
 	touch $@
 
 frontend/node_modules/.package-lock.json: frontend/package-lock.json frontend/package.json
