@@ -27,7 +27,8 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.support.orthanc import free_port, running_orthanc  # noqa: E402
+from tests.support.orthanc import running_orthanc  # noqa: E402
+from tests.support.servers import free_port, wait_for  # noqa: E402
 
 FRAME_ACCEPT = (
     'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1'
@@ -128,16 +129,7 @@ def main() -> None:
             ours = requests.Session()
             ours.headers["Authorization"] = f"Token {token}"
             ours_base = f"http://127.0.0.1:{port}/dicomweb"
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if ours.get(f"{ours_base}/studies", timeout=2).ok:
-                        break
-                except requests.ConnectionError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the server did not start")
-                time.sleep(0.2)
+            wait_for(f"{ours_base}/studies", session=ours, process=server)
             theirs = requests.Session()
             study = ours.get(f"{ours_base}/studies", timeout=30).json()[0]["0020000D"]["Value"][0]
             found = ours.get(f"{ours_base}/studies/{study}/series", timeout=30).json()

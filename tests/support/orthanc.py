@@ -6,10 +6,8 @@ it skips when the binary is absent.
 
 import json
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,18 +15,14 @@ from pathlib import Path
 
 import requests
 
+from tests.support.servers import free_port, wait_for
+
 ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 
 
 def available() -> bool:
     return Path(ORTHANC).exists() and DICOMWEB_PLUGIN.exists()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -74,18 +68,10 @@ def running_orthanc() -> Iterator[Orthanc]:
             )
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if requests.get(f"{url}/system", timeout=1).ok:
-                        break
-                except requests.ConnectionError:
-                    pass
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        "Orthanc did not start:\n" + (Path(tmp) / "orthanc.log").read_text()
-                    )
-                time.sleep(0.1)
+            try:
+                wait_for(f"{url}/system", process=process)
+            except RuntimeError as exc:
+                raise RuntimeError(f"{exc}\n{(Path(tmp) / 'orthanc.log').read_text()}") from exc
             yield Orthanc(url)
         finally:
             process.terminate()
