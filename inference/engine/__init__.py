@@ -20,6 +20,7 @@ from .base import (
 )
 from .default import ClassicalBackend
 from .geometry import connected_components, dice, key_slice_and_box
+from .medsam2 import MedSAM2Backend
 from .phantom import Phantom, make_ct_phantom, to_sitk, write_phantom
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "ImageVolume",
     "InvalidInput",
     "LesionPrompt",
+    "MedSAM2Backend",
     "Phantom",
     "ProgressCallback",
     "SegmentationBackend",

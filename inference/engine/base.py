@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,6 +113,12 @@ class LesionPrompt:
     ``box`` = (x0, y0, x1, y1), inclusive voxel indices on slice ``key_slice`` (axis 0).
     ``positive_points`` / ``negative_points`` are optional (x, y, z) voxel indices for
     backends that take clicks; a backend that ignores them must still accept them.
+
+    Optional, for backends that propagate (MedSAM2); others accept and ignore them:
+    ``mask_slices``: slice index -> (y, x) bool mask, a human-corrected slice that the result
+    must keep; ``z_range``: (z0, z1) inclusive, the slices propagation may reach;
+    ``direction``: "both" (default), "forward" (cine: towards higher slice indices only) or
+    "reverse"; ``None`` leaves it to the backend.
     """
 
     lesion_id: str
@@ -120,10 +126,14 @@ class LesionPrompt:
     box: tuple[int, int, int, int]
     positive_points: tuple[Point, ...] = ()
     negative_points: tuple[Point, ...] = ()
+    mask_slices: Mapping[int, npt.NDArray[Any]] = field(default_factory=dict, compare=False)
+    z_range: tuple[int, int] | None = None
+    direction: str | None = None
 
     @property
     def kind(self) -> str:
-        return "box+points" if self.positive_points or self.negative_points else "box"
+        kind = "box+points" if self.positive_points or self.negative_points else "box"
+        return kind + "+mask" if self.mask_slices else kind
 
 
 # The box is the only prompt the first backends take; the alias keeps call sites readable.
@@ -196,6 +206,46 @@ def validate_prompts(volume: ImageVolume, prompts: Sequence[LesionPrompt]) -> No
                         f"{where}: {name} point {point!r} lies outside the volume of "
                         f"{width}x{height}x{depth} voxels (x, y, z)"
                     )
+        _validate_propagation_fields(prompt, where, volume.shape)
+
+
+PROPAGATION_DIRECTIONS = ("both", "forward", "reverse")
+
+
+def _validate_propagation_fields(
+    prompt: LesionPrompt, where: str, shape: tuple[int, int, int]
+) -> None:
+    depth, height, width = shape
+    for z, mask in prompt.mask_slices.items():
+        if not _is_int(z) or not 0 <= z < depth:
+            raise InvalidInput(f"{where}: mask slice {z!r} is outside 0..{depth - 1}")
+        if not isinstance(mask, np.ndarray) or mask.shape != (height, width):
+            got = mask.shape if isinstance(mask, np.ndarray) else type(mask).__name__
+            raise InvalidInput(
+                f"{where}: the mask of slice {z} must be a (y, x) array of {height}x{width}, "
+                f"got {got}"
+            )
+        if mask.dtype != np.bool_ and not (
+            np.issubdtype(mask.dtype, np.integer) and np.isin(mask, (0, 1)).all()
+        ):
+            raise InvalidInput(f"{where}: the mask of slice {z} must be bool (or 0/1 integers)")
+    if prompt.z_range is not None:
+        z_range = prompt.z_range
+        if len(z_range) != 2 or not all(_is_int(v) for v in z_range):
+            raise InvalidInput(f"{where}: z_range must be 2 integers (z0, z1), got {z_range!r}")
+        z0, z1 = (int(v) for v in z_range)
+        if not 0 <= z0 <= z1 < depth:
+            raise InvalidInput(f"{where}: z_range {(z0, z1)} is not within 0..{depth - 1}")
+        prompted = {int(prompt.key_slice), *(int(z) for z in prompt.mask_slices)}
+        prompted |= {int(p[2]) for p in (*prompt.positive_points, *prompt.negative_points)}
+        outside = sorted(z for z in prompted if not z0 <= z <= z1)
+        if outside:
+            raise InvalidInput(f"{where}: prompted slices {outside} lie outside z_range {(z0, z1)}")
+    if prompt.direction is not None and prompt.direction not in PROPAGATION_DIRECTIONS:
+        raise InvalidInput(
+            f"{where}: direction must be one of {', '.join(PROPAGATION_DIRECTIONS)}, "
+            f"got {prompt.direction!r}"
+        )
 
 
 class SegmentationBackend(ABC):
@@ -230,7 +280,10 @@ class SegmentationBackend(ABC):
 
 
 # Short names accepted by load_backend, so a CLI can say "default".
-BACKEND_ALIASES: dict[str, str] = {"default": "inference.engine.default.ClassicalBackend"}
+BACKEND_ALIASES: dict[str, str] = {
+    "default": "inference.engine.default.ClassicalBackend",
+    "medsam2": "inference.engine.medsam2.MedSAM2Backend",
+}
 
 
 def load_backend(dotted_path: str, **options: object) -> SegmentationBackend:

@@ -220,6 +220,16 @@ class ClassicalBackend(SegmentationBackend):
         return out
 
     def _segment_one(self, volume: ImageVolume, prompt: LesionPrompt) -> _LesionOutcome:
+        crop, mask, outcome = self._segment_crop(volume, prompt)
+        if mask is not None:
+            outcome.mask[crop.slices] = mask
+        return outcome
+
+    def _segment_crop(
+        self, volume: ImageVolume, prompt: LesionPrompt
+    ) -> tuple[_Crop, BoolArray | None, _LesionOutcome]:
+        """The classical mask within the region of interest (``None`` where it stays empty),
+        with an outcome whose full-size mask is still all False; subclasses refine it."""
         t0 = time.perf_counter()
         crop = self._crop(volume, prompt)
         full = np.zeros(volume.shape, dtype=bool)
@@ -227,7 +237,8 @@ class ClassicalBackend(SegmentationBackend):
         norm = self._normalise(volume, data)
         if norm is None:
             t1 = time.perf_counter()
-            return _LesionOutcome(full, t1 - t0, 0.0, "flat region: no contrast around the box")
+            flat = "flat region: no contrast around the box"
+            return crop, None, _LesionOutcome(full, t1 - t0, 0.0, flat)
         sx, sy, sz = volume.spacing
         x0, y0, x1, y1 = crop.box
         # Lighter smoothing for small boxes: blur shrinks small convex objects.
@@ -239,9 +250,8 @@ class ClassicalBackend(SegmentationBackend):
             )
         t1 = time.perf_counter()
         model, note = self._model(norm, crop, sigma)
-        if model is not None:
-            full[crop.slices] = self._propagate(norm, crop, model, (sx, sy, sz))
-        return _LesionOutcome(full, t1 - t0, time.perf_counter() - t1, note)
+        mask = None if model is None else self._propagate(norm, crop, model, (sx, sy, sz))
+        return crop, mask, _LesionOutcome(full, t1 - t0, time.perf_counter() - t1, note)
 
     def _model(
         self, image: FloatArray, crop: _Crop, sigma_px: float
