@@ -164,6 +164,7 @@ SPECTACULAR_SETTINGS = {
 # separate worker process consumes it, and nothing else needs to run. Production: redis://...
 _broker_dir = DATA_DIR / "broker"
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     for _sub in ("queue", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
@@ -174,6 +175,21 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://", "redis+socket://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # A worker consuming "-Q gpu-interactive,gpu-batch" empties the queues in that order
+        # (BRPOP on the keys in order) instead of round-robin: interactive prompts go first.
+        "queue_order_strategy": "priority",
+        # An unacknowledged message (its worker died) goes back to the queue after this many
+        # seconds; it must exceed the longest task's hard time limit, or a slow task would be
+        # delivered twice while it still runs (segmentation_run keeps only one result anyway).
+        "visibility_timeout": 3600,
+    }
+# Per-deployment overrides, JSON: e.g. '{"visibility_timeout": 7200}' (tests make it short).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    **CELERY_BROKER_TRANSPORT_OPTIONS,
+    **env.json("CELERY_BROKER_TRANSPORT_OPTIONS", default={}),
+}
 # Job state lives in the database (InferenceJob), so Celery keeps no results.
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
@@ -182,6 +198,9 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# A worker that loses its broker connection cancels its running tasks rather than finishing
+# them: their messages are redelivered, and a second run must not race the first.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # A PACS to pull studies from, over DICOMweb (QIDO-RS / WADO-RS); empty: none configured.

@@ -45,6 +45,11 @@ api = [
         name="round-export",
     ),
     path(
+        "projects/<slug:slug>/rounds/<int:number>/preannotate/",
+        inference_views.RoundPreannotateView.as_view(),
+        name="round-preannotate",
+    ),
+    path(
         "projects/<slug:slug>/model-versions/",
         inference_views.ModelVersionListView.as_view(),
         name="model-versions",

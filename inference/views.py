@@ -1,12 +1,13 @@
 from django.db.models import Q
-from drf_spectacular.utils import extend_schema
-from rest_framework import status
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotator.api import current_user, get_visible
 from annotator.views import lesion_queryset
+from inference.batch import round_preannotate, round_preannotation_progress
 from inference.models import InferenceJob, ModelVersion
 from inference.serializers import (
     InferenceJobSerializer,
@@ -14,7 +15,8 @@ from inference.serializers import (
     SegmentRequestSerializer,
 )
 from inference.services import segmentation_request
-from projects.access import visible_tasks
+from projects.access import require_role, visible_tasks
+from projects.models import Role, Round
 from projects.views import project_for
 
 
@@ -44,3 +46,39 @@ class ModelVersionListView(APIView):
         project = project_for(request, slug)
         versions = ModelVersion.objects.filter(Q(project=project) | Q(project__isnull=True))
         return Response(ModelVersionSerializer(versions, many=True).data)
+
+
+PreannotationProgress = inline_serializer(
+    "PreannotationProgress",
+    {
+        "total": serializers.IntegerField(),
+        "queued": serializers.IntegerField(),
+        "running": serializers.IntegerField(),
+        "succeeded": serializers.IntegerField(),
+        "failed": serializers.IntegerField(),
+        "failures": serializers.ListField(child=serializers.DictField()),
+        "started": serializers.IntegerField(required=False),
+    },
+)
+
+
+class RoundPreannotateView(APIView):
+    def _round(self, request: Request, slug: str, number: int) -> Round:
+        project = project_for(request, slug)
+        require_role(current_user(request), project, Role.MANAGER)
+        return get_visible(Round.objects.filter(project=project), number=number)
+
+    @extend_schema(responses=PreannotationProgress)
+    def get(self, request: Request, slug: str, number: int) -> Response:
+        """The round's pre-annotation: its latest batch job per lesion counted by state, and
+        the failures' reasons."""
+        return Response(round_preannotation_progress(self._round(request, slug, number)))
+
+    @extend_schema(request=None, responses={202: PreannotationProgress})
+    def post(self, request: Request, slug: str, number: int) -> Response:
+        """Queue on gpu-batch a segmentation of every prompted lesion that has no mask yet (and
+        no job waiting); failed ones are retried. ``started``: how many jobs this call queued."""
+        round_ = self._round(request, slug, number)
+        jobs = round_preannotate(round=round_, user=current_user(request))
+        body = {**round_preannotation_progress(round_), "started": len(jobs)}
+        return Response(body, status=status.HTTP_202_ACCEPTED)

@@ -6,9 +6,6 @@ Runs against whatever DATABASE_URL and CELERY_BROKER_URL say: PostgreSQL and Red
 
 import gzip
 import io
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,60 +15,21 @@ import numpy as np
 import pytest
 import requests
 import SimpleITK as sitk
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.core.management import call_command
-from django.db import connection
 
-from annotator.celery import QUEUES, app
 from inference.engine import dice, key_slice_and_box
+from tests.support.worker import running_worker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-REPO = Path(__file__).resolve().parent.parent
-
-
-def database_url() -> str:
-    """The URL of the test database this process uses, for the worker process."""
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    password = f":{db['PASSWORD']}" if db["PASSWORD"] else ""
-    host = f"{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}"
-    return f"postgres://{db['USER']}{password}@{host}/{db['NAME']}"
 
 
 @pytest.fixture
 def worker(live_server: Any, media_root: Path, tmp_path: Path) -> Iterator[Path]:
     """A real `celery worker` process on the same database, broker and files as the server."""
-    app.conf.task_always_eager = False
-    with app.connection_for_write() as conn:  # drop messages a previous run may have left
-        for queue in QUEUES:
-            conn.default_channel.queue_purge(queue)  # type: ignore[attr-defined]
-    log = tmp_path / "worker.log"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "annotator.settings",
-        "DATABASE_URL": database_url(),
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        "ANNOTATOR_MEDIA_ROOT": str(media_root),
-        "ANNOTATOR_DATA_DIR": str(settings.DATA_DIR),
-    }
-    command = [sys.executable, "-m", "celery", "-A", "annotator", "worker", "-Q", ",".join(QUEUES)]
-    command += ["--concurrency", "1", "--prefetch-multiplier", "1", "--loglevel", "info"]
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while b"ready." not in log.read_bytes():
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "worker did not start:\n" + log.read_text()
-            time.sleep(0.2)
-        yield log
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        app.conf.task_always_eager = settings.CELERY_TASK_ALWAYS_EAGER
+    with running_worker(media_root=media_root, log=tmp_path / "worker.log") as process:
+        yield process.log
 
 
 class Api:
