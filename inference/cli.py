@@ -161,18 +161,15 @@ def make_backend(args: argparse.Namespace) -> SegmentationBackend:
         if args.model_dir is not None:
             raise CliError("--model-dir is for the default backend; medsam2 takes --checkpoint")
         _import_backend(BACKENDS["medsam2"], "the medsam2 backend is not installed")
-        options: dict[str, object] = {}
-        if args.checkpoint is not None:
-            options["checkpoint"] = str(args.checkpoint.resolve())
-        if args.device:
-            options["device"] = args.device
-        return load_backend(BACKENDS["medsam2"], **options)
+        options: dict[str, object] = {"device": args.device} if args.device else {}
+        checkpoint = str(args.checkpoint.resolve()) if args.checkpoint is not None else None
+        return load_backend(BACKENDS["medsam2"], checkpoint=checkpoint, **options)
     if args.checkpoint is not None:
         raise CliError("--checkpoint is for --backend medsam2; the default backend takes none")
     if args.model_dir is not None:
         path = model_file(args.model_dir)
         _import_backend(LEARNED, "no learned model is available (no learned backend here)")
-        return load_backend(LEARNED, model_path=str(path.resolve()))
+        return load_backend(LEARNED, checkpoint=str(path.resolve()))
     return load_backend(BACKENDS["default"])
 
 

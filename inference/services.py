@@ -2,6 +2,7 @@
 
 import functools
 import logging
+import os
 import time
 from typing import Any
 
@@ -9,6 +10,7 @@ import SimpleITK as sitk
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
@@ -27,9 +29,17 @@ BATCH_QUEUE = "gpu-batch"
 
 
 @functools.cache
-def load_backend(dotted_path: str) -> SegmentationBackend:
-    """One backend per worker process: models are loaded once, not per job."""
-    return engine_load_backend(dotted_path)
+def load_backend(dotted_path: str, checkpoint: str = "") -> SegmentationBackend:
+    """One backend per model per worker process: models are loaded once, not per job."""
+    return engine_load_backend(dotted_path, checkpoint=checkpoint_path(checkpoint) or None)
+
+
+def checkpoint_path(checkpoint: str) -> str:
+    """A ModelVersion's checkpoint as a local path: an absolute path on the workers is used as
+    it is; anything else is a key in the file storage (models trained here)."""
+    if not checkpoint or os.path.isabs(checkpoint):
+        return checkpoint
+    return default_storage.path(checkpoint)
 
 
 def segmentation_request(
@@ -131,7 +141,9 @@ def segmentation_run(*, job_id: int) -> InferenceJob | None:
         )
         timings["load"] = time.perf_counter() - started
 
-        backend = load_backend(job.backend)
+        backend = load_backend(
+            job.backend, job.model_version.checkpoint if job.model_version else ""
+        )
         prompt = LesionPrompt(
             lesion_id=str(lesion.pk),
             key_slice=int(job.prompt["key_slice"]),

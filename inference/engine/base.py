@@ -19,7 +19,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -259,6 +259,8 @@ class SegmentationBackend(ABC):
     """
 
     name: str = "abstract"
+    # The constructor option that takes a model file (a ModelVersion's checkpoint), if any.
+    checkpoint_option: ClassVar[str | None] = None
 
     @abstractmethod
     def describe(self) -> dict[str, object]:
@@ -286,10 +288,13 @@ BACKEND_ALIASES: dict[str, str] = {
 }
 
 
-def load_backend(dotted_path: str, **options: object) -> SegmentationBackend:
+def load_backend(
+    dotted_path: str, *, checkpoint: str | None = None, **options: object
+) -> SegmentationBackend:
     """Import and construct a backend from "package.module.Class" (or "package.module:Class").
 
-    ``options`` go to the class (or factory) as keyword arguments. Raises
+    ``options`` go to the class (or factory) as keyword arguments; ``checkpoint`` (a model file)
+    goes to the option the class names in ``checkpoint_option``. Raises
     :class:`BackendUnavailable` when the path does not lead to a backend or construction fails.
     """
     path = BACKEND_ALIASES.get(dotted_path, dotted_path)
@@ -315,6 +320,11 @@ def load_backend(dotted_path: str, **options: object) -> SegmentationBackend:
         ) from exc
     if not callable(factory):
         raise BackendUnavailable(f"backend {dotted_path!r}: {attr!r} is not a class or factory")
+    if checkpoint:
+        option = getattr(factory, "checkpoint_option", None)
+        if not option:
+            raise BackendUnavailable(f"backend {dotted_path!r} takes no checkpoint file")
+        options = {**options, option: checkpoint}
     try:
         backend = factory(**options)
     except BackendUnavailable:

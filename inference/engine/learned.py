@@ -201,6 +201,8 @@ class LearnedBackend(ClassicalBackend):
     options are the classical backend's.
     """
 
+    checkpoint_option = "model_path"
+
     name = "default"
     version = "1.1"
 

@@ -6,6 +6,7 @@ Nothing here needs Django or a database; the volumes are synthetic and made on t
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -339,7 +340,7 @@ def test_load_backend_by_path_alias_and_options() -> None:
         ("inference.engine.default.ClassicalBackend", {"margin": -1.0}, "cannot construct"),
     ],
 )
-def test_load_backend_failures(path: str, options: dict[str, object], message: str) -> None:
+def test_load_backend_failures(path: str, options: dict[str, Any], message: str) -> None:
     with pytest.raises(BackendUnavailable, match=message):
         load_backend(path, **options)
 

@@ -8,7 +8,7 @@ import pytest
 
 from annotator.models import MaskVersion
 from annotator.services import mask_version_load
-from inference.engine import dice, key_slice_and_box
+from inference.engine import ImageVolume, LesionPrompt, dice, key_slice_and_box
 from inference.models import InferenceJob
 from inference.services import segmentation_run
 
@@ -96,3 +96,48 @@ def test_prompt_validation(lesion: dict[str, Any]) -> None:
     response = client.post(url, {"key_slice": 2, "box": [1, 1, 5]}, format="json")
     assert response.status_code == 400 and "box" in response.json()
     assert not InferenceJob.objects.exists()
+
+
+def test_a_rounds_model_version_is_the_model_the_job_runs(
+    lesion: dict[str, Any],
+    workspace: dict[str, Any],
+    phantom: Any,
+    tmp_path: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from inference.engine import make_ct_phantom
+    from inference.engine.learned import LearnedBackend, TrainingCase, train
+    from inference.models import ModelVersion
+
+    cases = []
+    for seed in (11, 12):
+        training = make_ct_phantom(seed=seed, shape=(24, 96, 96), n_lesions=2)
+        volume = ImageVolume(training.image, training.spacing, "CT")
+        for mask in training.lesion_masks:
+            k, box = key_slice_and_box(mask)
+            cases.append(TrainingCase(volume, LesionPrompt("x", k, box), mask))
+    path = tmp_path / "model.joblib"
+    train(cases, seed=0).save(path)
+    model = ModelVersion.objects.create(
+        name="learned r0", backend="inference.engine.learned.LearnedBackend", checkpoint=str(path)
+    )
+    round_ = workspace["imported"].task.round
+    round_.model_version = model
+    round_.save()
+
+    reference = phantom.lesion_masks[0]
+    job = request_segmentation(lesion, reference, django_capture_on_commit_callbacks)
+    assert job.state == "succeeded", job.error
+    assert job.model_version == model and job.result.author_model == model
+    k, box = key_slice_and_box(reference)
+    expected = LearnedBackend(model_path=str(path)).segment(
+        ImageVolume(phantom.image, phantom.spacing, "CT", window=(40.0, 400.0)),
+        [LesionPrompt("x", k, box)],
+    )
+    np.testing.assert_array_equal(mask_version_load(job.result), expected.masks["x"])
+
+    # a model file given to a backend that takes none fails the job with that reason
+    model.backend = "inference.engine.default.ClassicalBackend"
+    model.save()
+    failed = request_segmentation(lesion, reference, django_capture_on_commit_callbacks)
+    assert failed.state == "failed" and "takes no checkpoint" in failed.error

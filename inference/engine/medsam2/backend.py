@@ -133,6 +133,7 @@ class MedSAM2Backend(SegmentationBackend):
     """MedSAM2 (SAM2.1 hiera-tiny at 512 px) on a checkpoint file; see the module's docstring."""
 
     name = "medsam2"
+    checkpoint_option = "checkpoint"
 
     def __init__(
         self,
