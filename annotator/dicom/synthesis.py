@@ -241,42 +241,6 @@ def iter_instances(
         yield ds
 
 
-def generate_instances(
-    image: sitk.Image,
-    *,
-    modality: str,
-    study_uid: str,
-    series_uid: str,
-    frame_of_reference_uid: str,
-    patient_id: str = "",
-    patient_name: str = "",
-    study_description: str = "",
-    series_description: str = "",
-    series_number: int = 1,
-    accession_number: str = "",
-    study_date: date | None = None,
-    window: tuple[float, float] | None = None,
-) -> list[Dataset]:
-    """All the instances of ``image`` at once (``iter_instances`` streams them)."""
-    return list(
-        iter_instances(
-            image,
-            modality=modality,
-            study_uid=study_uid,
-            series_uid=series_uid,
-            frame_of_reference_uid=frame_of_reference_uid,
-            patient_id=patient_id,
-            patient_name=patient_name,
-            study_description=study_description,
-            series_description=series_description,
-            series_number=series_number,
-            accession_number=accession_number,
-            study_date=study_date,
-            window=window,
-        )
-    )
-
-
 def to_bytes(ds: Dataset) -> bytes:
     """The instance as a DICOM Part 10 file."""
     buffer = BytesIO()

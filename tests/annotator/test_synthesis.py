@@ -12,7 +12,7 @@ import pytest
 import SimpleITK as sitk
 from django.core.files.storage import default_storage
 
-from annotator.dicom.synthesis import generate_instances, to_bytes
+from annotator.dicom.synthesis import iter_instances, to_bytes
 from annotator.errors import InvalidInput
 from annotator.models import Instance, Series, Study
 from annotator.volumes import image_suffix, upload_suffix, volume_array, volume_import
@@ -22,13 +22,15 @@ from projects.models import Project
 def generate(
     image: sitk.Image, modality: str, window: tuple[float, float] | None = None
 ) -> list[pydicom.Dataset]:
-    return generate_instances(
-        image,
-        modality=modality,
-        study_uid="1.2.3",
-        series_uid="1.2.3.4",
-        frame_of_reference_uid="1.2.3.5",
-        window=window,
+    return list(
+        iter_instances(
+            image,
+            modality=modality,
+            study_uid="1.2.3",
+            series_uid="1.2.3.4",
+            frame_of_reference_uid="1.2.3.5",
+            window=window,
+        )
     )
 
 
