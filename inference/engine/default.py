@@ -28,10 +28,14 @@ on the lesion's size, not the volume's):
    convention the lesion's largest. Propagation stops at the first empty slice, so the
    result is one 3D component connected to the key-slice mask.
 
-Failure modes are explicit rather than crashes: a region with no contrast, or a key slice on
-which nothing inside the box differs from the ring around it, gives an EMPTY mask and a note
-in ``SegmentationResult.notes`` (an empty draft is honest; a box-shaped one would look like an
-answer). Points in the prompt are accepted and ignored by this backend.
+6. Weigh it all in one draft (:mod:`.box_prior`): the box's ellipsoid as a shape prior, the
+   intensity evidence of the key slice (trusted as far as intensity alone explains the box),
+   and the mask of steps 3-5 as a vote. Isodense lesions, which no threshold finds, get a
+   box-shaped draft; lesions that stand out get their own outline.
+
+A completely flat region gives an EMPTY mask and a note in ``SegmentationResult.notes``; a key
+slice on which nothing inside the box differs from its surroundings gives the box-shaped draft
+and a note saying so. Points in the prompt are accepted and ignored by this backend.
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ from .base import (
     SegmentationBackend,
     SegmentationResult,
 )
+from .box_prior import box_prior_draft
 
 __all__ = ["ClassicalBackend"]
 
@@ -250,7 +255,12 @@ class ClassicalBackend(SegmentationBackend):
             )
         t1 = time.perf_counter()
         model, note = self._model(norm, crop, sigma)
-        mask = None if model is None else self._propagate(norm, crop, model, (sx, sy, sz))
+        classical = None if model is None else self._propagate(norm, crop, model, (sx, sy, sz))
+        draft = box_prior_draft(norm, crop.key, crop.box, (sx, sy, sz), classical)
+        if note is not None:
+            weight = draft.evidence_weight
+            note += f"; the draft follows the box's shape (intensity weight {weight:.2f})"
+        mask = draft.mask if draft.mask.any() else None
         return crop, mask, _LesionOutcome(full, t1 - t0, time.perf_counter() - t1, note)
 
     def _model(
