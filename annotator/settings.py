@@ -157,7 +157,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"RoleEnum": "projects.models.Role"},
+    "ENUM_NAME_OVERRIDES": {
+        "RoleEnum": "projects.models.Role",
+        "JobStateEnum": "inference.models.InferenceJob.State",
+    },
 }
 
 # Celery. The default broker is kombu's filesystem transport in the data directory: a real

@@ -50,6 +50,11 @@ api = [
         name="round-preannotate",
     ),
     path(
+        "projects/<slug:slug>/rounds/<int:number>/train/",
+        inference_views.RoundTrainView.as_view(),
+        name="round-train",
+    ),
+    path(
         "projects/<slug:slug>/model-versions/",
         inference_views.ModelVersionListView.as_view(),
         name="model-versions",
@@ -71,6 +76,11 @@ api = [
     path("masks/<int:pk>/", annotator_views.MaskDetailView.as_view(), name="mask"),
     path("masks/<int:pk>/data/", annotator_views.MaskDataView.as_view(), name="mask-data"),
     path("jobs/<int:pk>/", inference_views.JobDetailView.as_view(), name="job"),
+    path(
+        "training-jobs/<int:pk>/",
+        inference_views.TrainingJobDetailView.as_view(),
+        name="training-job",
+    ),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),

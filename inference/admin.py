@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from inference.models import InferenceJob, ModelVersion
+from inference.models import InferenceJob, ModelVersion, TrainingJob
 
 
 @admin.register(ModelVersion)
@@ -14,3 +14,10 @@ class InferenceJobAdmin(admin.ModelAdmin):
     list_display = ["id", "kind", "lesion", "state", "progress_done", "progress_total", "created"]
     list_filter = ["state", "kind"]
     readonly_fields = ["timings", "error"]
+
+
+@admin.register(TrainingJob)
+class TrainingJobAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "round", "state", "progress_done", "progress_total", "created"]
+    list_filter = ["state"]
+    readonly_fields = ["error"]

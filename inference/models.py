@@ -48,7 +48,9 @@ class InferenceJob(models.Model):
     lesion = models.ForeignKey(
         "annotator.Lesion", on_delete=models.CASCADE, related_name="inference_jobs"
     )
-    # {"key_slice": k, "box": [x0, y0, x1, y1]}
+    # {"key_slice": k, "box": [x0, y0, x1, y1]}, optionally "positive_points" /
+    # "negative_points" ([[x, y, z], ...]), "mask_slice" (z), "z_range" ([z0, z1]) and
+    # "mask_version" (the version the mask slice and the slices outside z_range come from)
     prompt = models.JSONField()
     backend = models.CharField(max_length=200)
     model_version = models.ForeignKey(
@@ -82,6 +84,50 @@ class InferenceJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} job {self.pk} ({self.state})"
+
+    @property
+    def progress(self) -> float:
+        return self.progress_done / self.progress_total if self.progress_total else 0.0
+
+
+class TrainingJob(models.Model):
+    """Training the project's learned model on the accepted masks of its rounds up to ``round``.
+
+    The result is a new :class:`ModelVersion` (``result``); rounds opened afterwards use it.
+    """
+
+    State = InferenceJob.State
+
+    project = models.ForeignKey(
+        "projects.Project", on_delete=models.CASCADE, related_name="training_jobs"
+    )
+    # The last round whose accepted tasks it learns from (every earlier round counts too).
+    round = models.ForeignKey("projects.Round", on_delete=models.CASCADE, related_name="+")
+    state = models.CharField(
+        max_length=12, choices=State.choices, default=State.QUEUED, db_index=True
+    )
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    result = models.OneToOneField(
+        ModelVersion,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="training_job",
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"training job {self.pk} ({self.state})"
 
     @property
     def progress(self) -> float:

@@ -1,7 +1,13 @@
 from annotator.celery import acks_late_task
-from inference import services
+from inference import services, training
 
 
 @acks_late_task(queue="gpu-interactive")
 def run_segmentation_job(*, job_id: int) -> None:
     services.segmentation_run(job_id=job_id)
+
+
+# Training reads every accepted volume of the project: allow it an hour.
+@acks_late_task(queue="train", soft_time_limit=3600, time_limit=3660)
+def run_training_job(*, job_id: int) -> None:
+    training.training_run(job_id=job_id)

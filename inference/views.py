@@ -8,13 +8,15 @@ from rest_framework.views import APIView
 from annotator.api import current_user, get_visible
 from annotator.views import lesion_queryset
 from inference.batch import round_preannotate, round_preannotation_progress
-from inference.models import InferenceJob, ModelVersion
+from inference.models import InferenceJob, ModelVersion, TrainingJob
 from inference.serializers import (
     InferenceJobSerializer,
     ModelVersionSerializer,
     SegmentRequestSerializer,
+    TrainingJobSerializer,
 )
 from inference.services import segmentation_request
+from inference.training import training_request
 from projects.access import require_role, visible_tasks
 from projects.models import Role, Round
 from projects.views import project_for
@@ -23,7 +25,8 @@ from projects.views import project_for
 class LesionSegmentView(APIView):
     @extend_schema(request=SegmentRequestSerializer, responses={202: InferenceJobSerializer})
     def post(self, request: Request, pk: int) -> Response:
-        """Segment the lesion in 3D from a box on its key slice; poll the returned job."""
+        """Segment the lesion in 3D from a box on its key slice, optionally with click points
+        and a mask prompt (a slice of its latest saved mask to propagate); poll the job."""
         lesion = get_visible(lesion_queryset(request), pk=pk)
         data = SegmentRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -82,3 +85,30 @@ class RoundPreannotateView(APIView):
         jobs = round_preannotate(round=round_, user=current_user(request))
         body = {**round_preannotation_progress(round_), "started": len(jobs)}
         return Response(body, status=status.HTTP_202_ACCEPTED)
+
+
+class RoundTrainView(APIView):
+    @extend_schema(request=None, responses={202: TrainingJobSerializer})
+    def post(self, request: Request, slug: str, number: int) -> Response:
+        """Train the project's learned model on the accepted tasks of this round and the ones
+        before it (managers); the next round opened uses it. Poll the returned job."""
+        project = project_for(request, slug)
+        user = current_user(request)
+        require_role(user, project, Role.MANAGER)
+        round_ = get_visible(Round.objects.filter(project=project), number=number)
+        job = training_request(round=round_, user=user)
+        job.refresh_from_db()
+        return Response(TrainingJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class TrainingJobDetailView(APIView):
+    @extend_schema(responses=TrainingJobSerializer)
+    def get(self, request: Request, pk: int) -> Response:
+        """A training job's state, progress, error and resulting model (managers)."""
+        user = current_user(request)
+        jobs = TrainingJob.objects.filter(project__memberships__user_id=user.id).select_related(
+            "project", "round", "result"
+        )
+        job = get_visible(jobs, pk=pk)
+        require_role(user, job.project, Role.MANAGER)
+        return Response(TrainingJobSerializer(job).data)

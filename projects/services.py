@@ -136,17 +136,22 @@ def current_round(project: Project) -> Round | None:
 
 
 def round_open(*, project: Project) -> Round:
-    """Close the open round and open the next one, pre-annotated by the active model."""
+    """Close the open round and open the next one, pre-annotated by the project's active model
+    (one an operator chose) or else its newest model trained here (None: the untrained default).
+    """
     with transaction.atomic():
-        Project.objects.select_for_update().get(pk=project.pk)
+        project = Project.objects.select_for_update().get(pk=project.pk)
         previous = project.rounds.order_by("-number").first()
         project.rounds.filter(state=Round.State.OPEN).update(
             state=Round.State.CLOSED, closed_at=timezone.now()
         )
+        model_version = project.active_model_version or (
+            project.model_versions.filter(training_job__isnull=False).order_by("-id").first()
+        )
         return Round.objects.create(
             project=project,
             number=previous.number + 1 if previous else 0,
-            model_version=project.active_model_version,
+            model_version=model_version,
         )
 
 

@@ -1,0 +1,245 @@
+"""Training the project's learned model on its accepted masks, as a job on the ``train`` queue.
+
+A manager asks for it after a round (``training_request``); a worker runs it
+(``training_run``): every accepted task of the project's rounds up to the chosen one gives one
+training case per lesion (the lesion's final mask version, the one the reviewer accepted, as the
+reference; its key slice and box as the prompt). The model file goes to the file storage under
+``models/<project>/``, and a new :class:`ModelVersion` names it; the next round opened uses the
+project's newest trained model (``projects.services.round_open``).
+"""
+
+import logging
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import SimpleITK as sitk
+from celery.exceptions import SoftTimeLimitExceeded
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Prefetch, QuerySet
+from django.utils import timezone
+
+from annotator import storage
+from annotator.errors import Conflict
+from annotator.models import Lesion, MaskVersion, Volume
+from annotator.services import mask_version_load
+from annotator.volumes import volume_read
+from inference.engine import EngineError, ImageVolume, LesionPrompt, key_slice_and_box
+from inference.models import ModelVersion, TrainingJob
+from inference.services import project_window
+from projects.access import require_role
+from projects.models import Role, Round, Task
+
+log = logging.getLogger(__name__)
+
+TRAIN_QUEUE = "train"
+LEARNED_BACKEND = "inference.engine.learned.LearnedBackend"
+SEED = 0
+ACTIVE = (TrainingJob.State.QUEUED, TrainingJob.State.RUNNING)
+
+
+def training_request(*, round: Round, user: User) -> TrainingJob:
+    """Queue training on the accepted tasks of ``round`` and the rounds before it (managers
+    only); 409 while another training job of the project waits or runs."""
+    from inference.tasks import run_training_job
+
+    project = round.project
+    require_role(user, project, Role.MANAGER)
+    with transaction.atomic():
+        type(project).objects.select_for_update().get(pk=project.pk)
+        busy = TrainingJob.objects.filter(project=project, state__in=ACTIVE).first()
+        if busy is not None:
+            raise Conflict(
+                f"training job {busy.pk} of this project is {busy.state}; wait for it to finish"
+            )
+        job = TrainingJob.objects.create(project=project, round=round, requested_by=user)
+        transaction.on_commit(
+            lambda: run_training_job.apply_async(kwargs={"job_id": job.pk}, queue=TRAIN_QUEUE)
+        )
+    return job
+
+
+def training_lesions(round_: Round) -> QuerySet[Lesion]:
+    """The lesions of the accepted tasks of ``round_``'s project, rounds up to ``round_``,
+    that have a mask; each with its versions prefetched newest first."""
+    return (
+        Lesion.objects.filter(
+            Exists(MaskVersion.objects.filter(lesion=OuterRef("pk"))),
+            task__round__project_id=round_.project_id,
+            task__round__number__lte=round_.number,
+            task__state=Task.State.ACCEPTED,
+        )
+        .select_related("task__round__project", "task__series__volume")
+        .prefetch_related(
+            Prefetch("mask_versions", queryset=MaskVersion.objects.order_by("-id")),
+        )
+        .order_by("task__series__volume__id", "task_id", "id")
+    )
+
+
+def _claim(job_id: int) -> TrainingJob | None:
+    """Queued -> running, stamping ``started_at`` as this attempt's token; None when the job is
+    gone or finished (a redelivered message). See ``inference.services._claim``."""
+    with transaction.atomic():
+        job = TrainingJob.objects.select_for_update().filter(pk=job_id).first()
+        if job is None:
+            log.warning("training job %s no longer exists", job_id)
+            return None
+        if job.state not in ACTIVE:
+            return None
+        if job.state == TrainingJob.State.RUNNING:
+            log.warning("training job %s was running: redelivered, running it again", job_id)
+        job.state = TrainingJob.State.RUNNING
+        job.started_at = timezone.now()
+        job.progress_done = 0
+        job.save(update_fields=["state", "started_at", "progress_done"])
+        return job
+
+
+def _still_mine(job: TrainingJob) -> Any:
+    return TrainingJob.objects.filter(
+        pk=job.pk, state=TrainingJob.State.RUNNING, started_at=job.started_at
+    )
+
+
+def _fail(job: TrainingJob, message: str) -> None:
+    _still_mine(job).update(
+        state=TrainingJob.State.FAILED, error=message, finished_at=timezone.now()
+    )
+
+
+def training_run(*, job_id: int) -> TrainingJob | None:
+    """Train, store the model file and record it as a new ModelVersion; a failure (no accepted
+    masks, a broken volume) is written on the job with its reason.
+
+    Idempotent like ``segmentation_run``: a redelivered message for a finished job does nothing,
+    and of two attempts only the latest claim records its model (the other's file is deleted).
+    """
+    from inference.engine.learned import train
+
+    job = _claim(job_id)
+    if job is None:
+        return None
+    written: list[str] = []
+    try:
+        started = time.perf_counter()
+        round_ = job.round
+        lesions = list(training_lesions(round_))
+        if not lesions:
+            _fail(
+                job,
+                f"no training cases: no accepted task of rounds 0..{round_.number} has a lesion "
+                "with a mask",
+            )
+            job.refresh_from_db()
+            return job
+        _still_mine(job).update(progress_total=len(lesions) + 1)
+        stats: dict[str, Any] = {"sources": {}, "skipped": []}
+        model = train(_cases(job, lesions, stats), seed=SEED)
+        seconds = time.perf_counter() - started
+
+        with tempfile.TemporaryDirectory(prefix="annotator-train-") as tmp:
+            local = Path(tmp) / "model.joblib"
+            model.save(local)
+            key = f"models/{round_.project.slug}/training-{job.pk}-{uuid.uuid4().hex[:8]}.joblib"
+            with open(local, "rb") as f:
+                written.append(storage.save_file(key, f))
+        rounds = list(
+            Round.objects.filter(project_id=job.project_id, number__lte=round_.number).order_by(
+                "number"
+            )
+        )
+        metrics = {
+            **model.meta,
+            "seconds": round(seconds, 2),
+            "rounds": [r.number for r in rounds],
+            "tasks": len({lesion.task_id for lesion in lesions}),
+            **stats,
+        }
+        with transaction.atomic():
+            # Compare-and-set first, as in segmentation_run: only the latest claim records.
+            if not _still_mine(job).update(finished_at=timezone.now()):
+                log.warning("training job %s: a later attempt owns it; model dropped", job.pk)
+                storage.delete_quietly(written)
+                job.refresh_from_db()
+                return job
+            version = ModelVersion.objects.create(
+                project_id=job.project_id,
+                name=f"learned r{round_.number} (job {job.pk})",
+                backend=LEARNED_BACKEND,
+                checkpoint=written[0],
+                metrics=metrics,
+            )
+            version.trained_from_rounds.set(rounds)
+            _still_mine(job).update(
+                state=TrainingJob.State.SUCCEEDED,
+                result=version,
+                progress_done=len(lesions) + 1,
+                finished_at=timezone.now(),
+            )
+    except EngineError as exc:
+        storage.delete_quietly(written)
+        _fail(job, str(exc))
+    except SoftTimeLimitExceeded:
+        storage.delete_quietly(written)
+        _fail(job, "the training ran past its time limit and was stopped")
+    except Exception as exc:
+        storage.delete_quietly(written)
+        log.exception("training job %s failed", job.pk)
+        _fail(job, f"internal error: {type(exc).__name__}: {exc}")
+    job.refresh_from_db()
+    return job
+
+
+def _cases(job: TrainingJob, lesions: list[Lesion], stats: dict[str, Any]) -> Iterator[Any]:
+    """One training case per lesion, read lazily: one volume in memory at a time."""
+    from inference.engine.learned import TrainingCase
+
+    progress = _progress_writer(job)
+    cached: tuple[int, ImageVolume] | None = None
+    for done, lesion in enumerate(lesions, start=1):
+        final = next(iter(lesion.mask_versions.all()))
+        reference = mask_version_load(final).astype(bool, copy=False)
+        volume = lesion.task.series.volume
+        if not reference.any():
+            stats["skipped"].append({"lesion": lesion.pk, "reason": "empty mask"})
+        else:
+            if cached is None or cached[0] != volume.pk:
+                cached = (volume.pk, _engine_volume(volume, lesion))
+            if lesion.key_slice is not None and lesion.box is not None:
+                key_slice, box = int(lesion.key_slice), tuple(int(v) for v in lesion.box)
+            else:  # drawn by hand without a box: prompt with the mask's largest slice
+                key_slice, box = key_slice_and_box(reference)
+            prompt = LesionPrompt(str(lesion.pk), key_slice, box)  # type: ignore[arg-type]
+            stats["sources"][final.source] = stats["sources"].get(final.source, 0) + 1
+            yield TrainingCase(cached[1], prompt, reference)
+        progress(done)
+
+
+def _engine_volume(volume: Volume, lesion: Lesion) -> ImageVolume:
+    """The volume as the segmentation jobs see it (same window), so the model learns on the
+    inputs it will meet."""
+    image = volume_read(volume)
+    return ImageVolume(
+        array=sitk.GetArrayFromImage(image),
+        spacing=tuple(image.GetSpacing()),
+        modality=volume.series.modality,
+        window=project_window(lesion.task.round.project),
+    )
+
+
+def _progress_writer(job: TrainingJob) -> Callable[[int], None]:
+    last_write = 0.0
+
+    def write(done: int) -> None:
+        nonlocal last_write
+        now = time.perf_counter()
+        if now - last_write > 0.5:
+            last_write = now
+            _still_mine(job).update(progress_done=done)
+
+    return write

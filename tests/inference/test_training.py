@@ -1,0 +1,233 @@
+"""Training the project's learned model as a job: from accepted tasks to a ModelVersion that the
+next round pre-annotates with; failures show on the job; managers only; exactly once."""
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+
+from annotator.models import Lesion, MaskVersion
+from annotator.services import Author, lesion_create, mask_version_save
+from inference import services, training
+from inference.engine import key_slice_and_box
+from inference.engine.learned import LearnedBackend, LearnedModel
+from inference.models import ModelVersion, TrainingJob
+from projects.models import Round
+from projects.services import round_open, task_claim_next, task_review, task_submit
+
+pytestmark = pytest.mark.django_db
+
+URL = "/api/projects/alpha/rounds/0/train/"
+
+
+def accept_task(workspace: dict[str, Any], phantom: Any) -> None:
+    """The annotator claims the next task, masks every phantom lesion, the reviewer accepts."""
+    annotator, project = workspace["annotator"], workspace["project"]
+    task = task_claim_next(user=annotator, project=project)
+    assert task is not None
+    for mask in phantom.lesion_masks:
+        k, box = key_slice_and_box(mask)
+        lesion = lesion_create(
+            task=task, user=annotator, lesion_class="tumour", key_slice=k, box=list(box)
+        )
+        mask_version_save(lesion=lesion, mask=mask, source="human", author=Author(user=annotator))
+    task_submit(task=task, user=annotator)
+    task_review(task=task, reviewer=workspace["reviewer"], decision="accept")
+
+
+@pytest.fixture
+def accepted(
+    workspace: dict[str, Any], import_volume: Callable[[Any], Any], phantom: Any
+) -> dict[str, Any]:
+    """Round 0 with two accepted tasks (two masked lesions each) and one still unclaimed."""
+    import_volume(workspace["project"])
+    import_volume(workspace["project"])
+    accept_task(workspace, phantom)
+    accept_task(workspace, phantom)
+    return workspace
+
+
+def test_training_makes_the_model_the_next_round_pre_annotates_with(
+    accepted: dict[str, Any],
+    import_volume: Callable[[Any], Any],
+    phantom: Any,
+    client_for: Callable[[Any], Any],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    client = client_for(accepted["manager"])
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(URL)
+    assert response.status_code == 202, response.content
+    assert response.json()["state"] == "queued" and response.json()["round"] == 0
+    polled = client.get(f"/api/training-jobs/{response.json()['id']}/").json()
+    assert polled["state"] == "succeeded", polled["error"]
+    assert polled["progress"] == 1.0 and polled["progress_total"] == 5
+
+    job = TrainingJob.objects.get(pk=polled["id"])
+    version = job.result
+    assert version is not None and polled["result"]["id"] == version.pk
+    assert version.project == accepted["project"]
+    assert version.backend == "inference.engine.learned.LearnedBackend"
+    assert (
+        version.checkpoint.startswith("models/alpha/")
+        and not Path(version.checkpoint).is_absolute()
+    )
+    assert default_storage.exists(version.checkpoint)
+    assert version.metrics["cases"] == 4 and version.metrics["tasks"] == 2
+    assert version.metrics["sources"] == {"human": 4} and version.metrics["rounds"] == [0]
+    assert version.metrics["voxels"] > 0 and version.metrics["seconds"] > 0
+    round0 = Round.objects.get(project=accepted["project"], number=0)
+    assert list(version.trained_from_rounds.all()) == [round0]
+    backend = services.load_backend(version.backend, version.checkpoint)
+    assert isinstance(backend, LearnedBackend) and isinstance(backend.model, LearnedModel)
+    assert backend.model.meta["cases"] == 4
+
+    # a redelivered message finds the job done: no second model
+    assert training.training_run(job_id=job.pk) is None
+    assert ModelVersion.objects.count() == 1
+
+    # the next round opened uses the trained model, and its pre-annotation runs it
+    opened = client.post("/api/projects/alpha/rounds/")
+    assert opened.status_code == 201, opened.content
+    assert opened.json()["number"] == 1 and opened.json()["model_version"] == version.pk
+    task = import_volume(accepted["project"]).task
+    assert task.round.number == 1
+    k, box = key_slice_and_box(phantom.lesion_masks[0])
+    lesion = Lesion.objects.create(task=task, lesion_class="tumour", key_slice=k, box=list(box))
+    with django_capture_on_commit_callbacks(execute=True):
+        started = client.post("/api/projects/alpha/rounds/1/preannotate/")
+    assert started.status_code == 202 and started.json()["started"] == 1, started.content
+    assert client.get("/api/projects/alpha/rounds/1/preannotate/").json()["succeeded"] == 1
+    [mask] = MaskVersion.objects.filter(lesion=lesion)
+    assert mask.source == "model" and mask.author_model == version
+    assert mask.author_backend == version.backend
+    assert mask.inference_job.model_version == version
+
+
+def test_no_accepted_masks_fails_the_job_with_its_reason(
+    workspace: dict[str, Any],
+    client_for: Callable[[Any], Any],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    client = client_for(workspace["manager"])
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(URL)
+    assert response.status_code == 202, response.content
+    job = TrainingJob.objects.get(pk=response.json()["id"])
+    assert job.state == "failed" and job.finished_at is not None and job.result is None
+    assert job.error.startswith("no training cases: no accepted task of rounds 0..0")
+    assert not ModelVersion.objects.exists()
+    # a new round opened now keeps the untrained default
+    assert round_open(project=workspace["project"]).model_version is None
+
+
+def test_a_failure_while_training_is_recorded_and_leaves_no_file(
+    accepted: dict[str, Any], monkeypatch: Any, media_root: Path
+) -> None:
+    def explode(cases: Any, **kwargs: Any) -> None:
+        list(cases)
+        raise MemoryError("out of memory in the trainer")
+
+    monkeypatch.setattr("inference.engine.learned.train", explode)
+    job = training.training_request(round=accepted["task"].round, user=accepted["manager"])
+    done = training.training_run(job_id=job.pk)
+    assert done is not None and done.state == "failed"
+    assert done.error == "internal error: MemoryError: out of memory in the trainer"
+    assert not (media_root / "models").exists()
+
+
+def test_only_the_latest_attempt_records_its_model(
+    accepted: dict[str, Any], monkeypatch: Any, media_root: Path
+) -> None:
+    """A redelivered job runs again while the first attempt still trains: the first attempt's
+    model is dropped (and its file deleted), so the job gets exactly one ModelVersion."""
+    job = training.training_request(round=accepted["task"].round, user=accepted["manager"])
+
+    class Fake:
+        meta = {"cases": 1}
+
+        def save(self, path: Path) -> None:
+            Path(path).write_bytes(b"model")
+
+    def overtaken(cases: Any, **kwargs: Any) -> Fake:
+        list(cases)
+        training._claim(job.pk)  # the redelivered message's claim takes the job over
+        return Fake()
+
+    monkeypatch.setattr("inference.engine.learned.train", overtaken)
+    first = training.training_run(job_id=job.pk)
+    assert first is not None and first.state == "running" and first.result is None
+    assert not ModelVersion.objects.exists()
+    assert not list((media_root / "models" / "alpha").iterdir())
+
+
+def test_one_training_at_a_time_and_managers_only(
+    accepted: dict[str, Any], client_for: Callable[[Any], Any]
+) -> None:
+    manager = client_for(accepted["manager"])
+    first = manager.post(URL)  # on-commit hooks do not run here: the job stays queued
+    assert first.status_code == 202
+    again = manager.post(URL)
+    assert again.status_code == 409 and "is queued" in again.json()["detail"]
+    assert manager.post("/api/projects/alpha/rounds/7/train/").status_code == 404
+
+    job_url = f"/api/training-jobs/{first.json()['id']}/"
+    for role, status in (("annotator", 403), ("reviewer", 403), ("outsider", 404)):
+        client = client_for(accepted[role])
+        assert client.post(URL).status_code == status, role
+        assert client.get(job_url).status_code == status, role
+    assert TrainingJob.objects.count() == 1
+
+
+def test_an_operator_chosen_model_is_kept_for_the_next_round(workspace: dict[str, Any]) -> None:
+    project = workspace["project"]
+    trained = ModelVersion.objects.create(
+        project=project, name="learned", backend=training.LEARNED_BACKEND, checkpoint="m.joblib"
+    )
+    TrainingJob.objects.create(
+        project=project, round=workspace["task"].round, state="succeeded", result=trained
+    )
+    assert round_open(project=project).model_version == trained
+    chosen = ModelVersion.objects.create(
+        project=project, name="medsam2", backend="inference.engine.medsam2.MedSAM2Backend"
+    )
+    project.active_model_version = chosen
+    project.save()
+    assert round_open(project=project).model_version == chosen
+
+
+def test_the_schema_lists_the_training_endpoints(
+    workspace: dict[str, Any], client_for: Callable[[Any], Any]
+) -> None:
+    schema = client_for(workspace["manager"]).get("/api/schema/?format=json").json()
+    assert "/api/projects/{slug}/rounds/{number}/train/" in schema["paths"]
+    assert "/api/training-jobs/{id}/" in schema["paths"]
+    assert "TrainingJob" in schema["components"]["schemas"]
+    segment = schema["components"]["schemas"]["SegmentRequestRequest"]["properties"]
+    assert {"positive_points", "negative_points", "mask_slice", "z_range"} <= set(segment)
+
+
+def test_a_checkpoint_in_remote_storage_is_copied_to_a_local_file(
+    monkeypatch: Any, tmp_path: Path
+) -> None:
+    key = default_storage.save("models/alpha/training-1-abc.joblib", ContentFile(b"weights"))
+
+    class Remote:
+        """The storage as S3 looks to the worker: files to open, no local paths."""
+
+        def path(self, name: str) -> str:
+            raise NotImplementedError("S3 has no local paths")
+
+        def open(self, name: str, mode: str = "rb") -> Any:
+            return default_storage.open(name, mode)
+
+    monkeypatch.setattr(services, "default_storage", Remote())
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    local = services.checkpoint_path(key)
+    assert local.startswith(str(tmp_path)) and Path(local).read_bytes() == b"weights"
+    assert services.checkpoint_path(key) == local  # copied once
+    assert services.checkpoint_path("/models/medsam2.pt") == "/models/medsam2.pt"
