@@ -31,6 +31,7 @@ from annotator.services import (
 from annotator.volumes import volume_read
 from inference.engine import EngineError, ImageVolume, LesionPrompt, SegmentationBackend
 from inference.engine import load_backend as engine_load_backend
+from inference.jobs import claim, fail, still_mine
 from inference.models import InferenceJob
 from projects.models import Project
 
@@ -217,49 +218,13 @@ def segmentation_enqueue(
     return job
 
 
-def _claim(job_id: int) -> InferenceJob | None:
-    """Move a queued job to running; None when it is gone or already finished (a redelivery).
-
-    A job found "running" is claimed again: its message came back because the worker that had it
-    died (acks_late). Each claim stamps a new ``started_at``, which is the attempt's token: only
-    the latest attempt may finish the job (the compare-and-set in :func:`segmentation_run`), so
-    a second delivery running at the same time as the first can never add a second version.
-    """
-    with transaction.atomic():
-        job = InferenceJob.objects.select_for_update().filter(pk=job_id).first()
-        if job is None:
-            log.warning("inference job %s no longer exists", job_id)
-            return None
-        if job.state in (InferenceJob.State.SUCCEEDED, InferenceJob.State.FAILED):
-            return None
-        if job.state == InferenceJob.State.RUNNING:
-            log.warning("inference job %s was running: redelivered, running it again", job_id)
-        job.state = InferenceJob.State.RUNNING
-        job.started_at = timezone.now()
-        job.save(update_fields=["state", "started_at"])
-        return job
-
-
-def _still_mine(job: InferenceJob) -> Any:
-    """The job's row, if this attempt is still the one that owns it (running, same token)."""
-    return InferenceJob.objects.filter(
-        pk=job.pk, state=InferenceJob.State.RUNNING, started_at=job.started_at
-    )
-
-
-def _fail(job: InferenceJob, message: str) -> None:
-    _still_mine(job).update(
-        state=InferenceJob.State.FAILED, error=message, finished_at=timezone.now()
-    )
-
-
 def segmentation_run(*, job_id: int) -> InferenceJob | None:
     """Run a segmentation job to the end; a failure is written on the job, never swallowed.
 
     Idempotent: a redelivered message for a finished job does nothing, and of two attempts on
     the same job only the latest claim saves its result (the other's is dropped).
     """
-    job = _claim(job_id)
+    job = claim(InferenceJob, job_id)
     if job is None:
         return None
     timings: dict[str, Any] = {}
@@ -289,7 +254,7 @@ def segmentation_run(*, job_id: int) -> InferenceJob | None:
             now = time.perf_counter()
             if now - last_write > 0.5 or done == total:
                 last_write = now
-                _still_mine(job).update(progress_done=done, progress_total=total)
+                still_mine(job).update(progress_done=done, progress_total=total)
 
         result = backend.segment(engine_volume, [prompt], progress=progress)
         timings["engine"] = result.timings
@@ -297,12 +262,12 @@ def segmentation_run(*, job_id: int) -> InferenceJob | None:
         with transaction.atomic():
             # Compare-and-set first: it locks the row (PostgreSQL) or the database (SQLite)
             # until the mask version is saved, and fails when a later attempt claimed the job.
-            if not _still_mine(job).update(finished_at=timezone.now()):
+            if not still_mine(job).update(finished_at=timezone.now()):
                 log.warning("inference job %s: a later attempt owns it; result dropped", job.pk)
                 job.refresh_from_db()
                 return job
             if job.queue == BATCH_QUEUE and lesion.mask_versions.exists():
-                _still_mine(job).update(
+                still_mine(job).update(
                     state=InferenceJob.State.FAILED,
                     error="skipped: the lesion got a mask while the pre-annotation job waited",
                 )
@@ -316,21 +281,21 @@ def segmentation_run(*, job_id: int) -> InferenceJob | None:
             )
             timings["save"] = time.perf_counter() - saved
             timings["total"] = time.perf_counter() - started
-            _still_mine(job).update(
+            still_mine(job).update(
                 state=InferenceJob.State.SUCCEEDED,
                 result=version,
                 timings=timings,
                 finished_at=timezone.now(),
             )
     except EngineError as exc:
-        _fail(job, str(exc))
+        fail(job, str(exc))
     except (Lesion.DoesNotExist, MaskVersion.DoesNotExist):
-        _fail(job, "the lesion was deleted while the job ran")
+        fail(job, "the lesion was deleted while the job ran")
     except SoftTimeLimitExceeded:
-        _fail(job, "the job ran past its time limit and was stopped")
+        fail(job, "the job ran past its time limit and was stopped")
     except Exception as exc:
         log.exception("inference job %s failed", job.pk)
-        _fail(job, f"internal error: {type(exc).__name__}: {exc}")
+        fail(job, f"internal error: {type(exc).__name__}: {exc}")
     job.refresh_from_db()
     return job
 

@@ -29,6 +29,7 @@ from annotator.models import Lesion, MaskVersion, Volume
 from annotator.services import mask_version_load
 from annotator.volumes import volume_read
 from inference.engine import EngineError, ImageVolume, LesionPrompt, key_slice_and_box
+from inference.jobs import claim, fail, still_mine
 from inference.models import ModelVersion, TrainingJob
 from inference.services import project_window
 from projects.access import require_role
@@ -81,37 +82,6 @@ def training_lesions(round_: Round) -> QuerySet[Lesion]:
     )
 
 
-def _claim(job_id: int) -> TrainingJob | None:
-    """Queued -> running, stamping ``started_at`` as this attempt's token; None when the job is
-    gone or finished (a redelivered message). See ``inference.services._claim``."""
-    with transaction.atomic():
-        job = TrainingJob.objects.select_for_update().filter(pk=job_id).first()
-        if job is None:
-            log.warning("training job %s no longer exists", job_id)
-            return None
-        if job.state not in ACTIVE:
-            return None
-        if job.state == TrainingJob.State.RUNNING:
-            log.warning("training job %s was running: redelivered, running it again", job_id)
-        job.state = TrainingJob.State.RUNNING
-        job.started_at = timezone.now()
-        job.progress_done = 0
-        job.save(update_fields=["state", "started_at", "progress_done"])
-        return job
-
-
-def _still_mine(job: TrainingJob) -> Any:
-    return TrainingJob.objects.filter(
-        pk=job.pk, state=TrainingJob.State.RUNNING, started_at=job.started_at
-    )
-
-
-def _fail(job: TrainingJob, message: str) -> None:
-    _still_mine(job).update(
-        state=TrainingJob.State.FAILED, error=message, finished_at=timezone.now()
-    )
-
-
 def training_run(*, job_id: int) -> TrainingJob | None:
     """Train, store the model file and record it as a new ModelVersion; a failure (no accepted
     masks, a broken volume) is written on the job with its reason.
@@ -121,7 +91,7 @@ def training_run(*, job_id: int) -> TrainingJob | None:
     """
     from inference.engine.learned import train
 
-    job = _claim(job_id)
+    job = claim(TrainingJob, job_id, reset={"progress_done": 0})
     if job is None:
         return None
     written: list[str] = []
@@ -130,14 +100,14 @@ def training_run(*, job_id: int) -> TrainingJob | None:
         round_ = job.round
         lesions = list(training_lesions(round_))
         if not lesions:
-            _fail(
+            fail(
                 job,
                 f"no training cases: no accepted task of rounds 0..{round_.number} has a lesion "
                 "with a mask",
             )
             job.refresh_from_db()
             return job
-        _still_mine(job).update(progress_total=len(lesions) + 1)
+        still_mine(job).update(progress_total=len(lesions) + 1)
         stats: dict[str, Any] = {"sources": {}, "skipped": []}
         model = train(_cases(job, lesions, stats), seed=SEED)
         seconds = time.perf_counter() - started
@@ -162,7 +132,7 @@ def training_run(*, job_id: int) -> TrainingJob | None:
         }
         with transaction.atomic():
             # Compare-and-set first, as in segmentation_run: only the latest claim records.
-            if not _still_mine(job).update(finished_at=timezone.now()):
+            if not still_mine(job).update(finished_at=timezone.now()):
                 log.warning("training job %s: a later attempt owns it; model dropped", job.pk)
                 storage.delete_quietly(written)
                 job.refresh_from_db()
@@ -175,7 +145,7 @@ def training_run(*, job_id: int) -> TrainingJob | None:
                 metrics=metrics,
             )
             version.trained_from_rounds.set(rounds)
-            _still_mine(job).update(
+            still_mine(job).update(
                 state=TrainingJob.State.SUCCEEDED,
                 result=version,
                 progress_done=len(lesions) + 1,
@@ -183,14 +153,14 @@ def training_run(*, job_id: int) -> TrainingJob | None:
             )
     except EngineError as exc:
         storage.delete_quietly(written)
-        _fail(job, str(exc))
+        fail(job, str(exc))
     except SoftTimeLimitExceeded:
         storage.delete_quietly(written)
-        _fail(job, "the training ran past its time limit and was stopped")
+        fail(job, "the training ran past its time limit and was stopped")
     except Exception as exc:
         storage.delete_quietly(written)
         log.exception("training job %s failed", job.pk)
-        _fail(job, f"internal error: {type(exc).__name__}: {exc}")
+        fail(job, f"internal error: {type(exc).__name__}: {exc}")
     job.refresh_from_db()
     return job
 
@@ -240,6 +210,6 @@ def _progress_writer(job: TrainingJob) -> Callable[[int], None]:
         now = time.perf_counter()
         if now - last_write > 0.5:
             last_write = now
-            _still_mine(job).update(progress_done=done)
+            still_mine(job).update(progress_done=done)
 
     return write

@@ -141,3 +141,24 @@ def test_a_rounds_model_version_is_the_model_the_job_runs(
     model.save()
     failed = request_segmentation(lesion, reference, django_capture_on_commit_callbacks)
     assert failed.state == "failed" and "takes no checkpoint" in failed.error
+
+
+def test_a_job_whose_runs_keep_getting_killed_fails_with_the_reason(
+    lesion: dict[str, Any], phantom: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A worker killed mid-job (SIGKILL, hard time limit) puts the message back; a job that
+    never survives a run must not loop forever but fail, saying why."""
+    from inference.jobs import MAX_ATTEMPTS
+
+    job = request_segmentation(lesion, phantom.lesion_masks[0], django_capture_on_commit_callbacks)
+    assert job.attempts == 1
+    # As the database looks after MAX_ATTEMPTS deliveries whose workers all died mid-run.
+    InferenceJob.objects.filter(pk=job.pk).update(
+        state="running", attempts=MAX_ATTEMPTS, result=None, finished_at=None
+    )
+    assert segmentation_run(job_id=job.pk) is None
+    job.refresh_from_db()
+    assert job.state == "failed" and f"stopped after {MAX_ATTEMPTS} attempts" in job.error
+    assert job.attempts == MAX_ATTEMPTS
+    polled = lesion["client"].get(f"/api/jobs/{job.pk}/").json()
+    assert polled["state"] == "failed" and "interrupted" in polled["error"]

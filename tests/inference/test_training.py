@@ -15,6 +15,7 @@ from annotator.services import Author, lesion_create, mask_version_save
 from inference import services, training
 from inference.engine import key_slice_and_box
 from inference.engine.learned import LearnedBackend, LearnedModel
+from inference.jobs import claim
 from inference.models import ModelVersion, TrainingJob
 from projects.models import Round
 from projects.services import round_open, task_claim_next, task_review, task_submit
@@ -155,7 +156,7 @@ def test_only_the_latest_attempt_records_its_model(
 
     def overtaken(cases: Any, **kwargs: Any) -> Fake:
         list(cases)
-        training._claim(job.pk)  # the redelivered message's claim takes the job over
+        claim(TrainingJob, job.pk)  # the redelivered message's claim takes the job over
         return Fake()
 
     monkeypatch.setattr("inference.engine.learned.train", overtaken)
