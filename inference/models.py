@@ -34,13 +34,44 @@ class ModelVersion(models.Model):
         return self.name
 
 
-class InferenceJob(models.Model):
-    class State(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
+class JobState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
 
+
+class Job(models.Model):
+    """What every worker job records: its state, progress, failure reason and attempts
+    (the claim protocol is :mod:`inference.jobs`)."""
+
+    State = JobState
+
+    state = models.CharField(
+        max_length=12, choices=JobState.choices, default=JobState.QUEUED, db_index=True
+    )
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    # Deliveries claimed so far (inference.jobs.claim gives up after MAX_ATTEMPTS).
+    attempts = models.PositiveSmallIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-created", "-id"]
+
+    @property
+    def progress(self) -> float:
+        return self.progress_done / self.progress_total if self.progress_total else 0.0
+
+
+class InferenceJob(Job):
     class Kind(models.TextChoices):
         SEGMENT = "segment", "Segment a lesion from a prompt"
 
@@ -57,12 +88,6 @@ class InferenceJob(models.Model):
         ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs"
     )
     queue = models.CharField(max_length=32)
-    state = models.CharField(
-        max_length=12, choices=State.choices, default=State.QUEUED, db_index=True
-    )
-    progress_done = models.PositiveIntegerField(default=0)
-    progress_total = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
     # Seconds spent per stage: {"queued": .., "load": .., "segment": .., "save": .., "total": ..}
     timings = models.JSONField(default=dict, blank=True)
     result = models.OneToOneField(
@@ -72,45 +97,22 @@ class InferenceJob(models.Model):
         on_delete=models.SET_NULL,
         related_name="inference_job",
     )
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created = models.DateTimeField(auto_now_add=True)
-    # Deliveries claimed so far (inference.jobs.claim gives up after MAX_ATTEMPTS).
-    attempts = models.PositiveSmallIntegerField(default=0)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created", "-id"]
 
     def __str__(self) -> str:
         return f"{self.kind} job {self.pk} ({self.state})"
 
-    @property
-    def progress(self) -> float:
-        return self.progress_done / self.progress_total if self.progress_total else 0.0
 
-
-class TrainingJob(models.Model):
+class TrainingJob(Job):
     """Training the project's learned model on the accepted masks of its rounds up to ``round``.
 
     The result is a new :class:`ModelVersion` (``result``); rounds opened afterwards use it.
     """
-
-    State = InferenceJob.State
 
     project = models.ForeignKey(
         "projects.Project", on_delete=models.CASCADE, related_name="training_jobs"
     )
     # The last round whose accepted tasks it learns from (every earlier round counts too).
     round = models.ForeignKey("projects.Round", on_delete=models.CASCADE, related_name="+")
-    state = models.CharField(
-        max_length=12, choices=State.choices, default=State.QUEUED, db_index=True
-    )
-    progress_done = models.PositiveIntegerField(default=0)
-    progress_total = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
     result = models.OneToOneField(
         ModelVersion,
         null=True,
@@ -118,21 +120,6 @@ class TrainingJob(models.Model):
         on_delete=models.SET_NULL,
         related_name="training_job",
     )
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created = models.DateTimeField(auto_now_add=True)
-    # Deliveries claimed so far (inference.jobs.claim gives up after MAX_ATTEMPTS).
-    attempts = models.PositiveSmallIntegerField(default=0)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created", "-id"]
 
     def __str__(self) -> str:
         return f"training job {self.pk} ({self.state})"
-
-    @property
-    def progress(self) -> float:
-        return self.progress_done / self.progress_total if self.progress_total else 0.0
