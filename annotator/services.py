@@ -13,6 +13,7 @@ from annotator import storage
 from annotator.errors import Conflict, Forbidden, InvalidInput
 from annotator.models import ActiveInterval, Interaction, Lesion, MaskVersion, Volume
 from inference.models import ModelVersion
+from projects.audit import audit_record
 from projects.models import Task
 
 
@@ -145,7 +146,7 @@ def mask_version_save(
                         fields={"parent": [f"latest is {latest.pk if latest else None}"]},
                     )
                 assert parent is None or isinstance(parent, MaskVersion)
-                return MaskVersion.objects.create(
+                version = MaskVersion.objects.create(
                     lesion=lesion,
                     parent=parent,
                     source=source,
@@ -155,6 +156,14 @@ def mask_version_save(
                     storage_key=written[0],
                     voxel_count=int(np.count_nonzero(binary)),
                 )
+                audit_record(
+                    project=lesion.task.round.project_id,
+                    task=lesion.task,
+                    actor=author.user,
+                    action="mask.saved",
+                    data={"lesion": lesion.pk, "version": version.pk, "source": source},
+                )
+                return version
         except IntegrityError as exc:  # a concurrent save won the race for the same parent
             raise Conflict(
                 "the mask changed meanwhile; reload it and apply your edit again"

@@ -1,6 +1,8 @@
+from typing import Any
+
 from django.contrib import admin
 
-from projects.models import Membership, Project, Review, Round, Task
+from projects.models import AuditEvent, Membership, Project, Review, Round, Task
 
 
 class MembershipInline(admin.TabularInline):
@@ -11,7 +13,7 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "modality", "active_model_version", "created"]
+    list_display = ["name", "slug", "modality", "assignment", "ordering", "created"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [MembershipInline]
@@ -40,3 +42,13 @@ class TaskAdmin(admin.ModelAdmin):
 class ReviewAdmin(admin.ModelAdmin):
     list_display = ["task", "decision", "reviewer", "created"]
     list_filter = ["decision"]
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    list_display = ["created", "project", "action", "task", "actor"]
+    list_filter = ["action", "project"]
+    raw_id_fields = ["task", "actor"]
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False  # the trail is append-only

@@ -13,6 +13,16 @@ class Modality(models.TextChoices):
     OT = "OT", "Other"
 
 
+class Assignment(models.TextChoices):
+    POOL = "pool", "Open pool: annotators claim the next task"
+    ASSIGNED = "assigned", "Assigned: a manager gives each task to an annotator"
+
+
+class Ordering(models.TextChoices):
+    PRIORITY = "priority", "Highest priority first, then oldest"
+    LOW_CONFIDENCE = "low_confidence", "Lowest model confidence first (active learning)"
+
+
 class Project(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=80, unique=True)
@@ -24,6 +34,14 @@ class Project(models.Model):
     window_presets = models.JSONField(default=list)
     # De-identify DICOM on ingest (PS3.15 Basic Profile, dates shifted per patient).
     deidentify = models.BooleanField(default=False)
+    # Queue rules: who gets which task, and in which order.
+    assignment = models.CharField(
+        max_length=12, choices=Assignment.choices, default=Assignment.POOL
+    )
+    ordering = models.CharField(max_length=16, choices=Ordering.choices, default=Ordering.PRIORITY)
+    # N > 1: an agreement study; each series gets N independent tasks, one per annotator.
+    annotators_per_task = models.PositiveSmallIntegerField(default=1)
+    reviewer_must_differ = models.BooleanField(default=True)
     active_model_version = models.ForeignKey(
         "inference.ModelVersion",
         null=True,
@@ -100,7 +118,7 @@ class Round(models.Model):
 
 
 class Task(models.Model):
-    """One series to annotate in one round.
+    """One series to annotate in one round (``copy`` k of N in an agreement study).
 
     States: unassigned -> assigned -> submitted -> accepted, or -> rejected, which sends the task
     back to the same annotator (assignee kept) until it is submitted again.
@@ -115,10 +133,13 @@ class Task(models.Model):
 
     round = models.ForeignKey(Round, on_delete=models.PROTECT, related_name="tasks")
     series = models.ForeignKey("annotator.Series", on_delete=models.PROTECT, related_name="tasks")
+    copy = models.PositiveSmallIntegerField(default=0)
     state = models.CharField(
         max_length=12, choices=State.choices, default=State.UNASSIGNED, db_index=True
     )
     priority = models.IntegerField(default=0)
+    # Set when a pre-annotation finishes; the low_confidence ordering serves the lowest first.
+    model_confidence = models.FloatField(null=True, blank=True)
     assignee = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -142,10 +163,31 @@ class Task(models.Model):
         ordering = ["-priority", "id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["round", "series"], name="one_task_per_series_and_round"
-            )
+                fields=["round", "series", "copy"], name="one_task_per_series_copy_and_round"
+            ),
+            # No annotator gets two copies of one series.
+            models.UniqueConstraint(
+                fields=["round", "series", "assignee"],
+                condition=models.Q(assignee__isnull=False),
+                name="one_copy_per_annotator",
+            ),
         ]
-        indexes = [models.Index(fields=["state", "-priority", "id"], name="task_queue_idx")]
+        indexes = [
+            models.Index(fields=["state", "-priority", "id"], name="task_queue_idx"),
+            # The claim queries: open tasks of a round in each ordering, and own tasks.
+            models.Index(
+                fields=["round", "-priority", "id"],
+                condition=models.Q(state="unassigned"),
+                name="task_pool_priority_idx",
+            ),
+            # Ascending puts NULLs last on PostgreSQL, as the low_confidence ordering does.
+            models.Index(
+                fields=["round", "model_confidence", "-priority", "id"],
+                condition=models.Q(state="unassigned"),
+                name="task_pool_confidence_idx",
+            ),
+            models.Index(fields=["assignee", "state"], name="task_assignee_state_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"task {self.pk} ({self.state})"
@@ -173,3 +215,33 @@ class Review(models.Model):
 
     def __str__(self) -> str:
         return f"{self.decision} of {self.task_id} by {self.reviewer}"
+
+
+class AuditEvent(models.Model):
+    """One thing that happened in a project, written in the same transaction as the change."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="audit_events")
+    task = models.ForeignKey(
+        Task, null=True, blank=True, on_delete=models.CASCADE, related_name="audit_events"
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="audit_events",
+    )
+    action = models.CharField(max_length=40)  # "task.claimed", "mask.saved", ...
+    data = models.JSONField(default=dict, blank=True)
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["project", "-id"], name="audit_project_idx"),
+            models.Index(fields=["project", "action", "-id"], name="audit_project_action_idx"),
+            models.Index(fields=["task", "-id"], name="audit_task_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} in {self.project_id} by {self.actor_id}"

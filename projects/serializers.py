@@ -6,7 +6,18 @@ from rest_framework import serializers
 
 from annotator.models import Lesion, Series
 from projects.access import role_of
-from projects.models import Membership, Modality, Project, Review, Role, Round, Task
+from projects.models import (
+    Assignment,
+    AuditEvent,
+    Membership,
+    Modality,
+    Ordering,
+    Project,
+    Review,
+    Role,
+    Round,
+    Task,
+)
 from projects.services import current_round
 
 
@@ -38,6 +49,10 @@ class ProjectSerializer(serializers.ModelSerializer):
             "lesion_classes",
             "window_presets",
             "deidentify",
+            "assignment",
+            "ordering",
+            "annotators_per_task",
+            "reviewer_must_differ",
             "active_model_version",
             "my_role",
             "current_round",
@@ -63,6 +78,10 @@ class ProjectUpdateSerializer(serializers.Serializer):
     description = serializers.CharField(required=False, allow_blank=True)
     lesion_classes = LesionClassSerializer(many=True, required=False)
     window_presets = WindowPresetSerializer(many=True, required=False)
+    assignment = serializers.ChoiceField(choices=Assignment.choices, required=False)
+    ordering = serializers.ChoiceField(choices=Ordering.choices, required=False)
+    annotators_per_task = serializers.IntegerField(min_value=1, max_value=20, required=False)
+    reviewer_must_differ = serializers.BooleanField(required=False)
 
 
 class ProjectCreateSerializer(serializers.Serializer):
@@ -73,6 +92,10 @@ class ProjectCreateSerializer(serializers.Serializer):
     lesion_classes = LesionClassSerializer(many=True)
     window_presets = WindowPresetSerializer(many=True, required=False)
     deidentify = serializers.BooleanField(required=False, default=False)
+    assignment = serializers.ChoiceField(choices=Assignment.choices, required=False)
+    ordering = serializers.ChoiceField(choices=Ordering.choices, required=False)
+    annotators_per_task = serializers.IntegerField(min_value=1, max_value=20, required=False)
+    reviewer_must_differ = serializers.BooleanField(required=False)
 
 
 class MembershipSerializer(serializers.ModelSerializer):
@@ -139,7 +162,9 @@ class TaskSerializer(serializers.ModelSerializer):
             "series",
             "volume",
             "state",
+            "copy",
             "priority",
+            "model_confidence",
             "assignee",
             "reviewer",
             "lesion_count",
@@ -153,6 +178,28 @@ class TaskSerializer(serializers.ModelSerializer):
     def get_last_review(self, task: Task) -> dict[str, Any] | None:
         reviews = list(task.reviews.all())  # prefetched, newest first
         return ReviewSerializer(reviews[0]).data if reviews else None
+
+
+class TaskAssignSerializer(serializers.Serializer):
+    user = serializers.CharField(help_text="the annotator's username")
+
+    def validate_user(self, value: str) -> Any:
+        user = get_user_model().objects.filter(username=value, is_active=True).first()
+        if user is None:
+            raise serializers.ValidationError(f"no active user {value!r}")
+        return user
+
+
+class TaskReopenSerializer(serializers.Serializer):
+    reason = serializers.CharField()
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(source="actor.username", read_only=True, allow_null=True)
+
+    class Meta:
+        model = AuditEvent
+        fields = ["id", "action", "task", "actor", "data", "created"]
 
 
 class ExportLesionSerializer(serializers.ModelSerializer):

@@ -15,9 +15,11 @@ from annotator.models import Pseudonym
 from annotator.volumes import volume_import
 from projects import services
 from projects.access import require_role, visible_projects, visible_tasks
+from projects.audit import ACTIONS, audit_events
 from projects.exports import round_manifest
-from projects.models import Membership, Project, Review, Role, Round, Task
+from projects.models import AuditEvent, Membership, Project, Review, Role, Round, Task
 from projects.serializers import (
+    AuditEventSerializer,
     MembershipSerializer,
     MembershipSetSerializer,
     ProjectCreateSerializer,
@@ -26,6 +28,8 @@ from projects.serializers import (
     ReviewCreateSerializer,
     ReviewSerializer,
     RoundSerializer,
+    TaskAssignSerializer,
+    TaskReopenSerializer,
     TaskSerializer,
 )
 
@@ -221,7 +225,7 @@ class RoundListView(APIView):
         """Close the open round and open the next one."""
         project = project_for(request, slug)
         require_role(current_user(request), project, MANAGER)
-        round_ = services.round_open(project=project)
+        round_ = services.round_open(project=project, actor=current_user(request))
         return Response(RoundSerializer(round_).data, status=status.HTTP_201_CREATED)
 
 
@@ -306,3 +310,80 @@ class TaskReviewView(APIView):
             task=task, reviewer=current_user(request), **data.validated_data
         )
         return Response(ReviewSerializer(review).data, status=status.HTTP_201_CREATED)
+
+
+class TaskAssignView(APIView):
+    @extend_schema(request=TaskAssignSerializer, responses=TaskSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        """Give the task to an annotator of the project (managers)."""
+        task = get_visible(task_queryset(request), pk=pk)
+        require_role(current_user(request), task.round.project, MANAGER)
+        data = TaskAssignSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.task_assign(
+            task=task, user=data.validated_data["user"], actor=current_user(request)
+        )
+        return Response(TaskSerializer(task_queryset(request).get(pk=pk)).data)
+
+
+class TaskReleaseView(APIView):
+    @extend_schema(request=None, responses=TaskSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        """Return an assigned task to the pool (managers)."""
+        task = get_visible(task_queryset(request), pk=pk)
+        require_role(current_user(request), task.round.project, MANAGER)
+        services.task_release(task=task, actor=current_user(request))
+        return Response(TaskSerializer(task_queryset(request).get(pk=pk)).data)
+
+
+class TaskReopenView(APIView):
+    @extend_schema(request=TaskReopenSerializer, responses=TaskSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        """Unlock an accepted task and send it back to its annotator (managers; audited)."""
+        task = get_visible(task_queryset(request), pk=pk)
+        require_role(current_user(request), task.round.project, MANAGER)
+        data = TaskReopenSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.task_reopen(task=task, actor=current_user(request), **data.validated_data)
+        return Response(TaskSerializer(task_queryset(request).get(pk=pk)).data)
+
+
+class TaskAuditView(generics.ListAPIView):
+    """The task's audit trail, newest first: for every member who can see the task."""
+
+    serializer_class = AuditEventSerializer
+
+    def get_queryset(self) -> QuerySet[AuditEvent]:
+        task = get_visible(visible_tasks(current_user(self.request)), pk=self.kwargs["pk"])
+        return AuditEvent.objects.filter(task=task).select_related("actor").order_by("-id")
+
+
+class ProjectAuditView(generics.ListAPIView):
+    """The project's audit trail, newest first (managers)."""
+
+    serializer_class = AuditEventSerializer
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("action", str, enum=list(ACTIONS)),
+            OpenApiParameter("user", str, description="the actor's username"),
+            OpenApiParameter("task", int),
+        ]
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self) -> QuerySet[AuditEvent]:
+        project = project_for(self.request, self.kwargs["slug"])
+        require_role(current_user(self.request), project, MANAGER)
+        events = audit_events(project)
+        params = self.request.query_params
+        if action := params.get("action"):
+            events = events.filter(action=action)
+        if username := params.get("user"):
+            events = events.filter(actor__username=username)
+        if (task := params.get("task")) is not None:
+            if not task.isdigit():
+                raise InvalidInput(f"task must be an id, not {task!r}", fields={"task": ["id"]})
+            events = events.filter(task_id=int(task))
+        return events

@@ -5,10 +5,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.db import connection, connections
 
 from annotator.models import Series, Study
-from projects.models import Project, Task
+from projects.models import AuditEvent, Membership, Project, Role, Task
 from projects.services import membership_set, task_claim_next
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -60,3 +61,48 @@ def test_parallel_claims_are_exclusive(
     assert len(task_ids) == 60 and len(set(task_ids)) == 60
     owners = dict(Task.objects.values_list("pk", "assignee_id"))
     assert all(owners[task_id] == user_id for task_id, user_id in claimed)
+
+
+@pytest.mark.skipif(
+    not connection.features.has_select_for_update_skip_locked,
+    reason="needs a database with SELECT ... FOR UPDATE SKIP LOCKED (PostgreSQL)",
+)
+def test_fifty_annotators_drain_two_thousand_tasks_exactly_once(
+    make_project: Callable[..., Project], make_tasks: Callable[..., list[Task]]
+) -> None:
+    project = make_project("drain")
+    make_tasks(project, 2000, priority=0)
+    users = get_user_model().objects.bulk_create(
+        get_user_model()(username=f"d{i}") for i in range(50)
+    )
+    Membership.objects.bulk_create(
+        Membership(user=user, project=project, role=Role.ANNOTATOR) for user in users
+    )
+
+    claimed: list[tuple[int, int]] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(users))
+
+    def work(user: Any) -> None:
+        try:
+            start.wait()
+            while (task := task_claim_next(user=user, project=project)) is not None:
+                claimed.append((task.pk, user.pk))
+                Task.objects.filter(pk=task.pk).update(state=Task.State.SUBMITTED)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=work, args=(user,)) for user in users]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    task_ids = [task_id for task_id, _ in claimed]
+    assert len(task_ids) == 2000 and len(set(task_ids)) == 2000
+    assert not Task.objects.exclude(state=Task.State.SUBMITTED).exists()
+    owners = dict(Task.objects.values_list("pk", "assignee_id"))
+    assert all(owners[task_id] == user_id for task_id, user_id in claimed)
+    assert AuditEvent.objects.filter(action="task.claimed").count() == 2000

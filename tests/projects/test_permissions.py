@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 
 from annotator.services import Author, lesion_create, mask_version_save
 from inference.models import InferenceJob
-from projects.models import Project
+from projects.models import AuditEvent, Project, Task
 from projects.services import membership_set, task_claim_next
 
 pytestmark = pytest.mark.django_db
@@ -154,3 +154,73 @@ def test_reviewer_cannot_claim_and_annotator_cannot_review(
     membership_set(project=workspace["project"], user=workspace["outsider"], role="annotator")
     other = client_for(workspace["outsider"])
     assert other.get(f"/api/tasks/{task['id']}/").status_code == 404
+
+
+@pytest.fixture
+def queue_matrix(
+    workspace: dict[str, Any],
+    make_user: Callable[..., Any],
+    make_project: Callable[..., Project],
+    make_tasks: Callable[..., list[Task]],
+) -> dict[str, Any]:
+    """Project alpha with a claimed task and an accepted one; a foreign annotator in beta."""
+    project, annotator = workspace["project"], workspace["annotator"]
+    claimed = task_claim_next(user=annotator, project=project)
+    assert claimed is not None
+    accepted = make_tasks(project, 1)[0]
+    Task.objects.filter(pk=accepted.pk).update(state=Task.State.ACCEPTED, assignee=annotator)
+    foreign = make_user("foreign")
+    beta = make_project("beta", annotator=foreign)
+    make_tasks(beta, 1)
+    beta_task = task_claim_next(user=foreign, project=beta)
+    assert beta_task is not None
+    return {**workspace, "claimed": claimed, "accepted": accepted, "foreign": foreign}
+
+
+QUEUE_ENDPOINTS = ["assign", "release", "reopen", "task-audit", "project-audit"]
+EXPECTED = {  # role -> status of each endpoint, in QUEUE_ENDPOINTS order
+    "anonymous": [403, 403, 403, 403, 403],  # session auth first: 403, not 401
+    "foreign": [404, 404, 404, 404, 404],
+    "annotator": [403, 403, 403, 200, 403],
+    "reviewer": [403, 403, 403, 200, 403],
+    "manager": [200, 200, 200, 200, 200],
+}
+
+
+def test_queue_and_audit_endpoints_permission_matrix(
+    queue_matrix: dict[str, Any], client_for: Callable[[Any], APIClient]
+) -> None:
+    slug, claimed, accepted = (
+        queue_matrix["project"].slug,
+        queue_matrix["claimed"].pk,
+        queue_matrix["accepted"].pk,
+    )
+    requests: dict[str, tuple[str, str, dict[str, Any]]] = {
+        "assign": ("post", f"/api/tasks/{claimed}/assign/", {"user": "annotator"}),
+        "release": ("post", f"/api/tasks/{claimed}/release/", {}),
+        "reopen": ("post", f"/api/tasks/{accepted}/reopen/", {"reason": "recheck"}),
+        "task-audit": ("get", f"/api/tasks/{claimed}/audit/", {}),
+        "project-audit": ("get", f"/api/projects/{slug}/audit/", {}),
+    }
+    seen = {}
+    for role, expected in EXPECTED.items():  # the manager goes last: its actions change state
+        client = APIClient() if role == "anonymous" else client_for(queue_matrix[role])
+        for endpoint, status in zip(QUEUE_ENDPOINTS, expected, strict=True):
+            method, url, body = requests[endpoint]
+            if method == "post":
+                response = client.post(url, body, format="json")
+            else:
+                response = client.get(url)
+            assert response.status_code == status, (role, endpoint, response.content)
+            if status == 404:
+                assert set(response.json()) == {"detail"}  # nothing about the object leaks
+            seen[(role, endpoint)] = response
+
+    # the trails hold only this project's events, and the task trail only the task's
+    project_tasks = set(Task.objects.filter(round__project__slug=slug).values_list("pk", flat=True))
+    trail = seen[("manager", "project-audit")].json()["results"]
+    assert trail and {e["task"] for e in trail} <= project_tasks
+    assert {e["action"] for e in trail} >= {"task.claimed", "task.assigned", "task.reopened"}
+    task_trail = seen[("annotator", "task-audit")].json()["results"]
+    assert {e["task"] for e in task_trail} == {claimed}
+    assert not AuditEvent.objects.filter(project__slug="beta", task_id__in=project_tasks).exists()

@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
-from projects.models import Project
+from projects.models import AuditEvent, Project, Task
 from projects.services import membership_set, task_claim_next, task_review, task_submit
 
 pytestmark = pytest.mark.django_db
@@ -49,4 +49,43 @@ def test_list_queries_do_not_grow_with_rows(
     for _ in range(3):
         import_volume(Project.objects.get(slug=slug))
     large = {url: queries(client, url) for url in small}
+    assert large == small
+
+
+def test_next_task_and_audit_lists_cost_the_same_with_10x_the_tasks(
+    workspace: dict[str, Any],
+    make_tasks: Callable[..., list[Task]],
+    client_for: Callable[[Any], APIClient],
+) -> None:
+    project, task = workspace["project"], workspace["task"]
+    annotator = client_for(workspace["annotator"])
+    manager = client_for(workspace["manager"])
+    slug = project.slug
+
+    def next_queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            response = annotator.post(f"/api/projects/{slug}/tasks/next/")
+            assert response.status_code == 200
+        Task.objects.filter(pk=response.json()["id"]).update(state=Task.State.SUBMITTED)
+        return len(captured)
+
+    def audit_rows(n: int) -> None:
+        AuditEvent.objects.bulk_create(
+            AuditEvent(project=project, task=task, actor=workspace["annotator"], action="x")
+            for _ in range(n)
+        )
+
+    urls = [
+        f"/api/projects/{slug}/tasks/",
+        f"/api/projects/{slug}/audit/",
+        f"/api/projects/{slug}/audit/?action=x",
+        f"/api/tasks/{task.pk}/audit/",
+    ]
+    make_tasks(project, 5)
+    audit_rows(5)
+    next_queries()  # the first claim of the session warms nothing up: count from the second
+    small = {"next": next_queries(), **{url: queries(manager, url) for url in urls}}
+    make_tasks(project, 50)
+    audit_rows(50)
+    large = {"next": next_queries(), **{url: queries(manager, url) for url in urls}}
     assert large == small

@@ -1,0 +1,248 @@
+"""Latency of "next task" through the HTTP API, with 1,000 and with 100,000 tasks waiting.
+
+    python benchmarks/claim_latency.py [--database-url URL] [--clients 10] [--claims 200]
+
+Recreates the PostgreSQL database at ``--database-url`` (default
+postgres://postgres@127.0.0.1:5432/annotator_bench_claims), migrates it, fills a project with
+1,000 open tasks (random priorities, bulk_create), serves the app with gunicorn as in production
+and lets ``--clients`` annotators (token auth, one thread each) claim tasks: each client POSTs
+``/api/projects/SLUG/tasks/next/`` (timed; the first two per client are warm-up) and submits what
+it got. That 1k project is measured alone first; then a second project with 100,000 tasks is
+added and both are measured in alternating blocks (``--claims`` timed claims each), so that the
+other jobs of a shared machine weigh on both sizes alike. Last, one client alone (the service
+time, no queueing) and the claim query's plan. Ends with
+``RESULT claim_latency p95_ms_1k=X p95_ms_100k=Y ratio=Z`` (ratio = p95 at 100k / p95 at 1k).
+"""
+
+import argparse
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.support.servers import free_port  # noqa: E402
+
+SIZES = {"1k": 1_000, "100k": 100_000}
+BATCH = 5_000
+BLOCKS = 4
+
+
+def report(what: str, timings: list[float]) -> float:
+    value = p95(timings)
+    print(
+        f"{what}: {len(timings)} claims, median {statistics.median(timings):6.1f} ms, "
+        f"p95 {value:6.1f} ms, max {max(timings):6.1f} ms",
+        flush=True,
+    )
+    return value
+
+
+def wait_until_up(url: str, server: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    """Like tests.support.servers.wait_for, but patient with a busy machine's first request."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if requests.get(url, timeout=30).ok:
+                return
+        except requests.RequestException:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not come up")
+        time.sleep(0.2)
+
+
+def recreate_database(url: str) -> None:
+    import psycopg
+
+    base, name = url.rsplit("/", 1)
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def fill(slug: str, n_tasks: int, n_clients: int) -> list[str]:
+    """A project with ``n_tasks`` open tasks and ``n_clients`` annotators; their tokens."""
+    from django.contrib.auth.models import User
+    from rest_framework.authtoken.models import Token
+
+    from annotator.models import Series, Study
+    from projects.models import Membership, Project, Role, Round, Task
+
+    project = Project.objects.create(
+        name=slug, slug=slug, modality="CT", lesion_classes=[{"name": "lesion", "color": "#f00"}]
+    )
+    round_ = Round.objects.create(project=project, number=0)
+    study = Study.objects.create(project=project, study_instance_uid=f"2.25.{project.pk}")
+    rng = random.Random(0)
+    for start in range(0, n_tasks, BATCH):
+        stop = min(start + BATCH, n_tasks)
+        series = Series.objects.bulk_create(
+            Series(
+                study=study,
+                series_instance_uid=f"2.25.{project.pk}.{i}",
+                modality="CT",
+                original_prefix="bench/",
+            )
+            for i in range(start, stop)
+        )
+        Task.objects.bulk_create(
+            Task(round=round_, series=s, priority=rng.randint(0, 9)) for s in series
+        )
+    users = User.objects.bulk_create(User(username=f"{slug}-a{i}") for i in range(n_clients))
+    Membership.objects.bulk_create(
+        Membership(user=u, project=project, role=Role.ANNOTATOR) for u in users
+    )
+    return [Token.objects.create(user=u).key for u in users]
+
+
+def measure(base: str, slug: str, tokens: list[str], claims: int) -> list[float]:
+    """Milliseconds of each timed claim; each client claims ``claims / clients`` times."""
+    per_client = max(1, claims // len(tokens))
+    timings: list[float] = []
+    errors: list[str] = []
+    barrier = threading.Barrier(len(tokens))
+    lock = threading.Lock()
+
+    def client(token: str) -> None:
+        session = requests.Session()
+        session.headers["Authorization"] = f"Token {token}"
+        mine: list[float] = []
+        try:
+            barrier.wait()
+            for i in range(per_client + 2):  # the first two warm up connections and caches
+                started = time.perf_counter()
+                response = session.post(f"{base}/api/projects/{slug}/tasks/next/", timeout=30)
+                elapsed = (time.perf_counter() - started) * 1000
+                if response.status_code != 200:
+                    errors.append(f"next: {response.status_code} {response.text[:200]}")
+                    return
+                if i >= 2:
+                    mine.append(elapsed)
+                task = response.json()["id"]
+                done = session.post(f"{base}/api/tasks/{task}/submit/", timeout=30)
+                if done.status_code != 200:
+                    errors.append(f"submit: {done.status_code} {done.text[:200]}")
+                    return
+        finally:
+            with lock:
+                timings.extend(mine)
+
+    threads = [threading.Thread(target=client, args=(token,)) for token in tokens]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise RuntimeError(errors[0])
+    return timings
+
+
+def p95(values: list[float]) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[94]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--database-url", default="postgres://postgres@127.0.0.1:5432/annotator_bench_claims"
+    )
+    parser.add_argument("--clients", type=int, default=10)
+    parser.add_argument("--claims", type=int, default=200)
+    parser.add_argument("--web-workers", type=int, default=2)
+    args = parser.parse_args()
+
+    recreate_database(args.database_url)
+    with tempfile.TemporaryDirectory(prefix="bench-claims-") as tmp:
+        env = {
+            **os.environ,
+            "ANNOTATOR_DATA_DIR": tmp,
+            "DATABASE_URL": args.database_url,
+            "DJANGO_SETTINGS_MODULE": "annotator.settings",
+            "DJANGO_DEBUG": "false",
+            "LOG_LEVEL": "WARNING",
+        }
+        os.environ.update(env)
+        import django
+        from django.core.management import call_command
+        from django.db import connection
+
+        django.setup()
+        call_command("migrate", verbosity=0)
+
+        port = free_port()
+        gunicorn = [sys.executable, "-m", "gunicorn", "annotator.wsgi"]
+        gunicorn += ["--bind", f"127.0.0.1:{port}", "--workers", str(args.web_workers)]
+        gunicorn += ["--threads", "4", "--log-level", "warning"]
+        server = subprocess.Popen(gunicorn, env=env, cwd=REPO)
+        base = f"http://127.0.0.1:{port}"
+        results: dict[str, float] = {}
+        try:
+            wait_until_up(f"{base}/accounts/login/", server)
+            tokens: dict[str, list[str]] = {}
+            for label, n_tasks in SIZES.items():
+                started = time.perf_counter()
+                tokens[label] = fill(f"bench-{label}", n_tasks, args.clients)
+                with connection.cursor() as cursor:
+                    cursor.execute("ANALYZE")
+                print(f"{n_tasks:>7} tasks filled in {time.perf_counter() - started:5.1f} s")
+                if label == "1k":
+                    report(
+                        "1k alone (no other project yet)",
+                        measure(base, "bench-1k", tokens[label], args.claims // 2),
+                    )
+            # Interleaved blocks, so that the other jobs of a shared machine weigh on both sizes.
+            timings: dict[str, list[float]] = {label: [] for label in SIZES}
+            for _block in range(BLOCKS):
+                for label in SIZES:
+                    timings[label] += measure(
+                        base, f"bench-{label}", tokens[label], args.claims // BLOCKS
+                    )
+            for label, values in timings.items():
+                results[label] = report(f"{label} ({args.clients} clients)", values)
+            report(
+                "100k, 1 client (service time)", measure(base, "bench-100k", tokens["100k"][:1], 50)
+            )
+            explain_claim("bench-100k")
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    ratio = results["100k"] / results["1k"]
+    print(
+        f"RESULT claim_latency p95_ms_1k={results['1k']:.1f} "
+        f"p95_ms_100k={results['100k']:.1f} ratio={ratio:.2f}"
+    )
+
+
+def explain_claim(slug: str) -> None:
+    """Print the plan of the claim query: it should read the partial queue index, not sort."""
+    from django.db import connection, transaction
+
+    from projects.models import Project, Task
+
+    project = Project.objects.get(slug=slug)
+    round_ids = list(project.rounds.values_list("pk", flat=True))
+    queue = (
+        Task.objects.filter(round_id__in=round_ids, state=Task.State.UNASSIGNED)
+        .order_by("-priority", "id")
+        .select_for_update(skip_locked=True, of=("self",))
+    )
+    with transaction.atomic(), connection.cursor() as cursor:
+        sql, params = queue[:1].query.sql_with_params()
+        cursor.execute("EXPLAIN ANALYZE " + sql, params)
+        plan: list[Any] = cursor.fetchall()
+    print("claim query plan:\n  " + "\n  ".join(row[0] for row in plan))
+
+
+if __name__ == "__main__":
+    main()
