@@ -8,6 +8,7 @@ from annotator import ingest_views
 from annotator import views as annotator_views
 from annotator.frontend import app_page
 from inference import views as inference_views
+from projects import dashboard_views
 from projects import views as project_views
 
 api = [
@@ -34,6 +35,17 @@ api = [
         name="pacs-imports",
     ),
     path("projects/<slug:slug>/rounds/", project_views.RoundListView.as_view(), name="rounds"),
+    # the manager's dashboard and the per-lesion effort table
+    path(
+        "projects/<slug:slug>/dashboard/",
+        dashboard_views.DashboardView.as_view(),
+        name="dashboard",
+    ),
+    path(
+        "projects/<slug:slug>/effort.csv",
+        dashboard_views.EffortCsvView.as_view(),
+        name="effort-csv",
+    ),
     path(
         "projects/<slug:slug>/pseudonyms/",
         project_views.PseudonymListView.as_view(),
@@ -64,6 +76,12 @@ api = [
     path("tasks/<int:pk>/", project_views.TaskDetailView.as_view(), name="task"),
     path("tasks/<int:pk>/submit/", project_views.TaskSubmitView.as_view(), name="task-submit"),
     path("tasks/<int:pk>/review/", project_views.TaskReviewView.as_view(), name="task-review"),
+    # queue management and the audit trail
+    path("tasks/<int:pk>/assign/", project_views.TaskAssignView.as_view(), name="task-assign"),
+    path("tasks/<int:pk>/release/", project_views.TaskReleaseView.as_view(), name="task-release"),
+    path("tasks/<int:pk>/reopen/", project_views.TaskReopenView.as_view(), name="task-reopen"),
+    path("tasks/<int:pk>/audit/", project_views.TaskAuditView.as_view(), name="task-audit"),
+    path("projects/<slug:slug>/audit/", project_views.ProjectAuditView.as_view(), name="audit"),
     path("tasks/<int:pk>/lesions/", annotator_views.TaskLesionsView.as_view(), name="lesions"),
     path("tasks/<int:pk>/effort/", annotator_views.TaskEffortView.as_view(), name="effort"),
     path("lesions/<int:pk>/", annotator_views.LesionDetailView.as_view(), name="lesion"),

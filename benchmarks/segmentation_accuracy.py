@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from inference.engine import ImageVolume, LesionPrompt, dice
 from inference.engine.learned import LearnedBackend, LearnedModel, TrainingCase, train
+from inference.engine.metrics import hd95, slices_to_fix
 from inference.evaluation import (
     DEFAULT_DATA,
     LesionCase,
@@ -53,31 +53,8 @@ class Score:
     seconds: float = 0.0
 
 
-def hd95(a: np.ndarray, b: np.ndarray, spacing: tuple[float, float, float]) -> float:
-    """95th percentile of the symmetric surface distances, in mm; inf when one is empty."""
-    if not a.any() and not b.any():
-        return 0.0
-    if not a.any() or not b.any():
-        return math.inf
-    both = a | b
-    lo = [max(0, int(idx.min()) - 2) for idx in np.nonzero(both)]
-    hi = [int(idx.max()) + 3 for idx in np.nonzero(both)]
-    window = tuple(slice(s, e) for s, e in zip(lo, hi, strict=True))
-    a, b = a[window], b[window]
-    sampling = (spacing[2], spacing[1], spacing[0])
-    surface_a = a & ~ndimage.binary_erosion(a)
-    surface_b = b & ~ndimage.binary_erosion(b)
-    to_a = ndimage.distance_transform_edt(~surface_a, sampling=sampling)
-    to_b = ndimage.distance_transform_edt(~surface_b, sampling=sampling)
-    distances = np.concatenate([to_b[surface_a], to_a[surface_b]])
-    return float(np.percentile(distances, 95))
-
-
 def score(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, float, float]) -> Score:
-    fix = slices = 0
-    for z in np.flatnonzero(pred.any(axis=(1, 2)) | ref.any(axis=(1, 2))):
-        slices += 1
-        fix += dice(pred[z], ref[z]) < 0.9
+    fix, slices = slices_to_fix(pred, ref)
     return Score(dice(pred, ref), hd95(pred, ref, spacing), fix, slices)
 
 

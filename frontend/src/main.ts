@@ -1,6 +1,7 @@
 import './style.css';
 
 import { ApiError, getMe, type Me } from './api';
+import { dashboardPage } from './pages/dashboard';
 import { projectPage } from './pages/project';
 import { projectsPage } from './pages/projects';
 import { notFoundPage } from './pages/notFound';
@@ -39,6 +40,9 @@ async function renderRoute(route: Route, me: Me): Promise<void> {
         break;
       case 'project':
         await projectPage(pageRoot, ctx, route.slug);
+        break;
+      case 'dashboard':
+        await dashboardPage(pageRoot, ctx, route.slug);
         break;
       case 'task':
         await taskPage(pageRoot, ctx, route.id);

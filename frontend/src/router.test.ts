@@ -15,6 +15,11 @@ describe('parseRoute', () => {
     expect(parseRoute('#/projects/a%20b')).toEqual({ name: 'project', slug: 'a b' });
   });
 
+  it('parses a project dashboard', () => {
+    expect(parseRoute('#/projects/liver-ct/dashboard')).toEqual({ name: 'dashboard', slug: 'liver-ct' });
+    expect(parseRoute('#/projects/liver-ct/dashboard/')).toEqual({ name: 'dashboard', slug: 'liver-ct' });
+  });
+
   it('parses a task id', () => {
     expect(parseRoute('#/tasks/42')).toEqual({ name: 'task', id: 42 });
     expect(parseRoute('#/tasks/42/')).toEqual({ name: 'task', id: 42 });
@@ -31,6 +36,7 @@ describe('parseRoute', () => {
     ['#/tasks/1.5', '/tasks/1.5'],
     ['#/tasks', '/tasks'],
     ['#/projects/a/b', '/projects/a/b'],
+    ['#/projects/a/dashboard/x', '/projects/a/dashboard/x'],
     ['#/projects/%E0%A4%A', '/projects/%E0%A4%A'],
     ['#/nowhere', '/nowhere'],
   ])('%j is not found', (hash, path) => {
@@ -41,5 +47,6 @@ describe('parseRoute', () => {
     expect(parseRoute(href.projects())).toEqual({ name: 'projects' });
     expect(parseRoute(href.project('ct/mr #1'))).toEqual({ name: 'project', slug: 'ct/mr #1' });
     expect(parseRoute(href.task(9))).toEqual({ name: 'task', id: 9 });
+    expect(parseRoute(href.dashboard('ct/mr #1'))).toEqual({ name: 'dashboard', slug: 'ct/mr #1' });
   });
 });

@@ -1,8 +1,9 @@
-// Hash routing: #/ , #/projects/<slug> , #/tasks/<id>
+// Hash routing: #/ , #/projects/<slug> , #/projects/<slug>/dashboard , #/tasks/<id>
 
 export type Route =
   | { name: 'projects' }
   | { name: 'project'; slug: string }
+  | { name: 'dashboard'; slug: string }
   | { name: 'task'; id: number }
   | { name: 'notFound'; path: string };
 
@@ -24,6 +25,10 @@ export function parseRoute(hash: string): Route {
   if (parts.length === 0) return { name: 'projects' };
 
   const [head, arg, ...rest] = parts;
+  if (head === 'projects' && arg !== undefined && rest.length === 1 && rest[0] === 'dashboard') {
+    const slug = decode(arg);
+    if (slug) return { name: 'dashboard', slug };
+  }
   if (rest.length === 0 && arg !== undefined) {
     if (head === 'projects') {
       const slug = decode(arg);
@@ -41,6 +46,7 @@ export function parseRoute(hash: string): Route {
 export const href = {
   projects: (): string => '#/',
   project: (slug: string): string => `#/projects/${encodeURIComponent(slug)}`,
+  dashboard: (slug: string): string => `#/projects/${encodeURIComponent(slug)}/dashboard`,
   task: (id: number): string => `#/tasks/${id}`,
 };
 

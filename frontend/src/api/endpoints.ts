@@ -1,7 +1,16 @@
 // One typed function per API endpoint the front end uses.
 
 import { request, sameOriginPath } from './client';
-import type { Lesion, Me, Paginated, Project, ReviewDecision, Task, TaskState } from './types';
+import type {
+  Dashboard,
+  Lesion,
+  Me,
+  Paginated,
+  Project,
+  ReviewDecision,
+  Task,
+  TaskState,
+} from './types';
 
 type Opts = { signal?: AbortSignal };
 
@@ -73,4 +82,14 @@ export function reviewTask(
     ...opts,
     body: { decision, comment },
   });
+}
+
+/** The manager's dashboard of a project (managers only). */
+export function getDashboard(slug: string, opts: Opts = {}): Promise<Dashboard> {
+  return request<Dashboard>('GET', `/api/projects/${seg(slug)}/dashboard/`, opts);
+}
+
+/** Where the per-lesion effort table downloads from (a plain link: the browser saves it). */
+export function effortCsvUrl(slug: string): string {
+  return `/api/projects/${seg(slug)}/effort.csv`;
 }

@@ -90,3 +90,55 @@ export interface Lesion {
   box: Box | null;
   latest_mask: MaskVersion | null;
 }
+
+/** One round of the manager's dashboard (lesions of submitted or accepted tasks). */
+export interface RoundEffort {
+  round: number;
+  tasks: number;
+  lesions: number;
+  /** Lesions finished, none with a model mask: a candidate baseline. */
+  manual: boolean;
+  model_version: string | null;
+  median_active_s: number | null;
+  mean_active_s: number | null;
+  model_dice_median: number | null;
+  model_dice_mean: number | null;
+  model_hd95_median_mm: number | null;
+  edited_fraction_mean: number | null;
+  accepted_without_edits: number | null;
+  slices: number;
+  slices_fixed: number;
+  cost_reduction: number | null;
+}
+
+export type QueueDepth = { round: number; total: number } & Record<TaskState, number>;
+
+export interface ThroughputRow {
+  /** ISO date (YYYY-MM-DD). */
+  day: string;
+  annotator: string;
+  submitted: number;
+  accepted: number;
+}
+
+export interface AnnotatorEffort {
+  annotator: string;
+  tasks: number;
+  lesions: number;
+  active_s: number;
+  median_active_s: number | null;
+}
+
+export type CostBasis = 'manual_round' | 'slice_estimate';
+
+export interface Dashboard {
+  project: string;
+  cost_basis: CostBasis | null;
+  baseline_round: number | null;
+  baseline_cost_s: number | null;
+  cost_definition: string;
+  rounds: RoundEffort[];
+  queue: QueueDepth[];
+  throughput: ThroughputRow[];
+  annotators: AnnotatorEffort[];
+}

@@ -129,7 +129,8 @@ export async function projectPage(root: HTMLElement, ctx: PageContext, slug: str
 
   root.replaceChildren(
     breadcrumbs([{ label: 'Projects', href: href.projects() }, { label: project.name }]),
-    h('div', { class: 'page-head' }, h('h1', null, project.name), projectMeta(project), classLegend(project)),
+    h('div', { class: 'page-head' }, h('h1', null, project.name), projectMeta(project), classLegend(project),
+      project.my_role === 'manager' ? h('p', null, h('a', { href: href.dashboard(project.slug) }, 'Open the dashboard')) : null),
     ...sections,
   );
 }

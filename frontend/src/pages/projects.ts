@@ -24,6 +24,10 @@ export async function projectsPage(root: HTMLElement, ctx: PageContext): Promise
         { header: 'Modality', cell: (p) => p.modality },
         { header: 'My role', cell: (p) => roleBadge(p.my_role) },
         { header: 'Current round', cell: (p) => p.current_round ?? '—', className: 'num' },
+        {
+          header: 'Dashboard',
+          cell: (p) => (p.my_role === 'manager' ? h('a', { href: href.dashboard(p.slug) }, 'Dashboard') : '—'),
+        },
         { header: 'Created', cell: (p) => formatDate(p.created), className: 'muted' },
       ],
     });
