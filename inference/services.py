@@ -241,6 +241,7 @@ def segmentation_run(*, job_id: int) -> InferenceJob | None:
             modality=volume.series.modality,
             window=project_window(lesion.task.round.project),
         )
+        del image  # the engine has its own copy: a 256-slice CT is 128 MiB more otherwise
         prompt, base = _prompt(job)
         timings["load"] = time.perf_counter() - started
 

@@ -2,8 +2,9 @@
 
 A random model's masks are meaningless but deterministic: these tests prove the loading, the
 preprocessing, the prompts and the propagation against a plain call sequence of sam2's video
-predictor (the published recipe, written out here), not accuracy. Everything runs in fp32 so that
-the comparison is exact on any CPU.
+predictor (the published recipe, in tests/support/medsam2_reference.py, which the overhead
+benchmark times as well), not accuracy. Everything runs in fp32 so that the comparison is exact on
+any CPU.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pytest
 
 from inference.engine import (
@@ -28,20 +28,18 @@ from inference.engine import (
 )
 from inference.engine.medsam2 import MedSAM2Backend, cpu_has_bf16, plan_passes
 from inference.engine.medsam2.preprocess import SliceFrames, intensity_mapping
+from tests.support.medsam2_reference import (
+    WINDOW,
+    reference_masks,
+    reference_predictor,
+    write_random_checkpoint,
+)
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("sam2")
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
-OVERRIDES_512 = [
-    "++model.image_size=512",
-    "++model.memory_attention.layer.self_attention.feat_sizes=[32,32]",
-    "++model.memory_attention.layer.cross_attention.feat_sizes=[32,32]",
-]
-WINDOW = (40.0, 400.0)
 KEY, BOX = 3, (18, 20, 44, 42)
-BoolArray = npt.NDArray[np.bool_]
 
 
 def make_volume() -> ImageVolume:
@@ -59,13 +57,7 @@ def make_volume() -> ImageVolume:
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The MedSAM2 architecture with random weights, saved as {"model": state_dict}."""
-    from inference.engine.medsam2.builder import build_model
-
-    torch.manual_seed(0)
-    model = build_model(torch.device("cpu"))
-    path = tmp_path_factory.mktemp("medsam2") / "MedSAM2_random.pt"
-    torch.save({"model": model.state_dict()}, path)
-    return path
+    return write_random_checkpoint(tmp_path_factory.mktemp("medsam2") / "MedSAM2_random.pt")
 
 
 @pytest.fixture(scope="module")
@@ -105,58 +97,10 @@ def count_encoder(monkeypatch: pytest.MonkeyPatch) -> Callable[[MedSAM2Backend],
     return install
 
 
-# -- the reference: a plain sam2 call sequence with the published preprocessing ----------------
-
-
-def reference_masks(
-    checkpoint: Path, image: npt.NDArray[Any], key: int, box: tuple[int, int, int, int]
-) -> BoolArray:
-    import sam2.sam2_video_predictor as svp
-    from PIL import Image
-    from sam2.build_sam import build_sam2_video_predictor
-
-    # CT window to uint8, as the MedSAM2 scripts do.
-    low, high = WINDOW[0] - WINDOW[1] / 2, WINDOW[0] + WINDOW[1] / 2
-    pre = np.clip(image, low, high).astype(np.float64)
-    pre = (pre - np.min(pre)) / (np.max(pre) - np.min(pre)) * 255.0
-    pre = pre.astype(np.uint8)
-    depth, height, width = pre.shape
-    # RGB, 512x512, /255, ImageNet mean and std; the whole stack at once, in float32.
-    stack = np.zeros((depth, 3, 512, 512), dtype=np.float32)
-    for z in range(depth):
-        rgb = Image.fromarray(pre[z]).convert("RGB").resize((512, 512))
-        stack[z] = (np.array(rgb) / 255.0).transpose(2, 0, 1)
-    frames = torch.from_numpy(stack)
-    frames -= torch.tensor((0.485, 0.456, 0.406), dtype=torch.float32)[:, None, None]
-    frames /= torch.tensor((0.229, 0.224, 0.225), dtype=torch.float32)[:, None, None]
-
-    predictor = build_sam2_video_predictor(
-        CONFIG, str(checkpoint), device="cpu", hydra_overrides_extra=OVERRIDES_512
-    )
-    assert predictor.image_size == 512
-    # init_state loads frames from a folder of JPEGs; hand it the normalised stack instead.
-    original = svp.load_video_frames
-    svp.load_video_frames = lambda **kwargs: (frames, height, width)
-    try:
-        state = predictor.init_state(video_path="unused")
-    finally:
-        svp.load_video_frames = original
-    result = np.zeros(pre.shape, dtype=bool)
-    with torch.inference_mode():
-        for reverse in (False, True):
-            predictor.reset_state(state)
-            predictor.add_new_points_or_box(
-                state, frame_idx=key, obj_id=1, box=np.array(box, dtype=np.float32)
-            )
-            for frame_idx, _, logits in predictor.propagate_in_video(state, reverse=reverse):
-                result[frame_idx] |= (logits[0, 0] > 0.0).numpy()
-    return result
-
-
 def test_engine_equals_the_reference_voxel_for_voxel(
     backend: MedSAM2Backend, checkpoint: Path, volume: ImageVolume
 ) -> None:
-    expected = reference_masks(checkpoint, volume.array, KEY, BOX)
+    expected = reference_masks(reference_predictor(checkpoint), volume.array, KEY, BOX, WINDOW)
     calls: list[tuple[int, int]] = []
     result = backend.segment(
         volume, [LesionPrompt("l", KEY, BOX)], progress=lambda d, t: calls.append((d, t))
@@ -350,6 +294,38 @@ def test_points_are_accepted(backend: MedSAM2Backend, volume: ImageVolume) -> No
     assert result.timings["slices_propagated"] == 5 + 5
 
 
+def test_one_slice_prompt_is_the_propagated_answer(
+    backend: MedSAM2Backend, volume: ImageVolume
+) -> None:
+    """A prompt confined to one slice (a click's refinement) is answered without
+    propagate_in_video and its memory encoder: the same mask as propagating that one slice."""
+    from inference.engine.medsam2.predictor import new_state
+
+    prompt = LesionPrompt(
+        "c", KEY, BOX, positive_points=((31, 31, KEY),), negative_points=((20, 22, KEY),)
+    )
+    one = LesionPrompt(
+        "c", KEY, BOX, prompt.positive_points, prompt.negative_points, z_range=(KEY, KEY)
+    )
+    result = backend.segment(volume, [one])
+    assert result.timings["slices_propagated"] == 1
+
+    frames = SliceFrames(volume.array, intensity_mapping(volume, WINDOW))
+    state = new_state(backend.predictor, frames, 64, 64, backend._volume_entry(volume).cache)
+    with torch.inference_mode():
+        backend._add_prompts(state, prompt)
+        yielded = list(
+            backend.predictor.propagate_in_video(
+                state, start_frame_idx=KEY, max_frame_num_to_track=0
+            )
+        )
+    assert [frame_idx for frame_idx, _, _ in yielded] == [KEY]
+    expected = np.zeros(volume.shape, dtype=bool)
+    expected[KEY] = (yielded[0][2][0, 0] > 0).numpy()
+    assert expected[KEY].any() and not expected[KEY].all()  # a non-trivial comparison
+    np.testing.assert_array_equal(result.masks["c"], expected)
+
+
 def test_forward_only_and_z_range(backend: MedSAM2Backend, volume: ImageVolume) -> None:
     forward = backend.segment(volume, [LesionPrompt("l", KEY, BOX, direction="forward")])
     assert not forward.masks["l"][:KEY].any()
@@ -377,6 +353,11 @@ def test_plan_passes() -> None:
         (7, True, 7),
     ]
     assert [(p.start, p.max_frames) for p in plan_passes(clicked, 10, "forward", None)] == [(2, 7)]
+    # One slice: the reverse pass would only repeat the forward pass's answer.
+    one = LesionPrompt("l", 3, box, z_range=(3, 3))
+    assert [(p.start, p.reverse, p.frames) for p in plan_passes(one, 10, "both", None)] == [
+        (3, False, 1)
+    ]
 
 
 @pytest.mark.parametrize(

@@ -12,13 +12,17 @@ option                     environment              default
 ``precision``              ``MEDSAM2_PRECISION``    "auto": bf16 autocast on a CUDA device with
                                                     bf16, else fp32; "bf16" (CUDA, or a CPU with
                                                     avx512_bf16 / AMX, else refused) or "fp32"
-``cache_mb``               ``MEDSAM2_CACHE_MB``     1024: image embeddings kept across calls
+``cache_mb``               ``MEDSAM2_CACHE_MB``     384: image embeddings kept across calls
+                                                    (about 4 MiB a slice at 512 px: 96 slices)
 ``keep_largest_component``                          True: one 3D component per lesion
 ``direction``                                       "both"; "forward" for cine (prompts may say)
 ``max_propagation``                                 None: slices beyond the prompted ones, each way
 ``default_ct_window``                               (40, 400): CT without a window of its own
 ``offload_state_to_cpu``                            False: tracking state on the CPU (CUDA)
 ``num_threads``                                     None: torch's default intra-op threads
+``one_slice_threads``                               1: intra-op threads on a CPU for a prompt
+                                                    confined to one slice (a click): None keeps
+                                                    ``num_threads``
 =========================  =======================  ============================================
 
 One lesion (the published 3D recipe): its prompts go on their slices (box and clicks on the key
@@ -37,8 +41,8 @@ from __future__ import annotations
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,6 +69,7 @@ if TYPE_CHECKING:
 __all__ = ["MedSAM2Backend", "Pass", "cpu_has_bf16", "plan_passes"]
 
 PRECISIONS = ("auto", "bf16", "fp32")
+DEFAULT_CACHE_MB = 384
 
 
 def cpu_has_bf16() -> bool:
@@ -106,17 +111,48 @@ def plan_passes(
         passes.append(Pass(first, False, z1 - first, z1 - first + 1))
     if direction in ("both", "reverse") and last > 0:  # SAM2 skips reverse from slice 0
         passes.append(Pass(last, True, last - z0, last - z0 + 1))
+    if len(passes) == 2 and passes[0].frames == passes[1].frames == 1:
+        # Both ways cover the one prompted slice only, and yield the same output for it.
+        del passes[1]
     return passes
 
 
+def _bounding_box(mask: npt.NDArray[np.bool_]) -> tuple[slice, ...] | None:
+    """The slices of the smallest box around the mask's voxels; None for an empty mask."""
+    crop: list[slice] = []
+    for axis in range(mask.ndim):
+        others = tuple(a for a in range(mask.ndim) if a != axis)
+        hits = np.flatnonzero(mask[tuple(crop)].any(axis=others))
+        if hits.size == 0:
+            return None
+        crop.append(slice(int(hits[0]), int(hits[-1]) + 1))
+    return tuple(crop)
+
+
 def largest_component(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
-    """The largest 26-connected component (the reference's ``getLargestCC``)."""
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+    """The largest 26-connected component (the reference's ``getLargestCC``), written into
+    ``mask`` itself, which is returned.
+
+    Memory matters at 256 slices: the mask is 64 MiB, int32 labels of the whole volume would be
+    256 MiB and ``np.bincount`` of them 512 MiB. So the labels cover the mask's bounding box
+    only, in uint16 while the components fit, and are counted a slice at a time."""
+    crop = _bounding_box(mask)
+    if crop is None:
+        return mask
+    structure = np.ones((3, 3, 3), dtype=bool)
+    labels: npt.NDArray[np.integer[Any]]
+    try:
+        labels, count = ndimage.label(mask[crop], structure=structure, output=np.uint16)
+    except RuntimeError:  # more than 65535 components
+        labels, count = ndimage.label(mask[crop], structure=structure)
     if count <= 1:
         return mask
-    sizes = np.bincount(labels.ravel())
+    sizes = np.zeros(count + 1, dtype=np.int64)
+    for plane in labels:
+        sizes += np.bincount(plane.ravel(), minlength=count + 1)
     sizes[0] = 0
-    return np.asarray(labels == int(sizes.argmax()))
+    np.equal(labels, int(sizes.argmax()), out=mask[crop])
+    return mask
 
 
 @dataclass
@@ -148,6 +184,7 @@ class MedSAM2Backend(SegmentationBackend):
         default_ct_window: tuple[float, float] | None = (40.0, 400.0),
         offload_state_to_cpu: bool = False,
         num_threads: int | None = None,
+        one_slice_threads: int | None = 1,
         extra_overrides: Sequence[str] = (),
     ) -> None:
         started = time.perf_counter()
@@ -167,7 +204,8 @@ class MedSAM2Backend(SegmentationBackend):
         if max_propagation is not None and max_propagation < 0:
             raise ValueError(f"max_propagation must be >= 0, got {max_propagation}")
         cache_value = _env_or(cache_mb, "MEDSAM2_CACHE_MB")
-        self.cache_bytes = int(float(cache_value if cache_value is not None else 1024) * 2**20)  # type: ignore[arg-type]
+        cache_value = DEFAULT_CACHE_MB if cache_value is None else cache_value
+        self.cache_bytes = int(float(cache_value) * 2**20)  # type: ignore[arg-type]
         if self.cache_bytes < 0:
             raise ValueError(f"cache_mb must be >= 0, got {cache_mb}")
         try:
@@ -213,6 +251,7 @@ class MedSAM2Backend(SegmentationBackend):
             else (float(default_ct_window[0]), float(default_ct_window[1]))
         )
         self.offload_state_to_cpu = offload_state_to_cpu
+        self.one_slice_threads = one_slice_threads
         self._volumes: OrderedDict[tuple[object, ...], _VolumeEntry] = OrderedDict()
         self.load_seconds = time.perf_counter() - started
 
@@ -270,9 +309,16 @@ class MedSAM2Backend(SegmentationBackend):
             state = self._new_state(frames, height, width, entry.cache)
             for step in plan:
                 self.predictor.reset_state(state)
-                with torch.inference_mode(), self._autocast():
-                    self._add_prompts(state, prompt)
-                    for frame_idx, logits in self._propagate(state, step):
+                one_slice = step.frames == 1
+                with torch.inference_mode(), self._autocast(), self._threads(one_slice):
+                    answer = self._add_prompts(state, prompt)
+                    if one_slice:
+                        # One slice (a click's refinement): SAM2's answer to the prompts is
+                        # what propagating would yield for it, without its memory encoder.
+                        steps: Iterable[tuple[int, npt.NDArray[np.bool_]]] = [answer]
+                    else:
+                        steps = self._propagate(state, step)
+                    for frame_idx, logits in steps:
                         mask[frame_idx] |= logits
                         done += 1
                         if progress is not None:
@@ -309,6 +355,28 @@ class MedSAM2Backend(SegmentationBackend):
 
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
+    @contextmanager
+    def _threads(self, one_slice: bool) -> Iterator[None]:
+        """``one_slice_threads`` intra-op threads for a one-slice prompt on a CPU.
+
+        The prompt and mask decoders run a few dozen small ops: a second thread gains little
+        on them, and where the cores are shared (a worker beside the web server, a busy host)
+        every op waits for the slower thread (measured on 2 shared cores: 250-1000 ms a click
+        with 2 threads, 85-170 ms with 1). torch's setting is per process: a worker runs one
+        job at a time."""
+        import torch
+
+        wanted = self.one_slice_threads
+        if not one_slice or wanted is None or self.device.type != "cpu":
+            yield
+            return
+        before = torch.get_num_threads()
+        torch.set_num_threads(wanted)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
     def _new_state(
         self, frames: SliceFrames, height: int, width: int, cache: FeatureCache
     ) -> dict[str, Any]:
@@ -323,9 +391,12 @@ class MedSAM2Backend(SegmentationBackend):
             offload_state_to_cpu=self.offload_state_to_cpu,
         )
 
-    def _add_prompts(self, state: dict[str, Any], prompt: LesionPrompt) -> None:
+    def _add_prompts(
+        self, state: dict[str, Any], prompt: LesionPrompt
+    ) -> tuple[int, npt.NDArray[np.bool_]]:
         """Box and clicks on the key slice, clicks on their own slices, then masks (a mask
-        supersedes any box or click on its slice, as in SAM2)."""
+        supersedes any box or click on its slice, as in SAM2); returns the last prompted
+        slice and SAM2's mask for it after all its prompts."""
         by_slice: dict[int, tuple[list[tuple[float, float]], list[int]]] = {}
         for label, points in ((1, prompt.positive_points), (0, prompt.negative_points)):
             for x, y, z in points:
@@ -334,7 +405,7 @@ class MedSAM2Backend(SegmentationBackend):
                 labels.append(label)
         key = int(prompt.key_slice)
         coords, labels = by_slice.pop(key, ([], []))
-        self.predictor.add_new_points_or_box(
+        answer = self.predictor.add_new_points_or_box(
             state,
             frame_idx=key,
             obj_id=1,
@@ -343,7 +414,7 @@ class MedSAM2Backend(SegmentationBackend):
             box=np.array(prompt.box, dtype=np.float32),
         )
         for z, (coords, labels) in sorted(by_slice.items()):
-            self.predictor.add_new_points_or_box(
+            answer = self.predictor.add_new_points_or_box(
                 state,
                 frame_idx=z,
                 obj_id=1,
@@ -351,20 +422,33 @@ class MedSAM2Backend(SegmentationBackend):
                 labels=np.array(labels, dtype=np.int32),
             )
         for z, given in sorted(prompt.mask_slices.items()):
-            self.predictor.add_new_mask(
+            answer = self.predictor.add_new_mask(
                 state, frame_idx=int(z), obj_id=1, mask=np.asarray(given, dtype=bool)
             )
+        frame_idx, _obj_ids, logits = answer
+        return int(frame_idx), (logits[0, 0] > 0.0).cpu().numpy()
 
     def _propagate(
         self, state: dict[str, Any], step: Pass
     ) -> Iterator[tuple[int, npt.NDArray[np.bool_]]]:
-        for frame_idx, _obj_ids, logits in self.predictor.propagate_in_video(
+        """The pass's slices and masks. SAM2 keeps every tracked slice's output (memory
+        features, low-res mask: about 0.3 MiB), yet reads back only the last few (memories)
+        and 15 (object pointers): older ones are dropped as the pass moves on."""
+        model = self.predictor
+        reach = max(
+            model.max_obj_ptrs_in_encoder,
+            (model.num_maskmem + 1) * model.memory_temporal_stride_for_eval + 2,
+        )
+        for frame_idx, _obj_ids, logits in model.propagate_in_video(
             state,
             start_frame_idx=step.start,
             max_frame_num_to_track=step.max_frames,
             reverse=step.reverse,
         ):
             yield int(frame_idx), (logits[0, 0] > 0.0).cpu().numpy()
+            behind = frame_idx + reach if step.reverse else frame_idx - reach
+            for outputs in state["output_dict_per_obj"].values():
+                outputs["non_cond_frame_outputs"].pop(behind, None)
 
     def _volume_entry(self, volume: ImageVolume) -> _VolumeEntry:
         """The volume's intensity mapping and embedding cache (most recent volume last)."""
