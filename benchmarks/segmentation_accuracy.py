@@ -32,6 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from inference.engine import ImageVolume, LesionPrompt, dice
+from inference.engine.box_prior import ellipsoid_radius
 from inference.engine.learned import LearnedBackend, LearnedModel, TrainingCase, train
 from inference.engine.metrics import hd95, slices_to_fix
 from inference.evaluation import (
@@ -60,16 +61,8 @@ def score(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, float, float]
 
 def ellipsoid_baseline(volume: ImageVolume, prompt: LesionPrompt) -> np.ndarray:
     """The ellipsoid inscribed in the box; half-height = mean in-plane half-width (mm)."""
-    x0, y0, x1, y1 = prompt.box
-    sx, sy, sz = volume.spacing
-    ax, ay = (x1 - x0 + 1) / 2, (y1 - y0 + 1) / 2
-    az_mm = (ax * sx + ay * sy) / 2
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    zz, yy, xx = np.ogrid[: volume.shape[0], : volume.shape[1], : volume.shape[2]]
-    inside = ((xx - cx) / ax) ** 2 + ((yy - cy) / ay) ** 2 + (
-        (zz - prompt.key_slice) * sz / az_mm
-    ) ** 2 <= 1.0
-    return np.asarray(inside, dtype=bool)
+    radius, _ = ellipsoid_radius(volume.shape, prompt.key_slice, prompt.box, volume.spacing)
+    return np.asarray(radius <= 1.0, dtype=bool)
 
 
 def summarise(scores: list[Score]) -> tuple[float, float, float]:

@@ -15,6 +15,41 @@ from projects.services import membership_set, task_claim_next
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+def claim_in_threads(
+    project: Project, users: list[Any], *, limit: int | None = None
+) -> list[tuple[int, int]]:
+    """Every user claims (and submits) tasks in its own thread, all starting at once, until the
+    queue is empty or ``limit`` claims each; returns (task id, user id) per claim."""
+    claimed: list[tuple[int, int]] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(users))
+
+    def work(user: Any) -> None:
+        try:
+            start.wait()
+            count = 0
+            while limit is None or count < limit:
+                task = task_claim_next(user=user, project=project)
+                if task is None:
+                    assert limit is None, "the queue ran dry before the limit"
+                    break
+                claimed.append((task.pk, user.pk))
+                Task.objects.filter(pk=task.pk).update(state=Task.State.SUBMITTED)
+                count += 1
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=work, args=(user,)) for user in users]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    return claimed
+
+
 @pytest.mark.skipif(
     not connection.features.has_select_for_update_skip_locked,
     reason="needs a database with SELECT ... FOR UPDATE SKIP LOCKED (PostgreSQL)",
@@ -34,29 +69,7 @@ def test_parallel_claims_are_exclusive(
     for user in users:
         membership_set(project=project, user=user, role="annotator")
 
-    claimed: list[tuple[int, int]] = []
-    errors: list[BaseException] = []
-    start = threading.Barrier(len(users))
-
-    def work(user: Any) -> None:
-        try:
-            start.wait()
-            for _ in range(5):
-                task = task_claim_next(user=user, project=project)
-                assert task is not None
-                claimed.append((task.pk, user.pk))
-                Task.objects.filter(pk=task.pk).update(state=Task.State.SUBMITTED)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=work, args=(user,)) for user in users]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors, errors
+    claimed = claim_in_threads(project, users, limit=5)
     task_ids = [task_id for task_id, _ in claimed]
     assert len(task_ids) == 60 and len(set(task_ids)) == 60
     owners = dict(Task.objects.values_list("pk", "assignee_id"))
@@ -79,27 +92,7 @@ def test_fifty_annotators_drain_two_thousand_tasks_exactly_once(
         Membership(user=user, project=project, role=Role.ANNOTATOR) for user in users
     )
 
-    claimed: list[tuple[int, int]] = []
-    errors: list[BaseException] = []
-    start = threading.Barrier(len(users))
-
-    def work(user: Any) -> None:
-        try:
-            start.wait()
-            while (task := task_claim_next(user=user, project=project)) is not None:
-                claimed.append((task.pk, user.pk))
-                Task.objects.filter(pk=task.pk).update(state=Task.State.SUBMITTED)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=work, args=(user,)) for user in users]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors, errors
+    claimed = claim_in_threads(project, users)
     task_ids = [task_id for task_id, _ in claimed]
     assert len(task_ids) == 2000 and len(set(task_ids)) == 2000
     assert not Task.objects.exclude(state=Task.State.SUBMITTED).exists()
