@@ -5,9 +5,12 @@
 Recreates the PostgreSQL database at ``--database-url`` (default
 postgres://postgres@127.0.0.1:5432/annotator_bench_claims), migrates it, fills a project with
 1,000 open tasks (random priorities, bulk_create), serves the app with gunicorn as in production
-and lets ``--clients`` annotators (token auth, one thread each) claim tasks: each client POSTs
-``/api/projects/SLUG/tasks/next/`` (timed; the first two per client are warm-up) and submits what
-it got. That 1k project is measured alone first; then a second project with 100,000 tasks is
+and lets ``--clients`` concurrent clients (one thread each, a keep-alive connection) claim tasks
+in a closed loop: each POSTs ``/api/projects/SLUG/tasks/next/`` (timed; the first two per client
+are warm-up) as the next of a pool of annotators (token auth), so every request is a fresh claim
+at the head of the queue, as when many annotators ask for work at once. With ``--submit`` each
+client is one annotator who submits every task before claiming the next (half the requests are
+then submits). That 1k project is measured alone first; then a second project with 100,000 tasks is
 added and both are measured in alternating blocks (``--claims`` timed claims each), so that the
 other jobs of a shared machine weigh on both sizes alike. Last, one client alone (the service
 time, no queueing) and the claim query's plan. Ends with
@@ -15,6 +18,8 @@ time, no queueing) and the claim query's plan. Ends with
 """
 
 import argparse
+import http.client
+import json
 import os
 import random
 import statistics
@@ -71,8 +76,8 @@ def recreate_database(url: str) -> None:
         conn.execute(f'CREATE DATABASE "{name}"')
 
 
-def fill(slug: str, n_tasks: int, n_clients: int) -> list[str]:
-    """A project with ``n_tasks`` open tasks and ``n_clients`` annotators; their tokens."""
+def fill(slug: str, n_tasks: int, n_annotators: int) -> list[str]:
+    """A project with ``n_tasks`` open tasks and ``n_annotators`` annotators; their tokens."""
     from django.contrib.auth.models import User
     from rest_framework.authtoken.models import Token
 
@@ -99,46 +104,72 @@ def fill(slug: str, n_tasks: int, n_clients: int) -> list[str]:
         Task.objects.bulk_create(
             Task(round=round_, series=s, priority=rng.randint(0, 9)) for s in series
         )
-    users = User.objects.bulk_create(User(username=f"{slug}-a{i}") for i in range(n_clients))
+    users = User.objects.bulk_create(User(username=f"{slug}-a{i}") for i in range(n_annotators))
     Membership.objects.bulk_create(
         Membership(user=u, project=project, role=Role.ANNOTATOR) for u in users
     )
-    return [Token.objects.create(user=u).key for u in users]
+    tokens = Token.objects.bulk_create(Token(key=Token.generate_key(), user=u) for u in users)
+    return [token.key for token in tokens]
 
 
-def measure(base: str, slug: str, tokens: list[str], claims: int) -> list[float]:
-    """Milliseconds of each timed claim; each client claims ``claims / clients`` times."""
-    per_client = max(1, claims // len(tokens))
+class Client:
+    """One keep-alive HTTP connection, token auth: a script's (or a browser's) view of the API."""
+
+    def __init__(self, base: str) -> None:
+        host, port = base.removeprefix("http://").split(":")
+        self.connection = http.client.HTTPConnection(host, int(port), timeout=30)
+
+    def post(self, path: str, token: str) -> tuple[int, Any]:
+        self.connection.request("POST", path, headers={"Authorization": f"Token {token}"})
+        response = self.connection.getresponse()
+        body = response.read()
+        return response.status, json.loads(body) if body else None
+
+
+def measure(
+    base: str, slug: str, tokens: list[str], clients: int, submit: bool, claims: int
+) -> list[float]:
+    """Milliseconds of each timed claim, ``claims / clients`` per client after two warm-ups.
+
+    Without ``submit`` every claim is made by an annotator of ``tokens`` not used before (they
+    are consumed); with it, client i is annotator ``tokens[i]`` and submits each task it gets.
+    """
+    per_client = max(1, claims // clients) + 2  # the first two warm up connections and caches
+    if not submit:
+        if len(tokens) < clients * per_client:
+            raise RuntimeError("not enough annotators left: raise --annotators")
+        pools = [[tokens.pop() for _ in range(per_client)] for _ in range(clients)]
+    else:
+        pools = [[tokens[i]] * per_client for i in range(clients)]
     timings: list[float] = []
     errors: list[str] = []
-    barrier = threading.Barrier(len(tokens))
+    barrier = threading.Barrier(clients)
     lock = threading.Lock()
 
-    def client(token: str) -> None:
-        session = requests.Session()
-        session.headers["Authorization"] = f"Token {token}"
+    def client(pool: list[str]) -> None:
+        api = Client(base)
         mine: list[float] = []
         try:
             barrier.wait()
-            for i in range(per_client + 2):  # the first two warm up connections and caches
+            for i, token in enumerate(pool):
                 started = time.perf_counter()
-                response = session.post(f"{base}/api/projects/{slug}/tasks/next/", timeout=30)
+                code, task = api.post(f"/api/projects/{slug}/tasks/next/", token)
                 elapsed = (time.perf_counter() - started) * 1000
-                if response.status_code != 200:
-                    errors.append(f"next: {response.status_code} {response.text[:200]}")
+                if code != 200:
+                    errors.append(f"next: {code} {task}")
                     return
                 if i >= 2:
                     mine.append(elapsed)
-                task = response.json()["id"]
-                done = session.post(f"{base}/api/tasks/{task}/submit/", timeout=30)
-                if done.status_code != 200:
-                    errors.append(f"submit: {done.status_code} {done.text[:200]}")
-                    return
+                if submit:
+                    code, body = api.post(f"/api/tasks/{task['id']}/submit/", token)
+                    if code != 200:
+                        errors.append(f"submit: {code} {body}")
+                        return
         finally:
             with lock:
                 timings.extend(mine)
 
-    threads = [threading.Thread(target=client, args=(token,)) for token in tokens]
+    threads = [threading.Thread(target=client, args=(pool,)) for pool in pools]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -160,6 +191,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--claims", type=int, default=200)
     parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument(
+        "--annotators", type=int, default=600, help="annotators per project (each claims once)"
+    )
+    parser.add_argument(
+        "--submit", action="store_true", help="each client is one annotator who submits its tasks"
+    )
     args = parser.parse_args()
 
     recreate_database(args.database_url)
@@ -190,28 +227,30 @@ def main() -> None:
         try:
             wait_until_up(f"{base}/accounts/login/", server)
             tokens: dict[str, list[str]] = {}
+            load = (args.clients, args.submit)
             for label, n_tasks in SIZES.items():
                 started = time.perf_counter()
-                tokens[label] = fill(f"bench-{label}", n_tasks, args.clients)
+                tokens[label] = fill(f"bench-{label}", n_tasks, args.annotators)
                 with connection.cursor() as cursor:
                     cursor.execute("ANALYZE")
                 print(f"{n_tasks:>7} tasks filled in {time.perf_counter() - started:5.1f} s")
                 if label == "1k":
                     report(
                         "1k alone (no other project yet)",
-                        measure(base, "bench-1k", tokens[label], args.claims // 2),
+                        measure(base, "bench-1k", tokens[label], *load, args.claims // 2),
                     )
             # Interleaved blocks, so that the other jobs of a shared machine weigh on both sizes.
             timings: dict[str, list[float]] = {label: [] for label in SIZES}
             for _block in range(BLOCKS):
                 for label in SIZES:
                     timings[label] += measure(
-                        base, f"bench-{label}", tokens[label], args.claims // BLOCKS
+                        base, f"bench-{label}", tokens[label], *load, args.claims // BLOCKS
                     )
             for label, values in timings.items():
                 results[label] = report(f"{label} ({args.clients} clients)", values)
             report(
-                "100k, 1 client (service time)", measure(base, "bench-100k", tokens["100k"][:1], 50)
+                "100k, 1 client (service time)",
+                measure(base, "bench-100k", tokens["100k"], 1, args.submit, 50),
             )
             explain_claim("bench-100k")
         finally:
