@@ -45,8 +45,10 @@ $(VENV)/.installed-medsam2: $(VENV)/.installed pyproject.toml
 	SAM2_BUILD_CUDA=0 $(PY) -m pip install --quiet --no-deps --no-build-isolation "$(SAM2)"
 	touch $@
 
+# devDependencies too (--include=dev, even with NODE_ENV=production): vite and vitest build and
+# test the front end, playwright-core drives Chromium in the browser tests (tests/browser/).
 frontend/node_modules/.package-lock.json: frontend/package-lock.json frontend/package.json
-	cd frontend && npm ci --no-audit --no-fund
+	cd frontend && npm ci --include=dev --no-audit --no-fund
 
 frontend: frontend/dist/index.html
 frontend/dist/index.html: frontend/node_modules/.package-lock.json $(FRONTEND_SOURCES)
@@ -60,4 +62,4 @@ typecheck: install-dev
 	$(VENV)/bin/mypy .
 
 clean:
-	rm -rf $(VENV) frontend/node_modules frontend/dist var
+	rm -rf $(VENV) frontend/node_modules frontend/dist var test-artifacts

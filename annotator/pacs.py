@@ -137,4 +137,5 @@ def pacs_import(
                 pacs_download_study(source=source, study_uid=uid, folder=folder)
             except requests.RequestException as exc:
                 raise InvalidInput(f"the PACS at {source.url} failed to send {uid}: {exc}") from exc
-        return studies_import(project=project, paths=[Path(tmp)])
+        # the report names files "PACS/<study uid>/<series uid>-<n>.dcm", not by the temp folder
+        return studies_import(project=project, paths=[Path(tmp)], display_names={Path(tmp): "PACS"})

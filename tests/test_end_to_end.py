@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-import requests
 import SimpleITK as sitk
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.core.management import call_command
 
 from inference.engine import dice, key_slice_and_box
+from tests.support.api import Api
 from tests.support.worker import running_worker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -30,24 +30,6 @@ def worker(live_server: Any, media_root: Path, tmp_path: Path) -> Iterator[Path]
     """A real `celery worker` process on the same database, broker and files as the server."""
     with running_worker(media_root=media_root, log=tmp_path / "worker.log") as process:
         yield process.log
-
-
-class Api:
-    """A script's view of the API: token auth, JSON in and out, status checked."""
-
-    def __init__(self, base: str, username: str, password: str) -> None:
-        self.base = base + "/api"
-        self.session = requests.Session()
-        token = self.session.post(
-            f"{self.base}/auth/token/", data={"username": username, "password": password}
-        )
-        assert token.status_code == 200, token.text
-        self.session.headers["Authorization"] = f"Token {token.json()['token']}"
-
-    def call(self, method: str, path: str, expect: int = 200, **kwargs: Any) -> Any:
-        response = self.session.request(method, self.base + path, timeout=60, **kwargs)
-        assert response.status_code == expect, f"{method} {path}: {response.text}"
-        return response
 
 
 def test_import_annotate_review_export(

@@ -1,9 +1,15 @@
 import './style.css';
+import './manage.css';
 
 import { ApiError, getMe, type Me } from './api';
 import { dashboardPage } from './pages/dashboard';
+import { importPage } from './pages/import';
+import { manageTasksPage } from './pages/manageTasks';
+import { newProjectPage } from './pages/newProject';
 import { projectPage } from './pages/project';
 import { projectsPage } from './pages/projects';
+import { roundsPage } from './pages/rounds';
+import { settingsPage } from './pages/settings';
 import { notFoundPage } from './pages/notFound';
 import type { PageContext } from './pages/page';
 import { taskPage } from './pages/task';
@@ -12,6 +18,7 @@ import { setCurrentUser, takeFlash } from './store';
 import { h } from './ui/dom';
 import { errorBanner, isAbort, loading, notice } from './ui/feedback';
 import { LOGIN_URL, setTitle, topBar } from './ui/layout';
+import { closeSidePanel } from './ui/panel';
 import { addPageShortcut, clearPageShortcuts, installShortcuts } from './ui/shortcuts';
 
 const app = document.getElementById('app') ?? document.body;
@@ -26,6 +33,7 @@ async function renderRoute(route: Route, me: Me): Promise<void> {
   const controller = new AbortController();
   current = controller;
   clearPageShortcuts();
+  closeSidePanel();
 
   const flash = takeFlash();
   flashSlot.replaceChildren(...(flash ? [notice(flash, 'success')] : []));
@@ -43,6 +51,21 @@ async function renderRoute(route: Route, me: Me): Promise<void> {
         break;
       case 'dashboard':
         await dashboardPage(pageRoot, ctx, route.slug);
+        break;
+      case 'newProject':
+        newProjectPage(pageRoot, ctx);
+        break;
+      case 'settings':
+        await settingsPage(pageRoot, ctx, route.slug);
+        break;
+      case 'import':
+        await importPage(pageRoot, ctx, route.slug);
+        break;
+      case 'rounds':
+        await roundsPage(pageRoot, ctx, route.slug);
+        break;
+      case 'tasks':
+        await manageTasksPage(pageRoot, ctx, route.slug);
         break;
       case 'task':
         await taskPage(pageRoot, ctx, route.id);

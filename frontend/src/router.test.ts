@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { href, parseRoute } from './router';
+import { hashQuery, href, parseRoute } from './router';
 
 describe('parseRoute', () => {
   it.each(['', '#', '#/', '#//', '/', '#/projects', '#/projects/'])('%j is the project list', (hash) => {
@@ -48,5 +48,26 @@ describe('parseRoute', () => {
     expect(parseRoute(href.project('ct/mr #1'))).toEqual({ name: 'project', slug: 'ct/mr #1' });
     expect(parseRoute(href.task(9))).toEqual({ name: 'task', id: 9 });
     expect(parseRoute(href.dashboard('ct/mr #1'))).toEqual({ name: 'dashboard', slug: 'ct/mr #1' });
+  });
+
+  it.each(['settings', 'import', 'rounds', 'tasks'] as const)('parses the manager page %s', (page) => {
+    expect(parseRoute(`#/projects/liver-ct/${page}`)).toEqual({ name: page, slug: 'liver-ct' });
+    expect(parseRoute(href[page]('ct/mr #1'))).toEqual({ name: page, slug: 'ct/mr #1' });
+  });
+
+  it('parses the new project page, not a project called new-project', () => {
+    expect(parseRoute(href.newProject())).toEqual({ name: 'newProject' });
+    expect(parseRoute('#/projects/new-project')).toEqual({ name: 'project', slug: 'new-project' });
+  });
+});
+
+describe('task list filters in the hash', () => {
+  it('builds and reads the query', () => {
+    const link = href.tasks('lung', { state: 'assigned', round: 2 });
+    expect(link).toBe('#/projects/lung/tasks?state=assigned&round=2');
+    expect(parseRoute(link)).toEqual({ name: 'tasks', slug: 'lung' });
+    expect(hashQuery(link).get('state')).toBe('assigned');
+    expect(hashQuery(link).get('round')).toBe('2');
+    expect(hashQuery('#/projects/lung/tasks').get('state')).toBeNull();
   });
 });

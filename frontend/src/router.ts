@@ -1,9 +1,14 @@
 // Hash routing: #/ , #/projects/<slug> , #/projects/<slug>/dashboard , #/tasks/<id>
 
+/** The manager pages under a project: `#/projects/<slug>/<page>`. */
+export const PROJECT_PAGES = ['dashboard', 'settings', 'import', 'rounds', 'tasks'] as const;
+export type ProjectPage = (typeof PROJECT_PAGES)[number];
+
 export type Route =
   | { name: 'projects' }
+  | { name: 'newProject' }
   | { name: 'project'; slug: string }
-  | { name: 'dashboard'; slug: string }
+  | { name: ProjectPage; slug: string }
   | { name: 'task'; id: number }
   | { name: 'notFound'; path: string };
 
@@ -25,10 +30,12 @@ export function parseRoute(hash: string): Route {
   if (parts.length === 0) return { name: 'projects' };
 
   const [head, arg, ...rest] = parts;
-  if (head === 'projects' && arg !== undefined && rest.length === 1 && rest[0] === 'dashboard') {
+  const page = PROJECT_PAGES.find((p) => p === rest[0]);
+  if (head === 'projects' && arg !== undefined && rest.length === 1 && page) {
     const slug = decode(arg);
-    if (slug) return { name: 'dashboard', slug };
+    if (slug) return { name: page, slug };
   }
+  if (parts.length === 1 && head === 'new-project') return { name: 'newProject' };
   if (rest.length === 0 && arg !== undefined) {
     if (head === 'projects') {
       const slug = decode(arg);
@@ -47,8 +54,26 @@ export const href = {
   projects: (): string => '#/',
   project: (slug: string): string => `#/projects/${encodeURIComponent(slug)}`,
   dashboard: (slug: string): string => `#/projects/${encodeURIComponent(slug)}/dashboard`,
+  newProject: (): string => '#/new-project',
+  settings: (slug: string): string => `#/projects/${encodeURIComponent(slug)}/settings`,
+  import: (slug: string): string => `#/projects/${encodeURIComponent(slug)}/import`,
+  rounds: (slug: string): string => `#/projects/${encodeURIComponent(slug)}/rounds`,
+  /** The manager's task list, optionally filtered (`?state=…&round=…`). */
+  tasks: (slug: string, filter: { state?: string; round?: number } = {}): string => {
+    const query = new URLSearchParams();
+    if (filter.state) query.set('state', filter.state);
+    if (filter.round !== undefined) query.set('round', String(filter.round));
+    const qs = query.toString();
+    return `#/projects/${encodeURIComponent(slug)}/tasks${qs ? `?${qs}` : ''}`;
+  },
   task: (id: number): string => `#/tasks/${id}`,
 };
+
+/** The query part of a hash (`#/projects/x/tasks?state=assigned` -> state=assigned). */
+export function hashQuery(hash: string): URLSearchParams {
+  const at = hash.indexOf('?');
+  return new URLSearchParams(at < 0 ? '' : hash.slice(at + 1));
+}
 
 export function navigate(hash: string): void {
   if (location.hash === hash) {

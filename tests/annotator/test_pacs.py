@@ -53,6 +53,9 @@ def test_find_and_pull_a_study_byte_for_byte(
 
     response = client.post(f"{url}/imports/", {"study_uids": [mr.StudyInstanceUID]}, format="json")
     assert response.status_code == 201, response.content
+    # the report names files by study and series, not by the server's temporary folder
+    (pulled,) = response.json()["files"]
+    assert pulled["source"].startswith(f"PACS/{mr.StudyInstanceUID}/{mr.SeriesInstanceUID}-")
     series = Series.objects.get(series_instance_uid=mr.SeriesInstanceUID)
     assert series.volume.shape_zyx == (mr.NumberOfFrames, mr.Rows, mr.Columns)
     (instance,) = Instance.objects.filter(series=series)

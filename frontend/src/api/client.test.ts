@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ApiError, parseApiError, readCookie, request, sameOriginPath } from './client';
-import { getPage, listTasks, nextTask, reviewTask } from './endpoints';
+import { getPage, importFromPacs, listTasks, nextTask, reviewTask, searchPacs } from './endpoints';
 
 // Mocks at the HTTP edge only: `fetch` and `document.cookie`.
 const fetchMock = vi.fn<typeof fetch>();
@@ -159,5 +159,38 @@ describe('ApiError', () => {
     const err = await request('GET', '/api/me/').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DOMException);
     expect((err as DOMException).name).toBe('AbortError');
+  });
+});
+
+describe('manager endpoints', () => {
+  it('keeps the field errors a domain error sends next to its detail', () => {
+    const body = { detail: "a project with the slug 'x' exists", slug: ['already taken'] };
+    const err = parseApiError(400, body);
+    expect(err).toMatchObject({ message: "a project with the slug 'x' exists", fields: { slug: ['already taken'] } });
+    expect(err.body).toEqual(body);
+  });
+
+  it('filters tasks by round', async () => {
+    fetchMock.mockResolvedValue(json(200, { count: 0, next: null, previous: null, results: [] }));
+    await listTasks('lung', { state: 'assigned', round: 0 });
+    expect(lastCall().url).toBe('/api/projects/lung/tasks/?state=assigned&round=0');
+  });
+
+  it('sends only the PACS filters that are filled in', async () => {
+    fetchMock.mockResolvedValue(json(200, []));
+    await searchPacs('lung', { PatientID: ' 123* ', PatientName: '', StudyDate: '20240101-20240131' });
+    expect(lastCall().url).toBe('/api/projects/lung/pacs/studies/?PatientID=123*&StudyDate=20240101-20240131');
+  });
+
+  it('resolves a PACS import that imported nothing (400) with its report', async () => {
+    const report = { counts: { files: 1, 'files rejected': 1, series: 0 }, series: [], files: [] };
+    fetchMock.mockResolvedValue(json(400, report));
+    await expect(importFromPacs('lung', ['1.2.3'])).resolves.toEqual(report);
+    expect(JSON.parse(String(lastCall().init.body))).toEqual({ study_uids: ['1.2.3'] });
+  });
+
+  it('rejects a PACS import that failed before any report', async () => {
+    fetchMock.mockResolvedValue(json(400, { detail: 'study 1.2.3 is not on the PACS' }));
+    await expect(importFromPacs('lung', ['1.2.3'])).rejects.toMatchObject({ message: 'study 1.2.3 is not on the PACS' });
   });
 });

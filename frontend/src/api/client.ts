@@ -11,12 +11,15 @@ export type FieldErrors = Record<string, string[]>;
 export class ApiError extends Error {
   readonly status: number;
   readonly fields: FieldErrors;
+  /** The parsed response body (e.g. an import report sent with a 400). */
+  readonly body: unknown;
 
-  constructor(status: number, message: string, fields: FieldErrors = {}) {
+  constructor(status: number, message: string, fields: FieldErrors = {}, body: unknown = null) {
     super(message);
     this.name = 'ApiError';
     this.status = status;
     this.fields = fields;
+    this.body = body;
   }
 
   get isAuthError(): boolean {
@@ -73,31 +76,30 @@ export function parseApiError(status: number, body: unknown, statusText = ''): A
   const fallback = `Request failed (${status}${statusText ? ` ${statusText}` : ''})`;
 
   if (body !== null && typeof body === 'object' && !Array.isArray(body)) {
-    const record = body as Record<string, unknown>;
-    if (typeof record.detail === 'string') {
-      return new ApiError(status, record.detail);
-    }
+    const { detail, ...rest } = body as Record<string, unknown>;
     const fields: FieldErrors = {};
-    flattenFields(record, '', fields);
+    flattenFields(typeof detail === 'string' ? rest : body, '', fields);
+    // Domain errors send {detail, field: [msgs]}: detail is the message, the fields still count.
+    if (typeof detail === 'string') return new ApiError(status, detail, fields, body);
     const parts = Object.entries(fields).map(([field, msgs]) =>
       field === 'non_field_errors' || field === ''
         ? msgs.join(' ')
         : `${humanField(field)}: ${msgs.join(' ')}`,
     );
-    return new ApiError(status, parts.length > 0 ? parts.join(' ') : fallback, fields);
+    return new ApiError(status, parts.length > 0 ? parts.join(' ') : fallback, fields, body);
   }
 
   if (Array.isArray(body)) {
     const fields: FieldErrors = {};
     flattenFields(body, 'non_field_errors', fields);
     const msgs = fields.non_field_errors ?? [];
-    return new ApiError(status, msgs.length > 0 ? msgs.join(' ') : fallback, fields);
+    return new ApiError(status, msgs.length > 0 ? msgs.join(' ') : fallback, fields, body);
   }
 
   if (typeof body === 'string' && body.trim() !== '' && body.length < 300) {
-    return new ApiError(status, body.trim());
+    return new ApiError(status, body.trim(), {}, body);
   }
-  return new ApiError(status, fallback);
+  return new ApiError(status, fallback, {}, body);
 }
 
 async function readBody(response: Response): Promise<unknown> {

@@ -26,18 +26,46 @@ export interface WindowPreset {
   width: number;
 }
 
-export interface Project {
+export type Assignment = 'pool' | 'assigned';
+export type Ordering = 'priority' | 'low_confidence';
+
+/** The queue and review rules of a project. */
+export interface ProjectRules {
+  assignment: Assignment;
+  ordering: Ordering;
+  /** N > 1: an agreement study, each series gets N independent tasks. */
+  annotators_per_task: number;
+  reviewer_must_differ: boolean;
+}
+
+export interface Project extends ProjectRules {
   id: number;
   slug: string;
   name: string;
+  description: string;
   modality: string;
   lesion_classes: LesionClass[];
   window_presets: WindowPreset[];
+  deidentify: boolean;
   active_model_version: number | null;
   my_role: Role;
   current_round: number | null;
   created: string;
 }
+
+/** POST /api/projects/ (ProjectCreateSerializer). */
+export interface ProjectCreate extends Partial<ProjectRules> {
+  name: string;
+  slug: string;
+  description?: string;
+  modality: string;
+  lesion_classes: { name: string; color?: string }[];
+  window_presets?: WindowPreset[];
+  deidentify?: boolean;
+}
+
+/** PATCH /api/projects/<slug>/ (ProjectUpdateSerializer): slug and modality are fixed. */
+export type ProjectUpdate = Partial<Omit<ProjectCreate, 'slug' | 'modality'>>;
 
 export type TaskState = 'unassigned' | 'assigned' | 'submitted' | 'accepted' | 'rejected';
 
@@ -62,10 +90,17 @@ export interface Task {
   project: string;
   round: number;
   series: SeriesSummary;
+  volume?: number;
   state: TaskState;
+  /** Copy k of N in an agreement study. */
+  copy?: number;
+  priority?: number;
+  model_confidence?: number | null;
   assignee: string | null;
   reviewer: string | null;
   lesion_count: number;
+  claimed_at?: string | null;
+  submitted_at?: string | null;
   updated: string;
   last_review: Review | null;
 }
@@ -142,3 +177,122 @@ export interface Dashboard {
   throughput: ThroughputRow[];
   annotators: AnnotatorEffort[];
 }
+
+export interface Membership {
+  id: number;
+  user: number;
+  username: string;
+  role: Role;
+  created: string;
+}
+
+export type RoundState = 'open' | 'closed';
+
+export interface Round {
+  id: number;
+  number: number;
+  state: RoundState;
+  /** Id of the model version that pre-annotates the round (null: the untrained default). */
+  model_version: number | null;
+  opened_at: string;
+  closed_at: string | null;
+}
+
+export interface ModelVersion {
+  id: number;
+  name: string;
+  backend: string;
+  checkpoint: string;
+  metrics: Record<string, unknown>;
+  trained_from_rounds: number[];
+  created: string;
+}
+
+export interface PreannotationFailure {
+  job: number;
+  lesion: number;
+  task: number;
+  error: string;
+}
+
+/** The latest gpu-batch job of each lesion of a round, counted by state. */
+export interface PreannotationProgress {
+  total: number;
+  queued: number;
+  running: number;
+  succeeded: number;
+  failed: number;
+  failures: PreannotationFailure[];
+  /** Only in the answer to a start: how many jobs that call queued. */
+  started?: number;
+}
+
+export interface AuditEvent {
+  id: number;
+  action: string;
+  task: number | null;
+  actor: string | null;
+  data: Record<string, unknown>;
+  created: string;
+}
+
+/** One input file of a DICOM import (`source` is the name the user knows). */
+export interface ImportFileOutcome {
+  source: string;
+  status: string;
+  reason: string;
+  series_instance_uid: string;
+  sop_instance_uid: string;
+}
+
+export type ImportSeriesStatus = 'imported' | 'already imported' | 'rejected';
+
+export interface ImportSeriesSummary {
+  series_instance_uid: string;
+  study_instance_uid: string;
+  modality: string;
+  description: string;
+  status: ImportSeriesStatus | string;
+  reason: string;
+  instances: number;
+  slices: number;
+  size: number[] | null;
+  spacing: number[] | null;
+  warnings: string[];
+  series_id: number | null;
+  volume_id: number | null;
+  task_id: number | null;
+}
+
+/** The body of a DICOM import (upload or PACS), whatever its status (201, 200 or 400). */
+export interface ImportReport {
+  /** "files", "files <status>", "series", "series <status>" -> count. */
+  counts: Record<string, number>;
+  series: ImportSeriesSummary[];
+  files: ImportFileOutcome[];
+}
+
+/** The answer to one image / video upload (POST /volumes/). */
+export interface VolumeUploadResult {
+  series: number;
+  volume: number;
+  task: number | null;
+  size: number[];
+  spacing: number[];
+  lesions: number[];
+}
+
+/** One study found on the configured PACS (QIDO-RS); multi-valued fields come as lists. */
+export interface PacsStudy {
+  study_instance_uid: string;
+  patient_id?: string;
+  patient_name?: string;
+  study_date?: string;
+  description?: string;
+  accession_number?: string;
+  modalities?: string | string[];
+  instances?: number | string;
+}
+
+export type PacsFilterName = 'PatientID' | 'PatientName' | 'StudyDate' | 'AccessionNumber' | 'ModalitiesInStudy';
+export type PacsFilter = Partial<Record<PacsFilterName, string>>;

@@ -16,6 +16,7 @@ import { h } from '../ui/dom';
 import { emptyState, notice } from '../ui/feedback';
 import { formatNumber } from '../ui/format';
 import { breadcrumbs, setTitle } from '../ui/layout';
+import { managerTabs } from '../ui/managerNav';
 import { dailyTotals, perAnnotator } from '../ui/plots';
 import { dataTable, type Column } from '../ui/table';
 import type { PageContext } from './page';
@@ -177,6 +178,7 @@ export async function dashboardPage(root: HTMLElement, ctx: PageContext, slug: s
       h('a', { class: 'btn', href: effortCsvUrl(slug), download: `${slug}-effort.csv` },
         'Download effort CSV'),
     ),
+    managerTabs(project, 'dashboard'),
     ...(data.rounds.some((r) => r.lesions > 0)
       ? []
       : [notice('No submitted or accepted tasks yet: the effort plots fill in as work is finished.')]),

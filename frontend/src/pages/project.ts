@@ -7,6 +7,7 @@ import { h, kbd } from '../ui/dom';
 import { emptyState, errorBanner, isAbort, notice } from '../ui/feedback';
 import { formatDate } from '../ui/format';
 import { breadcrumbs, setTitle } from '../ui/layout';
+import { managerTabs } from '../ui/managerNav';
 import { dataTable, type Column } from '../ui/table';
 import type { PageContext } from './page';
 
@@ -129,8 +130,8 @@ export async function projectPage(root: HTMLElement, ctx: PageContext, slug: str
 
   root.replaceChildren(
     breadcrumbs([{ label: 'Projects', href: href.projects() }, { label: project.name }]),
-    h('div', { class: 'page-head' }, h('h1', null, project.name), projectMeta(project), classLegend(project),
-      project.my_role === 'manager' ? h('p', null, h('a', { href: href.dashboard(project.slug) }, 'Open the dashboard')) : null),
+    h('div', { class: 'page-head' }, h('h1', null, project.name), projectMeta(project), classLegend(project)),
+    ...(project.my_role === 'manager' ? [managerTabs(project, 'queue')] : []),
     ...sections,
   );
 }

@@ -15,7 +15,9 @@ export async function projectsPage(root: HTMLElement, ctx: PageContext): Promise
   const page = await listProjects({ signal: ctx.signal });
 
   const body = page.results.length === 0
-    ? emptyState('You are not a member of any project yet. Ask a project manager to add you.')
+    ? emptyState(ctx.me.can_create_projects
+      ? 'You are not a member of any project yet. Create one with “New project”.'
+      : 'You are not a member of any project yet. Ask a project manager to add you.')
     : dataTable<Project>(page, {
       label: 'My projects',
       signal: ctx.signal,
@@ -25,17 +27,29 @@ export async function projectsPage(root: HTMLElement, ctx: PageContext): Promise
         { header: 'My role', cell: (p) => roleBadge(p.my_role) },
         { header: 'Current round', cell: (p) => p.current_round ?? '—', className: 'num' },
         {
-          header: 'Dashboard',
-          cell: (p) => (p.my_role === 'manager' ? h('a', { href: href.dashboard(p.slug) }, 'Dashboard') : '—'),
+          header: 'Manage',
+          cell: (p) => (p.my_role === 'manager'
+            ? h('span', { class: 'link-list' },
+              h('a', { href: href.dashboard(p.slug) }, 'Dashboard'),
+              h('a', { href: href.tasks(p.slug) }, 'Tasks'),
+              h('a', { href: href.rounds(p.slug) }, 'Rounds'),
+              h('a', { href: href.import(p.slug) }, 'Import'),
+              h('a', { href: href.settings(p.slug) }, 'Settings'))
+            : '—'),
         },
         { header: 'Created', cell: (p) => formatDate(p.created), className: 'muted' },
       ],
     });
 
   root.replaceChildren(
-    h('div', { class: 'page-head' },
-      h('h1', null, 'My projects'),
-      h('p', { class: 'muted' }, `Signed in as ${ctx.me.username}`),
+    h('div', { class: 'page-head page-head-row' },
+      h('div', null,
+        h('h1', null, 'My projects'),
+        h('p', { class: 'muted' }, `Signed in as ${ctx.me.username}`),
+      ),
+      ctx.me.can_create_projects
+        ? h('a', { class: 'btn btn-primary', href: href.newProject() }, 'New project')
+        : null,
     ),
     h('section', { class: 'card' }, body),
   );

@@ -1,5 +1,6 @@
 // Inline SVG charts drawn from data (no chart library). Geometry comes from plots.ts.
-// Each <svg> carries data-chart, data-points (values drawn) and data-series so tests can check it.
+// Each <svg> carries data-chart, data-points (values drawn) and data-series so tests can check it;
+// each bar and line marker carries data-value, data-category and data-series-name.
 
 import {
   DEFAULT_FRAME,
@@ -122,6 +123,8 @@ export function barChart(opts: ChartOptions): SVGSVGElement {
       width: Math.max(0, bar.width - 1).toFixed(1), height: bar.height.toFixed(1),
       fill: PALETTE[bar.series % PALETTE.length] ?? '#000',
       'data-value': bar.value,
+      'data-category': opts.categories[bar.category] ?? '',
+      'data-series-name': name,
     }, s('title', {}, `${opts.categories[bar.category] ?? ''} · ${name}: ${format(bar.value)}`)));
   }
   svg.appendChild(g);
@@ -142,6 +145,7 @@ export function lineChart(opts: ChartOptions): SVGSVGElement {
     for (const p of points) {
       g.appendChild(s('circle', {
         cx: p.x.toFixed(1), cy: p.y.toFixed(1), r: 4, fill: color, 'data-value': p.value,
+        'data-category': opts.categories[p.index] ?? '', 'data-series-name': x.name,
       }, s('title', {}, `${opts.categories[p.index] ?? ''} · ${x.name}: ${format(p.value)}`)));
     }
     svg.appendChild(g);
