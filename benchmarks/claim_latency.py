@@ -5,12 +5,15 @@
 Recreates the PostgreSQL database at ``--database-url`` (default
 postgres://postgres@127.0.0.1:5432/annotator_bench_claims), migrates it, fills a project with
 1,000 open tasks (random priorities, bulk_create), serves the app with gunicorn as in production
-and lets ``--clients`` concurrent clients (one thread each, a keep-alive connection) claim tasks
-in a closed loop: each POSTs ``/api/projects/SLUG/tasks/next/`` (timed; the first two per client
-are warm-up) as the next of a pool of annotators (token auth), so every request is a fresh claim
-at the head of the queue, as when many annotators ask for work at once. With ``--submit`` each
-client is one annotator who submits every task before claiming the next (half the requests are
-then submits). That 1k project is measured alone first; then a second project with 100,000 tasks is
+and lets ``--clients`` concurrent clients (one thread each, a keep-alive connection) claim
+tasks: each POSTs ``/api/projects/SLUG/tasks/next/`` (timed, after ``WARM_UP`` untimed claims
+per client) as the next of a pool of annotators (token auth), so every request is a fresh claim
+at the head of the queue, as when many annotators ask for work at once. By default each client
+sends its next claim as soon as the last is answered (a closed loop: the machine's saturation);
+``--rate R`` paces each client at R claims a second instead (Poisson arrivals, latency counted
+from when a claim was due). With ``--submit`` each client is one annotator who submits every task
+before claiming the next. ``--threads`` sets gunicorn's threads per worker (4 as in ``manage.py
+serve``). That 1k project is measured alone first; then a second project with 100,000 tasks is
 added and both are measured in alternating blocks (``--claims`` timed claims each), so that the
 other jobs of a shared machine weigh on both sizes alike. Last, one client alone (the service
 time, no queueing) and the claim query's plan. Ends with
@@ -41,6 +44,7 @@ from tests.support.servers import free_port  # noqa: E402
 SIZES = {"1k": 1_000, "100k": 100_000}
 BATCH = 5_000
 BLOCKS = 4
+WARM_UP = 5  # untimed claims per client: connections, server threads and their prepared queries
 
 
 def report(what: str, timings: list[float]) -> float:
@@ -127,14 +131,18 @@ class Client:
 
 
 def measure(
-    base: str, slug: str, tokens: list[str], clients: int, submit: bool, claims: int
+    base: str, slug: str, tokens: list[str], clients: int, submit: bool, rate: float, claims: int
 ) -> list[float]:
-    """Milliseconds of each timed claim, ``claims / clients`` per client after two warm-ups.
+    """Milliseconds of each timed claim, ``claims / clients`` per client after the warm-up.
 
     Without ``submit`` every claim is made by an annotator of ``tokens`` not used before (they
     are consumed); with it, client i is annotator ``tokens[i]`` and submits each task it gets.
+    ``rate`` 0: each client sends its next request as soon as the last one is answered (a closed
+    loop: the machine's saturation). ``rate`` r: each client sends at random (Poisson) times, r
+    claims a second on average, and a claim's time counts from when it was due, so that a
+    client held up by a slow answer does not hide the delay (no coordinated omission).
     """
-    per_client = max(1, claims // clients) + 2  # the first two warm up connections and caches
+    per_client = max(1, claims // clients) + WARM_UP
     if not submit:
         if len(tokens) < clients * per_client:
             raise RuntimeError("not enough annotators left: raise --annotators")
@@ -149,16 +157,21 @@ def measure(
     def client(pool: list[str]) -> None:
         api = Client(base)
         mine: list[float] = []
+        pace = random.Random(len(pool))
         try:
             barrier.wait()
+            due = time.perf_counter()
             for i, token in enumerate(pool):
-                started = time.perf_counter()
+                if rate:
+                    due += pace.expovariate(rate)
+                    time.sleep(max(0.0, due - time.perf_counter()))
+                started = due if rate else time.perf_counter()
                 code, task = api.post(f"/api/projects/{slug}/tasks/next/", token)
                 elapsed = (time.perf_counter() - started) * 1000
                 if code != 200:
                     errors.append(f"next: {code} {task}")
                     return
-                if i >= 2:
+                if i >= WARM_UP:
                     mine.append(elapsed)
                 if submit:
                     code, body = api.post(f"/api/tasks/{task['id']}/submit/", token)
@@ -191,8 +204,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--claims", type=int, default=200)
     parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
     parser.add_argument(
         "--annotators", type=int, default=600, help="annotators per project (each claims once)"
+    )
+    parser.add_argument(
+        "--rate", type=float, default=0, help="claims a second per client (0: closed loop)"
     )
     parser.add_argument(
         "--submit", action="store_true", help="each client is one annotator who submits its tasks"
@@ -220,14 +237,14 @@ def main() -> None:
         port = free_port()
         gunicorn = [sys.executable, "-m", "gunicorn", "annotator.wsgi"]
         gunicorn += ["--bind", f"127.0.0.1:{port}", "--workers", str(args.web_workers)]
-        gunicorn += ["--threads", "4", "--log-level", "warning"]
+        gunicorn += ["--threads", str(args.threads), "--keep-alive", "30", "--log-level", "warning"]
         server = subprocess.Popen(gunicorn, env=env, cwd=REPO)
         base = f"http://127.0.0.1:{port}"
         results: dict[str, float] = {}
         try:
             wait_until_up(f"{base}/accounts/login/", server)
             tokens: dict[str, list[str]] = {}
-            load = (args.clients, args.submit)
+            load = (args.clients, args.submit, args.rate)
             for label, n_tasks in SIZES.items():
                 started = time.perf_counter()
                 tokens[label] = fill(f"bench-{label}", n_tasks, args.annotators)
@@ -250,7 +267,7 @@ def main() -> None:
                 results[label] = report(f"{label} ({args.clients} clients)", values)
             report(
                 "100k, 1 client (service time)",
-                measure(base, "bench-100k", tokens["100k"], 1, args.submit, 50),
+                measure(base, "bench-100k", tokens["100k"], 1, args.submit, 0, 50),
             )
             explain_claim("bench-100k")
         finally:
