@@ -125,9 +125,12 @@ class RoundSerializer(serializers.ModelSerializer):
 
 
 class SeriesBriefSerializer(serializers.ModelSerializer):
+    # the UIDs let the viewer fetch the series through DICOMweb (/dicomweb/studies/.../series/...)
+    study_instance_uid = serializers.CharField(source="study.study_instance_uid", read_only=True)
+
     class Meta:
         model = Series
-        fields = ["id", "description", "modality"]
+        fields = ["id", "description", "modality", "series_instance_uid", "study_instance_uid"]
 
 
 class ReviewSerializer(serializers.ModelSerializer):

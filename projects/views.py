@@ -49,7 +49,7 @@ def task_rows(tasks: QuerySet[Task] | None = None) -> QuerySet[Task]:
     lesions = Lesion.objects.filter(task=OuterRef("pk")).order_by().values("task")
     return (
         (Task.objects.all() if tasks is None else tasks)
-        .select_related("round__project", "series__volume", "assignee", "reviewer")
+        .select_related("round__project", "series__volume", "series__study", "assignee", "reviewer")
         .prefetch_related(Prefetch("reviews", queryset=Review.objects.select_related("reviewer")))
         .annotate(lesion_count=Coalesce(Subquery(lesions.annotate(n=Count("pk")).values("n")), 0))
     )

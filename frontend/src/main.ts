@@ -13,6 +13,7 @@ import { settingsPage } from './pages/settings';
 import { notFoundPage } from './pages/notFound';
 import type { PageContext } from './pages/page';
 import { taskPage } from './pages/task';
+import { workspacePage } from './pages/workspace';
 import { href, startRouter, type Route } from './router';
 import { setCurrentUser, takeFlash } from './store';
 import { h } from './ui/dom';
@@ -69,6 +70,9 @@ async function renderRoute(route: Route, me: Me): Promise<void> {
         break;
       case 'task':
         await taskPage(pageRoot, ctx, route.id);
+        break;
+      case 'workspace':
+        await workspacePage(pageRoot, ctx, route.id);
         break;
       case 'notFound':
         notFoundPage(pageRoot, route.path);

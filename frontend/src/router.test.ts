@@ -25,6 +25,13 @@ describe('parseRoute', () => {
     expect(parseRoute('#/tasks/42/')).toEqual({ name: 'task', id: 42 });
   });
 
+  it('parses the task workspace', () => {
+    expect(parseRoute('#/tasks/42/workspace')).toEqual({ name: 'workspace', id: 42 });
+    expect(parseRoute(href.workspace(9))).toEqual({ name: 'workspace', id: 9 });
+    expect(parseRoute('#/tasks/0/workspace')).toEqual({ name: 'notFound', path: '/tasks/0/workspace' });
+    expect(parseRoute('#/tasks/4/viewer')).toEqual({ name: 'notFound', path: '/tasks/4/viewer' });
+  });
+
   it('ignores a query string', () => {
     expect(parseRoute('#/tasks/7?tab=lesions')).toEqual({ name: 'task', id: 7 });
   });

@@ -1,4 +1,4 @@
-// Hash routing: #/ , #/projects/<slug> , #/projects/<slug>/dashboard , #/tasks/<id>
+// Hash routing: #/ , #/projects/<slug> , #/projects/<slug>/dashboard , #/tasks/<id>[/workspace]
 
 /** The manager pages under a project: `#/projects/<slug>/<page>`. */
 export const PROJECT_PAGES = ['dashboard', 'settings', 'import', 'rounds', 'tasks'] as const;
@@ -10,6 +10,7 @@ export type Route =
   | { name: 'project'; slug: string }
   | { name: ProjectPage; slug: string }
   | { name: 'task'; id: number }
+  | { name: 'workspace'; id: number }
   | { name: 'notFound'; path: string };
 
 function decode(segment: string): string | null {
@@ -45,6 +46,9 @@ export function parseRoute(hash: string): Route {
       return { name: 'task', id: Number(arg) };
     }
   }
+  if (head === 'tasks' && arg !== undefined && /^[1-9]\d*$/.test(arg) && rest.length === 1 && rest[0] === 'workspace') {
+    return { name: 'workspace', id: Number(arg) };
+  }
   if (parts.length === 1 && head === 'projects') return { name: 'projects' };
   return { name: 'notFound', path: `/${parts.join('/')}` };
 }
@@ -67,6 +71,7 @@ export const href = {
     return `#/projects/${encodeURIComponent(slug)}/tasks${qs ? `?${qs}` : ''}`;
   },
   task: (id: number): string => `#/tasks/${id}`,
+  workspace: (id: number): string => `#/tasks/${id}/workspace`,
 };
 
 /** The query part of a hash (`#/projects/x/tasks?state=assigned` -> state=assigned). */

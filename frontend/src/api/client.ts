@@ -117,8 +117,11 @@ async function readBody(response: Response): Promise<unknown> {
 }
 
 export interface RequestOptions {
+  /** JSON-encoded, except a FormData (multipart: the browser sets the boundary). */
   body?: unknown;
   signal?: AbortSignal;
+  /** Let the request outlive the page (fetch keepalive: effort sent on pagehide). */
+  keepalive?: boolean;
 }
 
 /**
@@ -129,34 +132,66 @@ export interface RequestOptions {
 export async function request<T>(
   method: string,
   url: string,
-  { body, signal }: RequestOptions = {},
+  { body, signal, keepalive }: RequestOptions = {},
 ): Promise<T> {
-  const upper = method.toUpperCase();
-  const headers: Record<string, string> = { Accept: 'application/json' };
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
-  if (!SAFE_METHODS.has(upper)) {
-    const token = csrfToken();
-    if (token) headers[CSRF_HEADER] = token;
-  }
-
-  let response: Response;
-  try {
-    response = await fetch(url, {
-      method: upper,
-      headers,
-      credentials: 'same-origin',
-      body: body === undefined ? undefined : JSON.stringify(body),
-      signal,
-    });
-  } catch (err) {
-    if (err instanceof DOMException && err.name === 'AbortError') throw err;
-    throw new ApiError(0, 'Could not reach the server. Check your connection and try again.');
-  }
-
+  const response = await send(method, url, { body, signal, keepalive }, 'application/json');
   if (response.status === 204) return null as T;
   const data = await readBody(response);
   if (!response.ok) throw parseApiError(response.status, data, response.statusText);
   return data as T;
+}
+
+function isFormData(body: unknown): body is FormData {
+  return typeof FormData !== 'undefined' && body instanceof FormData;
+}
+
+/** fetch with the session's credentials and CSRF token; network failures become ApiError(0). */
+async function send(
+  method: string,
+  url: string,
+  { body, signal, keepalive }: RequestOptions,
+  accept: string,
+): Promise<Response> {
+  const upper = method.toUpperCase();
+  const headers: Record<string, string> = { Accept: accept };
+  const multipart = isFormData(body);
+  if (body !== undefined && !multipart) headers['Content-Type'] = 'application/json';
+  if (!SAFE_METHODS.has(upper)) {
+    const token = csrfToken();
+    if (token) headers[CSRF_HEADER] = token;
+  }
+  const init: RequestInit = {
+    method: upper,
+    headers,
+    credentials: 'same-origin',
+    body: body === undefined ? undefined : multipart ? body : JSON.stringify(body),
+    signal,
+  };
+  if (keepalive) init.keepalive = true;
+  try {
+    return await fetch(url, init);
+  } catch (err) {
+    if (err instanceof DOMException && err.name === 'AbortError') throw err;
+    throw new ApiError(0, 'Could not reach the server. Check your connection and try again.');
+  }
+}
+
+/** A binary answer: its bytes and headers. Errors are parsed like JSON ones. */
+export interface BinaryResponse {
+  bytes: Uint8Array<ArrayBuffer>;
+  headers: Headers;
+}
+
+export async function requestBinary(
+  method: string,
+  url: string,
+  opts: RequestOptions = {},
+): Promise<BinaryResponse> {
+  const response = await send(method, url, opts, 'application/octet-stream, application/json');
+  if (!response.ok) {
+    throw parseApiError(response.status, await readBody(response), response.statusText);
+  }
+  return { bytes: new Uint8Array(await response.arrayBuffer()), headers: response.headers };
 }
 
 /** DRF builds absolute `next` links; keep only path + query so we stay on this origin. */

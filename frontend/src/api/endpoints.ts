@@ -1,11 +1,17 @@
 // One typed function per API endpoint the front end uses.
 
-import { ApiError, request, sameOriginPath } from './client';
+import { ApiError, request, requestBinary, sameOriginPath } from './client';
+import { gunzip, gzip } from './gzip';
 import type {
   AuditEvent,
   Dashboard,
+  EffortBatch,
   ImportReport,
+  InferenceJob,
   Lesion,
+  LesionWrite,
+  MaskData,
+  MaskVersion,
   Me,
   Membership,
   ModelVersion,
@@ -16,9 +22,11 @@ import type {
   Project,
   ProjectCreate,
   ProjectUpdate,
+  Review,
   ReviewDecision,
   Role,
   Round,
+  SegmentRequest,
   Task,
   TaskState,
 } from './types';
@@ -80,21 +88,169 @@ export function listLesions(taskId: number, opts: Opts = {}): Promise<Lesion[]> 
   return request<Lesion[]>('GET', `/api/tasks/${taskId}/lesions/`, opts);
 }
 
-/** Submits the task for review. The API may answer with the updated task or 204. */
-export function submitTask(id: number, opts: Opts = {}): Promise<Task | null> {
-  return request<Task | null>('POST', `/api/tasks/${id}/submit/`, opts);
+/**
+ * Submits the task for review and answers with the updated task.
+ * 409 when a lesion has no mask yet or the task is not editable; 403 for anyone but its annotator.
+ */
+export function submitTask(id: number, opts: Opts = {}): Promise<Task> {
+  return request<Task>('POST', `/api/tasks/${id}/submit/`, opts);
 }
 
+/** Accepts or rejects a submitted task (a rejection needs a comment); answers with the review. */
 export function reviewTask(
   id: number,
   decision: ReviewDecision,
   comment: string,
   opts: Opts = {},
-): Promise<Task | null> {
-  return request<Task | null>('POST', `/api/tasks/${id}/review/`, {
+): Promise<Review> {
+  return request<Review>('POST', `/api/tasks/${id}/review/`, {
     ...opts,
     body: { decision, comment },
   });
+}
+
+export function acceptTask(id: number, comment = '', opts: Opts = {}): Promise<Review> {
+  return reviewTask(id, 'accept', comment, opts);
+}
+
+/** Sends the task back to its annotator; the comment says what to change (required). */
+export function rejectTask(id: number, comment: string, opts: Opts = {}): Promise<Review> {
+  return reviewTask(id, 'reject', comment, opts);
+}
+
+/** The task's reviews, oldest first. */
+export function listReviews(id: number, opts: Opts = {}): Promise<Review[]> {
+  return request<Review[]>('GET', `/api/tasks/${id}/review/`, opts);
+}
+
+// The annotator's workspace: lesions, their versioned masks, segmentation jobs, effort.
+
+/** Adds a lesion to the task (its annotator, while the task is assigned or rejected). */
+export function createLesion(taskId: number, data: LesionWrite, opts: Opts = {}): Promise<Lesion> {
+  return request<Lesion>('POST', `/api/tasks/${taskId}/lesions/`, { ...opts, body: data });
+}
+
+export function getLesion(id: number, opts: Opts = {}): Promise<Lesion> {
+  return request<Lesion>('GET', `/api/lesions/${id}/`, opts);
+}
+
+/** Changes the class and / or the prompt (key slice, box) of a lesion. */
+export function updateLesion(id: number, data: Partial<LesionWrite>, opts: Opts = {}): Promise<Lesion> {
+  return request<Lesion>('PATCH', `/api/lesions/${id}/`, { ...opts, body: data });
+}
+
+/** Deletes the lesion and its whole mask history. */
+export function deleteLesion(id: number, opts: Opts = {}): Promise<null> {
+  return request<null>('DELETE', `/api/lesions/${id}/`, opts);
+}
+
+/** The lesion's mask history, oldest first (the last one is the latest). */
+export function listMaskVersions(lesionId: number, opts: Opts = {}): Promise<MaskVersion[]> {
+  return request<MaskVersion[]>('GET', `/api/lesions/${lesionId}/masks/`, opts);
+}
+
+export function getMaskVersion(id: number, opts: Opts = {}): Promise<MaskVersion> {
+  return request<MaskVersion>('GET', `/api/masks/${id}/`, opts);
+}
+
+export interface SaveMaskOptions extends Opts {
+  /** 'raw-gzip' (default): `mask` is gzip of z*y*x uint8; 'image': a NIfTI / NRRD / MHA file. */
+  encoding?: 'raw-gzip' | 'image';
+  filename?: string;
+}
+
+/**
+ * Saves a mask version on top of `parent` (null: the lesion's first mask).
+ * A stale parent answers 409: see `maskConflict` to tell it from other errors.
+ */
+export function saveMaskVersion(
+  lesionId: number,
+  parent: number | null,
+  mask: Uint8Array<ArrayBuffer> | Blob,
+  { encoding = 'raw-gzip', filename, signal }: SaveMaskOptions = {},
+): Promise<MaskVersion> {
+  const form = new FormData();
+  // DRF reads an empty form value of a nullable field as null (a missing one is "required").
+  form.append('parent', parent === null ? '' : String(parent));
+  form.append('encoding', encoding);
+  const blob = mask instanceof Blob ? mask : new Blob([mask], { type: 'application/gzip' });
+  form.append('mask', blob, filename ?? (encoding === 'raw-gzip' ? 'mask.raw.gz' : 'mask.nii.gz'));
+  return request<MaskVersion>('POST', `/api/lesions/${lesionId}/masks/`, { body: form, signal });
+}
+
+/** gzips a z*y*x uint8 mask and saves it (the viewer's path). */
+export async function saveMask(
+  lesionId: number,
+  parent: number | null,
+  voxels: Uint8Array,
+  opts: Opts = {},
+): Promise<MaskVersion> {
+  return saveMaskVersion(lesionId, parent, await gzip(voxels), { ...opts, encoding: 'raw-gzip' });
+}
+
+/** What a 409 on a mask save says: someone saved a newer version meanwhile. */
+export interface MaskConflict {
+  message: string;
+  /** The latest version's id when the server named it (null: the lesion has none); undefined if unsaid. */
+  latest?: number | null;
+}
+
+/**
+ * The mask conflict an error stands for, or null for any other error. The task-state 409
+ * ("the task is submitted: its lesions cannot be changed") is not a mask conflict.
+ */
+export function maskConflict(err: unknown): MaskConflict | null {
+  if (!(err instanceof ApiError) || err.status !== 409) return null;
+  const parentMsg = err.fields.parent?.join(' ');
+  if (parentMsg === undefined && !/changed meanwhile/i.test(err.message)) return null;
+  const match = /latest is (\d+|None|null)/i.exec(parentMsg ?? err.message);
+  const conflict: MaskConflict = { message: err.message };
+  if (match) conflict.latest = /^\d+$/.test(match[1]!) ? Number(match[1]) : null;
+  return conflict;
+}
+
+/** Where a version's voxels download from ('raw-gzip' by default, or a NIfTI for a person). */
+export function maskDataUrl(id: number, encoding: 'raw-gzip' | 'nifti' = 'raw-gzip'): string {
+  return `/api/masks/${id}/data/${encoding === 'nifti' ? '?encoding=nifti' : ''}`;
+}
+
+/** Parses X-Mask-Shape ("z,y,x"). */
+export function parseMaskShape(header: string | null): [number, number, number] {
+  const parts = (header ?? '').split(',').map((v) => Number(v.trim()));
+  if (parts.length !== 3 || parts.some((n) => !Number.isInteger(n) || n < 0)) {
+    throw new ApiError(0, `The server sent no valid mask shape (X-Mask-Shape: ${JSON.stringify(header)}).`);
+  }
+  return parts as [number, number, number];
+}
+
+/** Downloads and inflates a version's voxels (z*y*x uint8, shape from X-Mask-Shape). */
+export async function fetchMaskData(id: number, opts: Opts = {}): Promise<MaskData> {
+  const { bytes, headers } = await requestBinary('GET', maskDataUrl(id), opts);
+  const shape = parseMaskShape(headers.get('X-Mask-Shape'));
+  const voxels = await gunzip(bytes);
+  const expected = shape[0] * shape[1] * shape[2];
+  if (voxels.length !== expected) {
+    throw new ApiError(0, `Mask ${id} holds ${voxels.length} voxels; its shape ${shape.join('x')} needs ${expected}.`);
+  }
+  return { shape, voxels };
+}
+
+/** Asks the model to segment the lesion (the prompt is recorded on the lesion); poll the job. */
+export function requestSegmentation(lesionId: number, prompt: SegmentRequest, opts: Opts = {}): Promise<InferenceJob> {
+  return request<InferenceJob>('POST', `/api/lesions/${lesionId}/segment/`, { ...opts, body: prompt });
+}
+
+export function getJob(id: number, opts: Opts = {}): Promise<InferenceJob> {
+  return request<InferenceJob>('GET', `/api/jobs/${id}/`, opts);
+}
+
+/** Records active intervals and tool interactions (the task's annotator only: 403 otherwise). */
+export function postEffort(
+  taskId: number,
+  batch: EffortBatch,
+  opts: Opts & { keepalive?: boolean } = {},
+): Promise<EffortBatch> {
+  return request<EffortBatch>('POST', `/api/tasks/${taskId}/effort/`, { ...opts, body: batch });
 }
 
 /** The manager's dashboard of a project (managers only). */

@@ -72,6 +72,7 @@ export type TaskState = 'unassigned' | 'assigned' | 'submitted' | 'accepted' | '
 export type ReviewDecision = 'accept' | 'reject';
 
 export interface Review {
+  id?: number;
   decision: ReviewDecision;
   comment: string;
   reviewer: string;
@@ -109,10 +110,18 @@ export type MaskSource = 'model' | 'human' | 'import';
 
 export interface MaskVersion {
   id: number;
+  /** The lesion it belongs to (absent in older payloads the front end built itself). */
+  lesion?: number;
+  /** The version this one was saved on top of; null for a lesion's first mask. */
+  parent?: number | null;
   source: MaskSource;
   voxel_count: number;
   created: string;
+  /** Username, model name or backend that produced it. */
   author: string;
+  author_user?: number | null;
+  author_model?: number | null;
+  author_backend?: string;
 }
 
 export type Box = [number, number, number, number];
@@ -124,6 +133,102 @@ export interface Lesion {
   key_slice: number | null;
   box: Box | null;
   latest_mask: MaskVersion | null;
+  created?: string;
+}
+
+/** POST /api/tasks/<id>/lesions/ and PATCH /api/lesions/<id>/ (LesionWriteSerializer). */
+export interface LesionWrite {
+  lesion_class: string;
+  /** A box needs its key slice; both are checked against the volume's grid. */
+  key_slice?: number | null;
+  /** [x0, y0, x1, y1], inclusive voxel indices on the key slice (x = column, y = row). */
+  box?: Box | null;
+}
+
+/** The wire encodings of POST /api/lesions/<id>/masks/ (annotator.masks.ENCODINGS). */
+export type MaskEncoding = 'raw-gzip' | 'image';
+
+/** A mask as the viewer holds it: z*y*x bytes in C order, non-zero = foreground. */
+export interface MaskData {
+  /** [z, y, x] from the X-Mask-Shape header. */
+  shape: [number, number, number];
+  voxels: Uint8Array<ArrayBuffer>;
+}
+
+/** A voxel [x, y, z] (click prompts). */
+export type Point = [number, number, number];
+
+/** POST /api/lesions/<id>/segment/ (SegmentRequestSerializer). */
+export interface SegmentRequest {
+  /** Required unless mask_slice is given. */
+  key_slice?: number;
+  /** Required unless mask_slice is given (then the box around that slice's mask). */
+  box?: Box;
+  /** At most 32 each. */
+  positive_points?: Point[];
+  negative_points?: Point[];
+  /** "Propagate my correction": this slice of the latest *saved* mask is kept and propagated. */
+  mask_slice?: number;
+  /** [z0, z1] inclusive: the slices the model may change (must include the prompted ones). */
+  z_range?: [number, number];
+}
+
+export type JobState = 'queued' | 'running' | 'succeeded' | 'failed';
+
+/** GET /api/jobs/<id>/ (InferenceJobSerializer). */
+export interface InferenceJob {
+  id: number;
+  kind: 'segment';
+  lesion: number;
+  prompt: Record<string, unknown>;
+  backend: string;
+  model_version: number | null;
+  queue: string;
+  state: JobState;
+  /** 0..1 (progress_done / progress_total; 0 while the total is unknown). */
+  progress: number;
+  progress_done: number;
+  progress_total: number;
+  error: string;
+  timings: Record<string, unknown>;
+  /** The mask version the job saved (succeeded jobs). */
+  result: number | null;
+  created: string;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+/** annotator.models.Interaction.Tool */
+export type EffortTool =
+  | 'box'
+  | 'point+'
+  | 'point-'
+  | 'brush'
+  | 'eraser'
+  | 'threshold'
+  | 'propagate'
+  | 'undo'
+  | 'redo';
+
+/** One stretch of active work (IntervalSerializer); ISO 8601 datetimes. */
+export interface EffortInterval {
+  started_at: string;
+  ended_at: string;
+  lesion?: number | null;
+}
+
+/** One use of a tool (InteractionSerializer). */
+export interface EffortInteraction {
+  tool: EffortTool;
+  at: string;
+  lesion?: number | null;
+  slice_index?: number | null;
+}
+
+/** POST /api/tasks/<id>/effort/ (EffortSerializer); the 201 answer echoes it. */
+export interface EffortBatch {
+  intervals: EffortInterval[];
+  interactions: EffortInteraction[];
 }
 
 /** One round of the manager's dashboard (lesions of submitted or accepted tasks). */

@@ -1,4 +1,4 @@
-// #/tasks/<id>  Task summary (the image workspace arrives later)
+// #/tasks/<id>  Task summary, with a link to the image workspace (#/tasks/<id>/workspace)
 
 import {
   ApiError, getProject, getTask, listLesions, reviewTask, submitTask,
@@ -168,6 +168,7 @@ export async function taskPage(root: HTMLElement, ctx: PageContext, id: number):
     h('div', { class: 'page-head' },
       h('h1', null, `Task #${task.id} `, stateBadge(task.state)),
       h('p', { class: 'muted' }, `${task.series.description || `Series ${task.series.id}`} · ${task.series.modality}`),
+      h('p', null, h('a', { class: 'btn btn-primary', href: href.workspace(task.id) }, 'Open workspace')),
     ),
     h('div', { class: 'task-grid' },
       h('div', { class: 'task-main' },

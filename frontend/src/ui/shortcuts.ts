@@ -8,8 +8,15 @@ export interface Shortcut {
   run: () => void;
 }
 
+/** More rows for the help, grouped (the workspace's shortcuts, which take modifiers). */
+export interface HelpSection {
+  title: string;
+  rows: { keys: string[]; description: string }[];
+}
+
 const globalShortcuts: Shortcut[] = [];
 let pageShortcuts: Shortcut[] = [];
+let helpSections: (() => HelpSection[]) | null = null;
 let dialog: HTMLDialogElement | null = null;
 
 export function addGlobalShortcut(shortcut: Shortcut): void {
@@ -22,6 +29,12 @@ export function addPageShortcut(shortcut: Shortcut): void {
 
 export function clearPageShortcuts(): void {
   pageShortcuts = [];
+  helpSections = null;
+}
+
+/** Page-scoped like page shortcuts: the help shows these sections until the next route. */
+export function setShortcutHelpSections(provider: (() => HelpSection[]) | null): void {
+  helpSections = provider;
 }
 
 function isTyping(target: EventTarget | null): boolean {
@@ -38,8 +51,17 @@ function onKeydown(event: KeyboardEvent): void {
   match.run();
 }
 
-function row(key: string, description: string): HTMLElement {
-  return h('tr', null, h('td', null, kbd(key)), h('td', null, description));
+function row(key: string | string[], description: string): HTMLElement {
+  const keys = typeof key === 'string' ? [key] : key;
+  const cells = keys.flatMap((k, i) => (i === 0 ? [kbd(k)] : [' or ', kbd(k)]));
+  return h('tr', null, h('td', null, cells), h('td', null, description));
+}
+
+function sectionRows(section: HelpSection): HTMLElement[] {
+  return [
+    h('tr', null, h('th', { colspan: '2', scope: 'colgroup' }, section.title)),
+    ...section.rows.map((r) => row(r.keys, r.description)),
+  ];
 }
 
 export function showShortcutHelp(): void {
@@ -50,6 +72,7 @@ export function showShortcutHelp(): void {
     h('table', { class: 'shortcut-table' },
       h('tbody', null,
         pageShortcuts.map((s) => row(s.key, s.description)),
+        (helpSections?.() ?? []).flatMap(sectionRows),
         globalShortcuts.map((s) => row(s.key, s.description)),
         row('Esc', 'Close this help'),
       ),

@@ -1,0 +1,24 @@
+// window.__workspace: the test / benchmark hook (names fixed; see WorkspaceHook in ./types).
+// Installed before Cornerstone loads, so a test can see `error` even when loading fails.
+
+import type { WorkspaceHook } from './types';
+
+function notReady(): never {
+  throw new Error('the workspace is not ready');
+}
+
+export function installHook(): WorkspaceHook {
+  const hook: WorkspaceHook = {
+    ready: false,
+    error: null,
+    timings: { firstSliceMs: null, interactiveMs: null },
+    viewports: [],
+    labelmapVoxels: notReady,
+    voxelToPage: notReady,
+    brushLatenciesMs: [],
+    setTool: notReady,
+    setBrushSize: notReady,
+  };
+  window.__workspace = hook;
+  return hook;
+}

@@ -1,0 +1,171 @@
+// The labelmap segmentation (one segment per lesion) and the LabelmapAccess interface that the
+// workspace state modules (undo/redo, autosave) plug into. Edits are found by diffing the slices
+// Cornerstone reports as modified against a shadow copy, off the input path (idle time).
+
+import { cache, eventTarget, volumeLoader, type Types } from '@cornerstonejs/core';
+import { Enums as ToolEnums, segmentation } from '@cornerstonejs/tools';
+import type { LabelmapAccess, LabelmapEdit } from './types';
+
+export class Labelmap implements LabelmapAccess {
+  readonly dimensions: [number, number, number];
+  private readonly volume: Types.IImageVolume;
+  private shadow: Uint8Array;
+  private listeners = new Set<(edit: LabelmapEdit) => void>();
+  private dirty = new Set<number>();
+  private dirtyAll = false;
+  private scheduled = false;
+  private readonly onModified: (evt: Event) => void;
+  /** Called synchronously on every data change (before the diff), e.g. for latency marks. */
+  onAnyChange: (() => void) | null = null;
+
+  readonly segmentationId: string;
+  readonly volumeId: string;
+
+  constructor(segmentationId: string, volumeId: string, referencedVolumeId: string) {
+    this.segmentationId = segmentationId;
+    this.volumeId = volumeId;
+    this.volume = volumeLoader.createAndCacheDerivedLabelmapVolume(referencedVolumeId, { volumeId });
+    const [x, y, z] = this.volume.dimensions;
+    this.dimensions = [x, y, z];
+    this.shadow = new Uint8Array(x * y * z);
+    segmentation.addSegmentations([{
+      segmentationId,
+      representation: { type: ToolEnums.SegmentationRepresentations.Labelmap, data: { volumeId } },
+    }]);
+    this.onModified = (evt: Event) => {
+      const detail = (evt as CustomEvent<{ segmentationId: string; modifiedSlicesToUse?: number[] }>).detail;
+      if (detail.segmentationId !== this.segmentationId) return;
+      this.onAnyChange?.();
+      if (detail.modifiedSlicesToUse?.length) for (const k of detail.modifiedSlicesToUse) this.dirty.add(k);
+      else this.dirtyAll = true;
+      this.schedule();
+    };
+    eventTarget.addEventListener(ToolEnums.Events.SEGMENTATION_DATA_MODIFIED, this.onModified);
+  }
+
+  get sliceSize(): number {
+    return this.dimensions[0] * this.dimensions[1];
+  }
+
+  /** The live voxel data of slice k (image-backed volume) or null. */
+  private sliceArray(k: number): ArrayLike<number> | null {
+    const imageId = this.volume.imageIds?.[k];
+    const image = imageId ? cache.getImage(imageId) : undefined;
+    const data = image?.voxelManager?.getScalarData?.() as ArrayLike<number> | undefined;
+    return data && data.length === this.sliceSize ? data : null;
+  }
+
+  private readSlice(k: number, out: Uint8Array, offset: number): void {
+    const slice = this.sliceArray(k);
+    const size = this.sliceSize;
+    if (slice) {
+      for (let i = 0; i < size; i++) out[offset + i] = slice[i] ?? 0;
+    } else {
+      const vm = this.volume.voxelManager;
+      if (!vm) throw new Error('the labelmap volume has no voxel manager');
+      for (let i = 0; i < size; i++) out[offset + i] = Number(vm.getAtIndex(k * size + i)) || 0;
+    }
+  }
+
+  getLabelmap(): Uint8Array {
+    const out = new Uint8Array(this.shadow.length);
+    for (let k = 0; k < this.dimensions[2]; k++) this.readSlice(k, out, k * this.sliceSize);
+    return out;
+  }
+
+  setLabelmap(data: Uint8Array): void {
+    if (data.length !== this.shadow.length) {
+      throw new Error(`labelmap has ${this.shadow.length} voxels, got ${data.length}`);
+    }
+    const size = this.sliceSize;
+    const vm = this.volume.voxelManager;
+    for (let k = 0; k < this.dimensions[2]; k++) {
+      const slice = this.sliceArray(k) as Uint8Array | null;
+      const part = data.subarray(k * size, (k + 1) * size);
+      if (slice && typeof (slice as Uint8Array).set === 'function') slice.set(part);
+      else if (vm) for (let i = 0; i < size; i++) vm.setAtIndex(k * size + i, part[i] ?? 0);
+      else throw new Error('the labelmap volume has no voxel manager');
+    }
+    this.shadow = data.slice();
+    this.dirty.clear();
+    this.dirtyAll = false;
+    const all = Array.from({ length: this.dimensions[2] }, (_, k) => k);
+    const listener = this.onModified;
+    eventTarget.removeEventListener(ToolEnums.Events.SEGMENTATION_DATA_MODIFIED, listener);
+    try {
+      segmentation.triggerSegmentationEvents.triggerSegmentationDataModified(this.segmentationId, all);
+    } finally {
+      eventTarget.addEventListener(ToolEnums.Events.SEGMENTATION_DATA_MODIFIED, listener);
+    }
+  }
+
+  onEdit(callback: (edit: LabelmapEdit) => void): () => void {
+    this.listeners.add(callback);
+    return () => this.listeners.delete(callback);
+  }
+
+  /** Voxels equal to `segment`, or non-zero when omitted (live data, not the shadow). */
+  count(segment?: number): number {
+    const size = this.sliceSize;
+    const buffer = new Uint8Array(size);
+    let total = 0;
+    for (let k = 0; k < this.dimensions[2]; k++) {
+      this.readSlice(k, buffer, 0);
+      for (let i = 0; i < size; i++) {
+        const v = buffer[i];
+        if (segment === undefined ? v !== 0 : v === segment) total++;
+      }
+    }
+    return total;
+  }
+
+  /** Diffs the pending slices now (normally done in idle time); returns the edit, if any. */
+  flush(): LabelmapEdit | null {
+    this.scheduled = false;
+    const slices = this.dirtyAll
+      ? Array.from({ length: this.dimensions[2] }, (_, k) => k)
+      : [...this.dirty].filter((k) => k >= 0 && k < this.dimensions[2]).sort((a, b) => a - b);
+    this.dirty.clear();
+    this.dirtyAll = false;
+    const size = this.sliceSize;
+    const buffer = new Uint8Array(size);
+    const indices: number[] = [];
+    const before: number[] = [];
+    const after: number[] = [];
+    for (const k of slices) {
+      this.readSlice(k, buffer, 0);
+      const base = k * size;
+      for (let i = 0; i < size; i++) {
+        const now = buffer[i] ?? 0;
+        const was = this.shadow[base + i] ?? 0;
+        if (now !== was) {
+          indices.push(base + i);
+          before.push(was);
+          after.push(now);
+          this.shadow[base + i] = now;
+        }
+      }
+    }
+    if (!indices.length) return null;
+    const edit = {
+      indices: Uint32Array.from(indices), before: Uint8Array.from(before), after: Uint8Array.from(after),
+    };
+    for (const listener of this.listeners) listener(edit);
+    return edit;
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    const run = (): void => void this.flush();
+    if ('requestIdleCallback' in window) window.requestIdleCallback(run, { timeout: 500 });
+    else setTimeout(run, 50);
+  }
+
+  dispose(): void {
+    eventTarget.removeEventListener(ToolEnums.Events.SEGMENTATION_DATA_MODIFIED, this.onModified);
+    this.listeners.clear();
+    segmentation.removeSegmentation(this.segmentationId);
+    cache.removeVolumeLoadObject(this.volumeId);
+  }
+}

@@ -1,0 +1,66 @@
+// Shared viewer types (no Cornerstone imports: safe for the page module and for tests).
+
+export type DicomJson = Record<string, { vr?: string; Value?: unknown[]; BulkDataURI?: string }>;
+
+export interface SeriesUids {
+  study: string;
+  series: string;
+}
+
+export type ToolName = 'brush' | 'eraser' | 'threshold' | 'windowLevel' | 'pan' | 'zoom' | 'crosshairs';
+
+export type Orientation = 'axial' | 'sagittal' | 'coronal';
+
+export type Layout = 'axial' | 'sagittal' | 'coronal' | '1+2' | '3x1';
+
+export interface WindowPresetLike {
+  name: string;
+  center: number;
+  width: number;
+}
+
+/** One lesion in the viewer: segment index (1-based) and its latest saved mask, if any. */
+export interface ViewerLesion {
+  id: number;
+  segment: number;
+  color: string | null;
+  keySlice: number | null;
+  maskId: number | null;
+}
+
+/** A change of the labelmap: flat z*y*x indices and their values before and after. */
+export interface LabelmapEdit {
+  indices: Uint32Array;
+  before: Uint8Array;
+  after: Uint8Array;
+}
+
+/** What the workspace state modules (undo/redo, autosave) see of the viewer. */
+export interface LabelmapAccess {
+  /** [x, y, z] voxel counts of the labelmap grid. */
+  readonly dimensions: [number, number, number];
+  /** A copy of the labelmap, z*y*x uint8 in C order (x fastest), segment index per voxel. */
+  getLabelmap(): Uint8Array;
+  /** Replaces the labelmap (same size); does not report an edit. */
+  setLabelmap(data: Uint8Array): void;
+  /** Called after each user edit with the voxels that changed; returns an unsubscribe function. */
+  onEdit(callback: (edit: LabelmapEdit) => void): () => void;
+}
+
+export interface WorkspaceHook {
+  ready: boolean;
+  error: string | null;
+  timings: { firstSliceMs: number | null; interactiveMs: number | null };
+  viewports: string[];
+  labelmapVoxels(segment?: number): number;
+  voxelToPage(viewportId: string, ijk: [number, number, number]): [number, number];
+  brushLatenciesMs: number[];
+  setTool(name: 'brush' | 'eraser' | 'windowLevel' | 'pan' | 'zoom' | 'crosshairs'): void;
+  setBrushSize(mm: number): void;
+}
+
+declare global {
+  interface Window {
+    __workspace?: WorkspaceHook;
+  }
+}

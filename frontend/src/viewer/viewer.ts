@@ -1,0 +1,292 @@
+// The workspace viewer: key slice first in a stack view, then the volume in axial / sagittal /
+// coronal orthographic views with a labelmap (one segment per lesion) and the editing tools.
+// Loaded as its own chunk (dynamic import from pages/workspace.ts) so the page paints first.
+
+import {
+  Enums, RenderingEngine, cache, getRenderingEngine, setVolumesForViewports, utilities, volumeLoader, type Types,
+} from '@cornerstonejs/core';
+import { segmentation, ToolGroupManager, utilities as toolUtilities } from '@cornerstonejs/tools';
+import { initCornerstone } from './cornerstone';
+import { fetchSeriesMetadata, registerSeries, type SeriesImages } from './dicomweb';
+import { Labelmap } from './labelmap';
+import { BrushLatency } from './latency';
+import { applyLayout, ORIENTATIONS } from './layout';
+import { fetchMask, paintSegment } from './masks';
+import { createTools, paintImmediately, type ViewerTools } from './tools';
+import type {
+  LabelmapAccess, LabelmapEdit, Layout, Orientation, SeriesUids, ToolName, ViewerLesion,
+  WindowPresetLike, WorkspaceHook,
+} from './types';
+
+const ENGINE_ID = 'workspace-engine';
+const TOOL_GROUP_ID = 'workspace-tools';
+const KEY_VIEWPORT = 'key';
+const SEGMENTATION_ID = 'workspace-segmentation';
+const LABELMAP_VOLUME_ID = 'workspace-labelmap'; // local volume ids must not contain ':'
+
+export interface ViewerElements {
+  /** The grid holding one cell per orientation (layout classes go on it). */
+  grid: HTMLElement;
+  cells: Record<Orientation, HTMLElement>;
+  /** The key-slice stack view shown until the volume is loaded. */
+  keyCell: HTMLElement;
+}
+
+export interface ViewerOptions {
+  elements: ViewerElements;
+  uids: SeriesUids;
+  lesions: ViewerLesion[];
+  /** Slice index (z, volume grid) to show first; default the middle slice. */
+  keySlice: number | null;
+  presets: WindowPresetLike[];
+  hook: WorkspaceHook;
+  onProgress(done: number, total: number, phase: string): void;
+  signal: AbortSignal;
+}
+
+export interface Viewer extends LabelmapAccess {
+  /** A cine (multi-frame) or single image: one stack view, no volume views or labelmap yet. */
+  readonly stackOnly: boolean;
+  /** Multi-frame (cine): playCine() plays it. */
+  readonly cine: boolean;
+  setLayout(layout: Layout): void;
+  setTool(name: ToolName): void;
+  setBrushSize(mm: number): void;
+  setActiveSegment(segment: number): void;
+  applyPreset(preset: WindowPresetLike): void;
+  playCine(play: boolean): void;
+  dispose(): void;
+}
+
+const ORIENTATION_ENUM: Record<Orientation, Enums.OrientationAxis> = {
+  axial: Enums.OrientationAxis.AXIAL,
+  sagittal: Enums.OrientationAxis.SAGITTAL,
+  coronal: Enums.OrientationAxis.CORONAL,
+};
+
+function once(element: HTMLElement, name: string): Promise<void> {
+  return new Promise((resolve) => element.addEventListener(name, () => resolve(), { once: true }));
+}
+
+function voiFor(preset: WindowPresetLike): Types.VOIRange {
+  return { lower: preset.center - preset.width / 2, upper: preset.center + preset.width / 2 };
+}
+
+export async function createViewer(options: ViewerOptions): Promise<Viewer> {
+  const { elements, uids, hook, signal } = options;
+  initCornerstone();
+  cache.purgeCache();
+
+  options.onProgress(0, 1, 'Reading series metadata');
+  const metadata = await fetchSeriesMetadata(uids, signal);
+  if (!metadata.length) throw new Error('the series has no instances');
+  const images: SeriesImages = registerSeries(uids, metadata);
+  const { imageIds } = images;
+  signal.throwIfAborted();
+
+  // One engine for the page's lifetime: each engine holds WebGL contexts that the browser frees
+  // late, and a few workspace visits would run out of them ("Too many active WebGL contexts").
+  const engine = getRenderingEngine(ENGINE_ID) ?? new RenderingEngine(ENGINE_ID);
+  for (const vp of engine.getViewports()) engine.disableElement(vp.id);
+  const disposers: (() => void)[] = [
+    () => {
+      for (const vp of engine.getViewports()) engine.disableElement(vp.id);
+      cache.purgeCache();
+    },
+  ];
+  let preset: WindowPresetLike | null = options.presets[0] ?? null;
+
+  // 1. Key slice first, in a stack view.
+  const keyIndex = Math.min(
+    Math.max(0, images.multiFrame ? 0 : (options.keySlice ?? Math.floor(imageIds.length / 2))),
+    imageIds.length - 1,
+  );
+  const keyElement = elements.keyCell.querySelector<HTMLDivElement>('.vw-element');
+  if (!keyElement) throw new Error('key cell has no element');
+  elements.keyCell.hidden = false;
+  engine.enableElement({ viewportId: KEY_VIEWPORT, type: Enums.ViewportType.STACK, element: keyElement });
+  const stack = engine.getViewport(KEY_VIEWPORT) as Types.IStackViewport;
+  options.onProgress(0, 1, 'Loading the key slice');
+  const firstRender = once(keyElement, Enums.Events.IMAGE_RENDERED);
+  await stack.setStack(images.multiFrame ? imageIds : [imageIds[keyIndex] as string], 0);
+  if (preset) stack.setProperties({ voiRange: voiFor(preset) });
+  stack.render();
+  await firstRender;
+  hook.timings.firstSliceMs = performance.now();
+  hook.viewports = [KEY_VIEWPORT];
+  signal.throwIfAborted();
+
+  if (images.multiFrame || imageIds.length < 2) {
+    const label = elements.keyCell.querySelector('.vw-label');
+    if (label) label.textContent = images.multiFrame ? `Cine · ${imageIds.length} frames` : 'Image';
+    return stackOnlyViewer(engine, stack, keyElement, images, hook, disposers);
+  }
+
+  // 2. The volume, loaded in the background with progress; the key slice is already cached.
+  const volumeId = `cornerstoneStreamingImageVolume:workspace-${uids.series}`;
+  const volume = await volumeLoader.createAndCacheVolume(volumeId, { imageIds });
+  await new Promise<void>((resolve, reject) => {
+    let failed = false;
+    (volume as unknown as { load(cb: (e: Record<string, unknown>) => void): void }).load((evt) => {
+      if (evt.success === false && !failed) {
+        failed = true;
+        reject(new Error(`could not load image ${String(evt.imageId)}`));
+        return;
+      }
+      const done = Number(evt.framesProcessed ?? 0);
+      const total = Number(evt.numFrames ?? imageIds.length);
+      options.onProgress(done, total, 'Loading the volume');
+      if (done >= total) resolve();
+    });
+    signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+  });
+
+  // 3. The orthographic views, the labelmap and the tools.
+  engine.disableElement(KEY_VIEWPORT);
+  elements.keyCell.hidden = true;
+  const ids: string[] = [...ORIENTATIONS];
+  for (const orientation of ORIENTATIONS) {
+    const element = elements.cells[orientation].querySelector<HTMLDivElement>('.vw-element');
+    if (!element) throw new Error(`no element for ${orientation}`);
+    engine.enableElement({
+      viewportId: orientation,
+      type: Enums.ViewportType.ORTHOGRAPHIC,
+      element,
+      defaultOptions: { orientation: ORIENTATION_ENUM[orientation], background: [0, 0, 0] },
+    });
+  }
+  await setVolumesForViewports(engine, [{ volumeId }], ids);
+  const volumeViewports = ids.map((id) => engine.getViewport(id) as Types.IVolumeViewport);
+
+  const labelmap = new Labelmap(SEGMENTATION_ID, LABELMAP_VOLUME_ID, volumeId);
+  disposers.push(() => labelmap.dispose());
+  const initial = new Uint8Array(labelmap.dimensions[0] * labelmap.dimensions[1] * labelmap.dimensions[2]);
+  const [nx, ny, nz] = labelmap.dimensions;
+  for (const lesion of options.lesions) {
+    if (lesion.maskId === null) continue;
+    const mask = await fetchMask(lesion.maskId, signal);
+    if (mask.shape[0] !== nz || mask.shape[1] !== ny || mask.shape[2] !== nx) {
+      throw new Error(`mask ${lesion.maskId} is ${mask.shape.join('x')}, the volume ${nz}x${ny}x${nx}`);
+    }
+    paintSegment(initial, mask.data, lesion.segment);
+  }
+  labelmap.setLabelmap(initial);
+  const representation = Object.fromEntries(ids.map((id) => [id, [{ segmentationId: SEGMENTATION_ID }]]));
+  await segmentation.addLabelmapRepresentationToViewportMap(representation);
+  const firstSegment = options.lesions[0]?.segment ?? 1;
+  segmentation.segmentIndex.setActiveSegmentIndex(SEGMENTATION_ID, firstSegment);
+
+  const tools: ViewerTools = createTools(TOOL_GROUP_ID, ENGINE_ID, ids);
+  disposers.push(() => ToolGroupManager.destroyToolGroup(TOOL_GROUP_ID));
+  const latency = new BrushLatency(engine);
+  disposers.push(() => latency.dispose());
+  labelmap.onAnyChange = () => latency.edited();
+  for (const vp of volumeViewports) {
+    disposers.push(paintImmediately(vp.element, tools.isBrush));
+    latency.watch(vp.id, vp.element, (evt) => tools.isBrush() && (evt.buttons & 1) === 1);
+  }
+  hook.brushLatenciesMs = latency.samples;
+
+  // Slice to the key slice in the axial view; sagittal / coronal through the middle.
+  const axial = engine.getViewport('axial') as Types.IVolumeViewport;
+  await utilities.jumpToSlice(axial.element, { imageIndex: keyIndex });
+  if (preset) {
+    for (const vp of volumeViewports) vp.setProperties({ voiRange: voiFor(preset) }, volumeId);
+    // the threshold brush paints the voxels inside the chosen window
+    tools.setThresholdRange(voiFor(preset).lower, voiFor(preset).upper);
+  }
+
+  engine.resize(true, false);
+  engine.renderViewports(ids);
+  hook.viewports = ids;
+
+  const toPage = (viewportId: string, ijk: [number, number, number]): [number, number] => {
+    const vp = engine.getViewport(viewportId);
+    if (!vp) throw new Error(`no viewport ${viewportId}`);
+    const world = utilities.transformIndexToWorld(volume.imageData as never, ijk as Types.Point3);
+    const [cx, cy] = vp.worldToCanvas(world);
+    const rect = vp.canvas.getBoundingClientRect();
+    return [rect.left + window.scrollX + cx, rect.top + window.scrollY + cy];
+  };
+  hook.voxelToPage = toPage;
+  hook.labelmapVoxels = (segment?: number) => labelmap.count(segment);
+  hook.setTool = (name) => tools.set(name);
+  hook.setBrushSize = (mm) => tools.setBrushSize(mm);
+
+  return {
+    stackOnly: false,
+    cine: false,
+    dimensions: labelmap.dimensions,
+    getLabelmap: () => labelmap.getLabelmap(),
+    setLabelmap: (data: Uint8Array) => labelmap.setLabelmap(data),
+    onEdit: (cb: (edit: LabelmapEdit) => void) => labelmap.onEdit(cb),
+    setLayout(layout: Layout) {
+      // fit each view to its new size (camera reset), but stay on the slice each one showed
+      const slices = volumeViewports.map((vp) => vp.getSliceIndex());
+      applyLayout(elements, layout);
+      engine.resize(true, false);
+      volumeViewports.forEach((vp, i) => {
+        if (!vp.element.offsetParent) return; // hidden in this layout
+        void utilities.jumpToSlice(vp.element, { imageIndex: slices[i] ?? 0 });
+      });
+      engine.renderViewports(ids);
+    },
+    setTool: (name) => tools.set(name),
+    setBrushSize: (mm) => tools.setBrushSize(mm),
+    setActiveSegment: (segment) => segmentation.segmentIndex.setActiveSegmentIndex(SEGMENTATION_ID, segment),
+    applyPreset(next: WindowPresetLike) {
+      preset = next;
+      for (const vp of volumeViewports) vp.setProperties({ voiRange: voiFor(next) }, volumeId);
+      tools.setThresholdRange(voiFor(next).lower, voiFor(next).upper);
+      engine.renderViewports(ids);
+    },
+    playCine: () => undefined,
+    dispose() {
+      for (const dispose of disposers.reverse()) dispose();
+    },
+  };
+}
+
+/**
+ * Ultrasound / video (multi-frame) or a single image: one stack view, cine playback for
+ * multi-frame; no labelmap editing yet (Cornerstone builds no volume without slice positions).
+ */
+function stackOnlyViewer(
+  engine: RenderingEngine,
+  stack: Types.IStackViewport,
+  element: HTMLDivElement,
+  images: SeriesImages,
+  hook: WorkspaceHook,
+  disposers: (() => void)[],
+): Viewer {
+  const fps = images.frameTimeMs ? Math.max(1, Math.round(1000 / images.frameTimeMs)) : 15;
+  const tools = createTools(TOOL_GROUP_ID, ENGINE_ID, [KEY_VIEWPORT]);
+  hook.setTool = (name) => tools.set(name);
+  hook.labelmapVoxels = () => 0;
+  hook.viewports = [stack.id];
+  disposers.push(() => ToolGroupManager.destroyToolGroup(TOOL_GROUP_ID));
+  const unsupported = (): never => {
+    throw new Error('labelmap editing of multi-frame (cine) series is not supported yet');
+  };
+  return {
+    stackOnly: true,
+    cine: images.multiFrame,
+    dimensions: [0, 0, 0],
+    getLabelmap: unsupported,
+    setLabelmap: unsupported,
+    onEdit: () => () => undefined,
+    setLayout: () => engine.resize(true, true),
+    setTool: (name) => tools.set(name),
+    setBrushSize: () => undefined,
+    setActiveSegment: () => undefined,
+    applyPreset: () => undefined,
+    playCine(play: boolean) {
+      if (play) toolUtilities.cine.playClip(element, { framesPerSecond: fps, loop: true });
+      else toolUtilities.cine.stopClip(element);
+    },
+    dispose() {
+      toolUtilities.cine.stopClip(element);
+      for (const dispose of disposers.reverse()) dispose();
+    },
+  };
+}

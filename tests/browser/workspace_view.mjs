@@ -1,0 +1,125 @@
+// The task workspace on a real imported series: waits for window.__workspace.ready, checks that
+// the three views show non-uniform pixels, brushes with real mouse events (labelmap grows), erases
+// (it shrinks) and keeps screenshots. params: username, password, task_id, centre_voxel [i, j, k].
+import { scenario } from './harness.mjs';
+
+/** Pixel statistics of one viewport's on-screen canvas (its 2D copy of the WebGL frame). */
+async function canvasStats(page, viewportId) {
+  return page.evaluate((id) => {
+    const cell = document.querySelector(`.vw-${id} canvas`);
+    if (!cell) return null;
+    const { width, height } = cell;
+    const copy = document.createElement('canvas');
+    copy.width = width;
+    copy.height = height;
+    const ctx = copy.getContext('2d');
+    ctx.drawImage(cell, 0, 0);
+    const data = ctx.getImageData(0, 0, width, height).data;
+    const values = new Set();
+    let sum = 0;
+    for (let i = 0; i < data.length; i += 4) {
+      values.add(data[i]);
+      sum += data[i];
+    }
+    return { width, height, distinct: values.size, mean: sum / (data.length / 4) };
+  }, viewportId);
+}
+
+async function stroke(page, points) {
+  const [first, ...rest] = points;
+  await page.mouse.move(first[0], first[1]);
+  await page.mouse.down();
+  for (const [x, y] of rest) await page.mouse.move(x, y, { steps: 4 });
+  await page.mouse.up();
+}
+
+await scenario(async ({ page, params, login, open, screenshot, mark }) => {
+  await login(params.username, params.password);
+  const started = Date.now();
+  await page.goto(`/#/tasks/${params.task_id}/workspace`);
+  await page.waitForFunction(() => window.__workspace?.ready || window.__workspace?.error, null, {
+    timeout: params.ready_timeout_ms ?? 90000,
+  });
+  const error = await page.evaluate(() => window.__workspace.error);
+  if (error) throw new Error(`workspace error: ${error}`);
+  mark('ready');
+  const readyAfterMs = Date.now() - started;
+  await page.waitForTimeout(500);
+  await screenshot('workspace-ready');
+
+  const hook = await page.evaluate(() => ({
+    viewports: window.__workspace.viewports,
+    timings: window.__workspace.timings,
+    navigationStart: performance.timeOrigin,
+  }));
+  const stats = {};
+  for (const id of hook.viewports) stats[id] = await canvasStats(page, id);
+
+  // Window/level: a drag on the coronal view changes its pixels; the wheel scrolls the sagittal.
+  const coronal = await page.locator('.vw-coronal .vw-element').boundingBox();
+  await page.mouse.move(coronal.x + coronal.width / 2, coronal.y + coronal.height / 2);
+  await page.mouse.down();
+  await page.mouse.move(coronal.x + coronal.width / 2 + 80, coronal.y + coronal.height / 2 + 60, {
+    steps: 5,
+  });
+  await page.mouse.up();
+  await page.waitForTimeout(500);
+  const afterWindowLevel = await canvasStats(page, 'coronal');
+  const sagittal = await page.locator('.vw-sagittal .vw-element').boundingBox();
+  await page.mouse.move(sagittal.x + sagittal.width / 2, sagittal.y + sagittal.height / 2);
+  for (let i = 0; i < 8; i++) await page.mouse.wheel(0, 100);
+  await page.waitForTimeout(500);
+  const afterScroll = await canvasStats(page, 'sagittal');
+
+  const loaded = await page.evaluate(() => window.__workspace.labelmapVoxels());
+  const loadedSegment1 = await page.evaluate(() => window.__workspace.labelmapVoxels(1));
+
+  // Brush a stroke through the centre voxel of the axial view (placed with voxelToPage).
+  await page.evaluate(() => {
+    window.__workspace.setTool('brush');
+    window.__workspace.setBrushSize(6);
+  });
+  const axial = await page.locator('.vw-axial .vw-element').boundingBox();
+  const [cx, cy] = await page.evaluate(
+    (ijk) => window.__workspace.voxelToPage('axial', ijk),
+    params.centre_voxel,
+  );
+  const d = Math.min(axial.width, axial.height) / 8;
+  await stroke(page, [[cx - d, cy], [cx, cy + d / 2], [cx + d, cy]]);
+  await page.waitForTimeout(300);
+  const afterBrush = await page.evaluate(() => window.__workspace.labelmapVoxels());
+  await screenshot('workspace-brushed');
+
+  // A press paints at once, before the button is released (no 400 ms double-click hold).
+  await page.mouse.move(cx, cy - d);
+  await page.mouse.down();
+  const duringPress = await page.evaluate(() => window.__workspace.labelmapVoxels());
+  await page.mouse.up();
+  await page.waitForTimeout(200);
+  const afterClick = await page.evaluate(() => window.__workspace.labelmapVoxels());
+
+  // Erase part of it again.
+  await page.evaluate(() => window.__workspace.setTool('eraser'));
+  await stroke(page, [[cx - d, cy], [cx, cy + d / 2]]);
+  await page.waitForTimeout(300);
+  const afterErase = await page.evaluate(() => window.__workspace.labelmapVoxels());
+  await screenshot('workspace-erased');
+
+  // Layout: one sagittal view.
+  await page.selectOption('select[aria-label=Layout]', 'sagittal');
+  await page.waitForTimeout(400);
+  await screenshot('workspace-sagittal');
+
+  return {
+    readyAfterMs,
+    viewports: hook.viewports,
+    timings: hook.timings,
+    stats,
+    afterWindowLevel,
+    afterScroll,
+    voxels: { loaded, loadedSegment1, afterBrush, duringPress, afterClick, afterErase },
+    centre: [cx, cy],
+    axialBox: axial,
+    brushLatenciesMs: await page.evaluate(() => window.__workspace.brushLatenciesMs.slice()),
+  };
+});
