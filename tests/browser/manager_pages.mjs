@@ -127,7 +127,10 @@ async function preannotate({ page, params, open, screenshot, mark }) {
   await panel.getByText(`Task #${params.task} assigned to ${params.member}.`).waitFor();
   await panel.locator('.audit li').nth(1).waitFor();
   out.audit = await panel.locator('.audit li .audit-what').allInnerTexts();
-  out.row = await page.locator('table[aria-label=Tasks] tbody tr').first().innerText();
+  // The table refreshes after the panel's message: wait for the row to show the new state.
+  const row = page.locator('table[aria-label=Tasks] tbody tr').first();
+  await row.filter({ hasText: 'Assigned' }).waitFor();
+  out.row = await row.innerText();
   await screenshot('task-panel', { fullPage: false });
   mark('task reassigned');
   return out;

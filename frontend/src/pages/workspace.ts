@@ -4,17 +4,26 @@
 
 import '../viewer/workspace.css';
 
-import { getProject, getTask, listLesions, type Lesion, type Project, type Task } from '../api';
+import {
+  acceptTask, fetchMaskData, getProject, getTask, listLesions, listMaskVersions, rejectTask, type Lesion, type Task,
+} from '../api';
+import type { EffortTool, Point } from '../api/types';
 import { href } from '../router';
 import { h } from '../ui/dom';
-import { errorBanner, errorMessage, isAbort } from '../ui/feedback';
+import { errorBanner, errorMessage, isAbort, notice } from '../ui/feedback';
 import { breadcrumbs, setTitle } from '../ui/layout';
 import { progressBar } from '../ui/progress';
+import { showShortcutHelp } from '../ui/shortcuts';
 import { installHook } from '../viewer/hook';
 import { LAYOUTS, ORIENTATIONS, applyLayout } from '../viewer/layout';
 import { findSeriesUids } from '../viewer/series';
-import type { Layout, Orientation, ToolName, ViewerLesion } from '../viewer/types';
+import type { Layout, Orientation, ToolName } from '../viewer/types';
 import type { Viewer, ViewerElements } from '../viewer/viewer';
+import { installUnloadGuard } from '../workspace/autosave';
+import { replaceSegment } from '../workspace/labelmap';
+import { boxFromCorners, boxPrompt, propagatePrompt, type SegmentProgress } from '../workspace/segmentJob';
+import { WorkspaceSession } from '../workspace/session';
+import { isMac, installWorkspaceShortcuts, ShortcutRegistry, WORKSPACE_SHORTCUTS } from '../workspace/shortcuts';
 import type { PageContext } from './page';
 
 const TOOLS: { name: ToolName; label: string; key: string }[] = [
@@ -40,16 +49,17 @@ function viewerElements(): ViewerElements {
   return { grid, cells, keyCell };
 }
 
-function toViewerLesions(lesions: Lesion[], project: Project): ViewerLesion[] {
-  const colors = new Map(project.lesion_classes.map((c) => [c.name, c.color]));
-  return lesions.map((lesion, i) => ({
-    id: lesion.id,
-    segment: i + 1,
-    color: colors.get(lesion.lesion_class) ?? null,
-    keySlice: lesion.key_slice,
-    maskId: lesion.latest_mask?.id ?? null,
-  }));
-}
+type PageTool = ToolName | 'box' | 'point';
+
+const EFFORT_TOOL: Partial<Record<ToolName, EffortTool>> = { brush: 'brush', eraser: 'eraser', threshold: 'threshold' };
+
+const SAVE_LABELS: Record<string, string> = {
+  saved: 'All changes saved',
+  dirty: 'Unsaved changes',
+  saving: 'Saving…',
+  conflict: 'Conflict',
+  error: 'Not saved',
+};
 
 export async function workspacePage(root: HTMLElement, ctx: PageContext, id: number): Promise<void> {
   const hook = installHook();
@@ -70,10 +80,15 @@ export async function workspacePage(root: HTMLElement, ctx: PageContext, id: num
   const project = await getProject(task.project, { signal: ctx.signal });
   setTitle('Workspace', `Task #${task.id}`);
 
+  const me = ctx.me.username;
+  const editable = task.assignee === me && (task.state === 'assigned' || task.state === 'rejected');
+  const reviewing = !editable && task.state === 'submitted' && task.assignee !== me
+    && (project.my_role === 'reviewer' || project.my_role === 'manager');
+
   const elements = viewerElements();
   const bar = progressBar('Loading the series');
   const status = h('div', { class: 'vw-status' }, bar.el);
-  const toolButtons = new Map<ToolName, HTMLButtonElement>();
+  const toolButtons = new Map<PageTool, HTMLButtonElement>();
   const toolbar = h('div', { class: 'vw-toolbar', role: 'toolbar', 'aria-label': 'Tools' });
   const layoutSelect = h('select', { 'aria-label': 'Layout' },
     LAYOUTS.map((l) => h('option', { value: l.value }, l.label)));
@@ -81,30 +96,61 @@ export async function workspacePage(root: HTMLElement, ctx: PageContext, id: num
     type: 'range', min: 1, max: 40, step: 1, value: 5, 'aria-label': 'Brush radius (mm)',
   });
   const brushLabel = h('span', { class: 'vw-size' }, '5 mm');
-  const lesionSelect = h('select', { 'aria-label': 'Lesion (segment)' });
-  const viewerLesions = toViewerLesions(lesions, project);
-  if (viewerLesions.length) {
-    for (const l of viewerLesions) {
-      const lesion = lesions.find((x) => x.id === l.id);
-      lesionSelect.append(h('option', { value: l.segment }, `#${l.id} ${lesion?.lesion_class ?? ''}`));
-    }
-  } else {
-    lesionSelect.append(h('option', { value: 1 }, 'Segment 1 (no lesions yet)'));
-  }
   const presets = h('div', { class: 'vw-presets' });
   const cine = h('button', { type: 'button', class: 'btn', hidden: true }, 'Play');
-  for (const tool of TOOLS) {
-    const button = h('button', { type: 'button', class: 'btn vw-tool', 'data-tool': tool.name, disabled: true },
-      tool.label);
+  const pageTools: { name: PageTool; label: string; title: string }[] = [
+    ...TOOLS.map((t) => ({ name: t.name as PageTool, label: t.label, title: `${t.label} (${t.key.toUpperCase()})` })),
+    { name: 'box', label: 'Box', title: 'Box prompt: drag a rectangle on the axial view (R)' },
+    { name: 'point', label: 'Point', title: 'Refine: click inside the lesion, Shift+click outside it' },
+  ];
+  for (const tool of pageTools) {
+    const button = h('button', {
+      type: 'button', class: 'btn vw-tool', 'data-tool': tool.name, disabled: true, title: tool.title,
+    }, tool.label);
     toolButtons.set(tool.name, button);
     toolbar.append(button);
   }
+  const undoButton = h('button', { type: 'button', class: 'btn', 'data-action': 'undo', disabled: true, title: 'Undo (Ctrl+Z)' }, 'Undo');
+  const redoButton = h('button', { type: 'button', class: 'btn', 'data-action': 'redo', disabled: true, title: 'Redo (Shift+Ctrl+Z)' }, 'Redo');
+  const propagateButton = h('button', {
+    type: 'button', class: 'btn', 'data-action': 'propagate', disabled: true,
+    title: 'Propagate my correction from the axial slice (G)',
+  }, 'Propagate my correction');
+  const helpButton = h('button', { type: 'button', class: 'btn btn-small', title: 'Keyboard shortcuts (?)' }, '?');
   toolbar.append(
+    undoButton, redoButton, propagateButton,
     h('label', { class: 'vw-control' }, 'Brush radius ', brushSize, brushLabel),
-    h('label', { class: 'vw-control' }, 'Lesion ', lesionSelect),
     h('label', { class: 'vw-control' }, 'Layout ', layoutSelect),
     presets,
     cine,
+    helpButton,
+  );
+
+  // Side panel: save state, lesions, segmentation progress, submit / review.
+  const saveEl = h('div', { class: 'vw-save', 'data-state': '', role: 'status', 'aria-live': 'polite' });
+  const segmentEl = h('div', { class: 'vw-segment', 'data-state': 'idle' });
+  const lesionList = h('ul', { class: 'vw-lesions' });
+  const classSelect = h('select', { 'aria-label': 'Lesion class' },
+    project.lesion_classes.map((c) => h('option', { value: c.name }, c.name)));
+  const addButton = h('button', { type: 'button', class: 'btn', 'data-action': 'add-lesion', disabled: true }, 'Add lesion');
+  const actionSlot = h('div', { class: 'vw-actions' });
+  const messageSlot = h('div', { class: 'vw-messages' });
+  if (task.state === 'rejected' && task.last_review) {
+    messageSlot.append(h('div', { class: 'banner banner-error vw-review-note', role: 'alert' },
+      h('strong', null, `Rejected by ${task.last_review.reviewer}: `),
+      h('span', { class: 'vw-review-comment' }, task.last_review.comment || 'No comment given.')));
+  }
+  if (!editable && !reviewing) {
+    messageSlot.append(notice(`Read-only: this task is ${task.state}${task.assignee ? `, assigned to ${task.assignee}` : ''}.`));
+  }
+  const side = h('aside', { class: 'vw-side' },
+    messageSlot,
+    editable ? saveEl : null,
+    h('h2', null, 'Lesions'),
+    lesionList,
+    editable ? h('div', { class: 'vw-add' }, classSelect, addButton) : null,
+    segmentEl,
+    actionSlot,
   );
 
   root.replaceChildren(
@@ -116,18 +162,23 @@ export async function workspacePage(root: HTMLElement, ctx: PageContext, id: num
         { label: 'Workspace' },
       ]),
       h('h1', null, task.series.description || `Series ${task.series.id}`,
-        h('span', { class: 'muted small' }, ` · ${task.series.modality}`)),
+        h('span', { class: 'muted small' }, ` · ${task.series.modality} · ${task.state}`)),
     ),
     toolbar,
     status,
-    h('div', { class: 'vw-stage' }, elements.grid),
+    h('div', { class: 'vw-body' }, h('div', { class: 'vw-stage' }, elements.grid), side),
   );
   document.getElementById('main')?.classList.add('vw-wide');
   ctx.signal.addEventListener('abort', () => document.getElementById('main')?.classList.remove('vw-wide'));
   applyLayout(elements, '3x1');
 
   let viewer: Viewer | null = null;
+  let session: WorkspaceSession | null = null;
+  const cleanups: (() => void)[] = [];
   ctx.signal.addEventListener('abort', () => {
+    for (const cleanup of cleanups.reverse()) cleanup();
+    void session?.close();
+    session = null;
     viewer?.dispose();
     viewer = null;
     if (window.__workspace === hook) delete window.__workspace;
@@ -136,12 +187,12 @@ export async function workspacePage(root: HTMLElement, ctx: PageContext, id: num
   try {
     const uids = await findSeriesUids(task, ctx.signal);
     const { createViewer } = await viewerModule;
-    const keyLesion = viewerLesions.find((l) => l.keySlice !== null);
+    const keyLesion = [...lesions].sort((a, b) => a.id - b.id).find((l) => l.key_slice !== null);
     viewer = await createViewer({
       elements,
       uids,
-      lesions: viewerLesions,
-      keySlice: keyLesion?.keySlice ?? null,
+      lesions: [], // the session composes the labelmap from the saved masks
+      keySlice: keyLesion?.key_slice ?? null,
       presets: project.window_presets,
       hook,
       signal: ctx.signal,
@@ -149,31 +200,456 @@ export async function workspacePage(root: HTMLElement, ctx: PageContext, id: num
         bar.set(total > 1 ? done / total : null, total > 1 ? `${phase}: ${done} of ${total} slices` : `${phase}…`);
       },
     });
+    if (!viewer.stackOnly) {
+      session = await WorkspaceSession.open({
+        task, lesionClasses: project.lesion_classes, host: viewer, editable,
+      });
+    }
   } catch (err) {
     fail(err);
     return;
   }
-  if (ctx.signal.aborted) return;
+  if (ctx.signal.aborted) {
+    void session?.close();
+    return;
+  }
   const ready = viewer;
+  const ses = session;
+
+  let mode: PageTool = 'windowLevel';
+  let submitted = false;
+  const canEdit = (): boolean => editable && !submitted && ses !== null;
+  const points = new Map<number, { positive: Point[]; negative: Point[] }>();
+  let segmenting: AbortController | null = null;
+
+  // ---- tools ----------------------------------------------------------------------------------
+  const overlay = h('div', { class: 'vw-prompt-layer', hidden: true, 'data-testid': 'prompt-layer' });
+  const rubber = h('div', { class: 'vw-rubber', hidden: true });
+  overlay.append(rubber);
+  elements.cells.axial.append(overlay);
+
+  const select = (name: PageTool): void => {
+    const prompt = name === 'box' || name === 'point';
+    ready.setTool(prompt ? 'windowLevel' : name);
+    mode = name;
+    overlay.hidden = !prompt;
+    overlay.dataset.tool = name;
+    ses?.setTool(prompt ? null : EFFORT_TOOL[name] ?? null);
+    for (const [tool, button] of toolButtons) button.setAttribute('aria-pressed', String(tool === name));
+  };
+  hook.setTool = (name) => select(name);
+  const editingTools = new Set<PageTool>(['brush', 'eraser', 'threshold', 'box', 'point']);
+  const updateToolAvailability = (): void => {
+    const hasLesion = Boolean(ses?.lesions.selected);
+    for (const [name, button] of toolButtons) {
+      const needsLabelmap = editingTools.has(name);
+      const needsVolume = name === 'crosshairs';
+      button.disabled = (ready.stackOnly && (needsLabelmap || needsVolume))
+        || (needsLabelmap && !canEdit())
+        || (needsLabelmap && name !== 'box' && !hasLesion);
+    }
+    if (toolButtons.get(mode)?.disabled) select('windowLevel');
+    propagateButton.disabled = !canEdit() || !hasLesion || segmenting !== null;
+    addButton.disabled = !canEdit();
+    undoButton.disabled = !canEdit() || !ses?.history.canUndo;
+    redoButton.disabled = !canEdit() || !ses?.history.canRedo;
+  };
+  for (const [name, button] of toolButtons) {
+    button.addEventListener('click', () => select(name));
+    const key = TOOLS.find((t) => t.name === name)?.key;
+    if (key) {
+      ctx.addShortcut({
+        key, description: `${button.textContent} tool`, run: () => {
+          if (!button.disabled) select(name);
+        },
+      });
+    }
+  }
+
+  // ---- segmentation ---------------------------------------------------------------------------
+  const segBar = progressBar('Segmentation');
+  const runSegment = async (lesionId: number, prompt: Parameters<WorkspaceSession['segment']>[1], what: string): Promise<void> => {
+    if (!ses || segmenting) return;
+    segmenting = new AbortController();
+    updateToolAvailability();
+    const cancel = h('button', { type: 'button', class: 'btn btn-small', onclick: () => segmenting?.abort() }, 'Stop waiting');
+    segmentEl.dataset.state = 'running';
+    segBar.setTone('normal');
+    segBar.set(null, `${what}: queued`);
+    segmentEl.replaceChildren(segBar.el, cancel);
+    try {
+      const result = await ses.segment(lesionId, prompt, {
+        signal: segmenting.signal,
+        onProgress: (p: SegmentProgress) => segBar.set(p.fraction, `${what}: ${p.label}`),
+      });
+      segBar.set(1, `${what}: done, ${result.version.voxel_count} voxels`);
+      segBar.setTone('success');
+      segmentEl.dataset.state = 'done';
+      segmentEl.replaceChildren(segBar.el);
+    } catch (err) {
+      segmentEl.dataset.state = 'error';
+      segmentEl.replaceChildren(isAbort(err) ? notice('Stopped waiting for the segmentation.') : errorBanner(err, `${what} failed`));
+    } finally {
+      segmenting = null;
+      renderLesions();
+      updateToolAvailability();
+    }
+  };
+  const axialSlice = (): number => {
+    const rect = elements.cells.axial.getBoundingClientRect();
+    const ijk = ready.pageToVoxel('axial', [rect.left + rect.width / 2 + window.scrollX, rect.top + rect.height / 2 + window.scrollY]);
+    return Math.round(ijk[2]);
+  };
+  const promptDrag = async (a: [number, number], b: [number, number], negative: boolean): Promise<void> => {
+    if (!ses) return;
+    const [nx, ny, nz] = ready.dimensions;
+    const p0 = ready.pageToVoxel('axial', [a[0] + window.scrollX, a[1] + window.scrollY]);
+    const p1 = ready.pageToVoxel('axial', [b[0] + window.scrollX, b[1] + window.scrollY]);
+    const k = Math.min(nz - 1, Math.max(0, Math.round(p0[2])));
+    if (mode === 'box') {
+      const box = boxFromCorners([p0[0], p0[1]], [p1[0], p1[1]], nx, ny);
+      if (box[2] - box[0] < 2 || box[3] - box[1] < 2) return; // a click, not a box
+      let entry = ses.lesions.selected;
+      if (!entry) {
+        entry = await ses.addLesion(classSelect.value || undefined);
+        ses.select(entry.lesion.id);
+      }
+      points.delete(entry.lesion.id);
+      await runSegment(entry.lesion.id, boxPrompt(k, box), 'Box');
+      return;
+    }
+    const entry = ses.lesions.selected;
+    if (!entry) return;
+    const box = entry.lesion.box as [number, number, number, number] | null;
+    if (!box || entry.lesion.key_slice === null) {
+      segmentEl.replaceChildren(notice('Draw a box first: points refine a box prompt.'));
+      return;
+    }
+    const clicks = points.get(entry.lesion.id) ?? { positive: [], negative: [] };
+    const point: Point = [Math.round(p1[0]), Math.round(p1[1]), k];
+    (negative ? clicks.negative : clicks.positive).push(point);
+    points.set(entry.lesion.id, clicks);
+    await runSegment(entry.lesion.id, boxPrompt(entry.lesion.key_slice, box, clicks), negative ? 'Negative point' : 'Positive point');
+  };
+  let dragStart: [number, number] | null = null;
+  overlay.addEventListener('mousedown', (e) => {
+    if (e.button !== 0) return;
+    e.preventDefault();
+    e.stopPropagation();
+    dragStart = [e.clientX, e.clientY];
+  });
+  const rectOf = (a: [number, number], b: [number, number]): void => {
+    const box = overlay.getBoundingClientRect();
+    Object.assign(rubber.style, {
+      left: `${Math.min(a[0], b[0]) - box.left}px`, top: `${Math.min(a[1], b[1]) - box.top}px`,
+      width: `${Math.abs(a[0] - b[0])}px`, height: `${Math.abs(a[1] - b[1])}px`,
+    });
+  };
+  const onMove = (e: MouseEvent): void => {
+    if (!dragStart || mode !== 'box') return;
+    rubber.hidden = false;
+    rectOf(dragStart, [e.clientX, e.clientY]);
+  };
+  const onUp = (e: MouseEvent): void => {
+    if (!dragStart) return;
+    const start = dragStart;
+    dragStart = null;
+    rubber.hidden = true;
+    promptDrag(start, [e.clientX, e.clientY], e.shiftKey || e.altKey).catch((err: unknown) => {
+      segmentEl.replaceChildren(errorBanner(err, 'The prompt failed'));
+    });
+  };
+  document.addEventListener('mousemove', onMove);
+  document.addEventListener('mouseup', onUp);
+  cleanups.push(() => {
+    document.removeEventListener('mousemove', onMove);
+    document.removeEventListener('mouseup', onUp);
+  });
+  propagateButton.addEventListener('click', () => {
+    const entry = ses?.lesions.selected;
+    if (entry) void runSegment(entry.lesion.id, propagatePrompt(axialSlice()), 'Propagate');
+  });
+
+  // ---- brush strokes: one undo step and one interaction per press ----------------------------
+  const stage = elements.grid;
+  let stroking = false;
+  stage.addEventListener('mousedown', (e) => {
+    if (!ses || !canEdit() || e.button !== 0 || !['brush', 'eraser', 'threshold'].includes(mode) || stroking) return;
+    ready.flushEdits(); // anything pending belongs to the previous step
+    stroking = true;
+    ses.beginStroke(EFFORT_TOOL[mode as ToolName] ?? null, mode === 'eraser' ? 'Eraser' : 'Brush');
+  }, { capture: true });
+  const endStroke = (): void => {
+    if (!stroking || !ses) return;
+    window.setTimeout(() => {
+      ready.flushEdits();
+      ses.endStroke();
+      stroking = false;
+      updateToolAvailability();
+    }, 120);
+  };
+  document.addEventListener('mouseup', endStroke, true);
+  cleanups.push(() => document.removeEventListener('mouseup', endStroke, true));
+
+  // ---- undo / redo / save ---------------------------------------------------------------------
+  const undo = (): void => {
+    if (!ses || !canEdit() || stroking) return;
+    ready.flushEdits();
+    ses.undo();
+    updateToolAvailability();
+  };
+  const redo = (): void => {
+    if (!ses || !canEdit() || stroking) return;
+    ses.redo();
+    updateToolAvailability();
+  };
+  undoButton.addEventListener('click', undo);
+  redoButton.addEventListener('click', redo);
+
+  const renderSave = (): void => {
+    if (!ses) return;
+    const overall = ses.autosave.overall();
+    saveEl.dataset.state = overall;
+    const children: (HTMLElement | string)[] = [h('span', { class: `vw-save-label vw-save-${overall}` }, SAVE_LABELS[overall] ?? overall)];
+    for (const state of ses.autosave.states()) {
+      const name = ses.lesions.get(state.lesionId)?.name ?? `lesion ${state.lesionId}`;
+      if (state.status === 'conflict') {
+        children.push(h('div', { class: 'banner banner-error vw-conflict', role: 'alert' },
+          h('p', null, `${name}: ${state.message}`),
+          h('button', {
+            type: 'button', class: 'btn btn-small', onclick: () => {
+              ses.reloadTheirs(state.lesionId).catch((err: unknown) => saveEl.append(errorBanner(err, 'Reload failed')));
+            },
+          }, 'Reload theirs'),
+          h('button', {
+            type: 'button', class: 'btn btn-small', onclick: () => {
+              ses.overwrite(state.lesionId).catch((err: unknown) => saveEl.append(errorBanner(err, 'Overwrite failed')));
+            },
+          }, 'Overwrite with mine')));
+      } else if (state.status === 'error') {
+        children.push(h('div', { class: 'banner banner-error vw-save-error', role: 'alert' },
+          h('p', null, `${name}: ${state.message || 'could not be saved'}`),
+          h('button', {
+            type: 'button', class: 'btn btn-small', onclick: () => void ses.autosave.retry(state.lesionId).catch(() => undefined),
+          }, 'Retry')));
+      }
+    }
+    saveEl.replaceChildren(...children);
+  };
+
+  // ---- lesions --------------------------------------------------------------------------------
+  const pendingDelete = new Set<number>();
+  const renderLesions = (): void => {
+    if (!ses) {
+      lesionList.replaceChildren(h('li', { class: 'muted' }, 'No labelmap for this series.'));
+      return;
+    }
+    const selected = ses.lesions.selected;
+    const rows = ses.lesions.entries.map((entry) => {
+      const lesionId = entry.lesion.id;
+      const row = h('li', {
+        class: `vw-lesion${selected?.lesion.id === lesionId ? ' is-selected' : ''}`,
+        'data-lesion': lesionId, 'data-segment': entry.segment,
+      });
+      const swatch = h('span', { class: 'vw-swatch', style: `background:${entry.css}` });
+      const name = h('button', {
+        type: 'button', class: 'btn-link vw-lesion-name', onclick: () => {
+          ses.select(lesionId);
+        },
+      }, `${entry.name} (#${lesionId})`);
+      const classes = h('select', { 'aria-label': `Class of lesion ${lesionId}`, disabled: !canEdit() },
+        project.lesion_classes.map((c) => h('option', { value: c.name, selected: c.name === entry.lesion.lesion_class }, c.name)));
+      classes.addEventListener('change', () => {
+        ses.lesions.setClass(lesionId, classes.value).catch((err: unknown) => row.append(errorBanner(err, 'Could not change the class')));
+      });
+      const eye = h('button', {
+        type: 'button', class: 'btn btn-small', 'data-action': 'toggle-visible', onclick: () => {
+          ses.lesions.toggleVisible(lesionId);
+        },
+      }, entry.visible ? 'Hide' : 'Show');
+      const del = h('button', {
+        type: 'button', class: `btn btn-small${pendingDelete.has(lesionId) ? ' btn-danger' : ''}`,
+        'data-action': 'delete-lesion', disabled: !canEdit(),
+        onclick: () => {
+          if (!pendingDelete.has(lesionId)) {
+            pendingDelete.add(lesionId);
+            renderLesions();
+            window.setTimeout(() => {
+              if (pendingDelete.delete(lesionId)) renderLesions();
+            }, 4000);
+            return;
+          }
+          pendingDelete.delete(lesionId);
+          ses.deleteLesion(lesionId).catch((err: unknown) => lesionList.append(errorBanner(err, 'Could not delete the lesion')));
+        },
+      }, pendingDelete.has(lesionId) ? 'Confirm delete' : 'Delete');
+      row.append(swatch, name, classes, eye, del);
+      return row;
+    });
+    lesionList.replaceChildren(...(rows.length ? rows : [h('li', { class: 'muted' }, 'No lesions yet.')]));
+  };
+  const styleSegments = (): void => {
+    if (!ses) return;
+    for (const entry of ses.lesions.entries) ready.setSegmentStyle(entry.segment, entry.color, entry.visible);
+    const selected = ses.lesions.selected;
+    if (selected) ready.setActiveSegment(selected.segment);
+  };
+  const addLesion = (): void => {
+    if (!ses || !canEdit()) return;
+    addButton.disabled = true;
+    ses.addLesion(classSelect.value || undefined)
+      .then((entry) => ses.select(entry.lesion.id))
+      .catch((err: unknown) => lesionList.append(errorBanner(err, 'Could not add the lesion')))
+      .finally(() => updateToolAvailability());
+  };
+  addButton.addEventListener('click', addLesion);
+  if (ses) {
+    cleanups.push(ses.lesions.subscribe(() => {
+      renderLesions();
+      styleSegments();
+      renderSave();
+      updateToolAvailability();
+    }));
+    cleanups.push(ses.autosave.subscribe(() => {
+      renderSave();
+      updateToolAvailability();
+    }));
+    if (!ses.lesions.selected && ses.lesions.entries[0]) ses.select(ses.lesions.entries[0].lesion.id);
+    if (editable) cleanups.push(installUnloadGuard(ses.autosave));
+    hook.lesions = () => ses.lesions.entries.map((e) => ({
+      id: e.lesion.id, segment: e.segment, voxels: hook.labelmapVoxels(e.segment),
+      lesionClass: e.lesion.lesion_class, visible: e.visible,
+    }));
+    hook.saveState = () => ses.autosave.overall();
+    hook.selectedLesion = () => ses.lesions.selected?.lesion.id ?? null;
+  }
+  renderLesions();
+  styleSegments();
+  renderSave();
+
+  // ---- submit / review ------------------------------------------------------------------------
+  const submitAction: { run: (() => void) | null } = { run: null };
+  if (editable && ses) {
+    const submit = h('button', { type: 'button', class: 'btn btn-primary', 'data-action': 'submit' }, 'Submit for review');
+    const result = h('div', { class: 'vw-submit-result' });
+    const doSubmit = async (): Promise<void> => {
+      if (submit.disabled || !canEdit()) return;
+      submit.disabled = true;
+      result.replaceChildren(notice('Saving and submitting…'));
+      try {
+        ready.flushEdits();
+        const done = await ses.submit();
+        submitted = true;
+        select('windowLevel');
+        updateToolAvailability();
+        renderLesions();
+        result.replaceChildren(notice(`Submitted for review (${done.state}).`, 'success'));
+        result.dataset.state = done.state;
+      } catch (err) {
+        submit.disabled = false;
+        result.replaceChildren(errorBanner(err, 'Could not submit'));
+        result.dataset.state = 'error';
+      }
+    };
+    submit.addEventListener('click', () => void doSubmit());
+    actionSlot.append(submit, result);
+    submitAction.run = () => void doSubmit();
+  } else if (reviewing) {
+    const comment = h('textarea', { rows: 3, 'aria-label': 'Review comment', placeholder: 'What should the annotator change?' });
+    const accept = h('button', { type: 'button', class: 'btn btn-primary', 'data-action': 'accept' }, 'Accept');
+    const reject = h('button', { type: 'button', class: 'btn', 'data-action': 'reject' }, 'Reject with comment');
+    const result = h('div', { class: 'vw-review-result' });
+    const decide = async (decision: 'accept' | 'reject'): Promise<void> => {
+      if (decision === 'reject' && !comment.value.trim()) {
+        result.replaceChildren(errorBanner(new Error('Say what the annotator should change.'), 'A rejection needs a comment'));
+        comment.focus();
+        return;
+      }
+      accept.disabled = true;
+      reject.disabled = true;
+      try {
+        const review = decision === 'accept' ? await acceptTask(task.id, comment.value) : await rejectTask(task.id, comment.value);
+        result.dataset.state = review.decision;
+        result.replaceChildren(notice(review.decision === 'accept' ? 'Accepted.' : 'Rejected: the task goes back to its annotator.', 'success'));
+      } catch (err) {
+        accept.disabled = false;
+        reject.disabled = false;
+        result.replaceChildren(errorBanner(err, 'The review was not saved'));
+      }
+    };
+    // Model vs final: shows the lesions' latest model masks instead of the submitted ones.
+    const modelToggle = h('input', { type: 'checkbox', 'data-action': 'show-model' });
+    const modelInfo = h('span', { class: 'muted small vw-model-info' });
+    modelToggle.addEventListener('change', () => {
+      if (!ses) return;
+      if (!modelToggle.checked) {
+        ready.setLabelmap(ses.labelmapData);
+        modelInfo.textContent = 'Showing the submitted masks';
+        modelInfo.dataset.state = 'final';
+        return;
+      }
+      modelToggle.disabled = true;
+      modelInfo.textContent = 'Loading the model masks…';
+      void (async () => {
+        const shown = ses.labelmapData.slice();
+        let found = 0;
+        for (const entry of ses.lesions.entries) {
+          const versions = await listMaskVersions(entry.lesion.id, { signal: ctx.signal });
+          const model = versions.filter((v) => v.source === 'model').sort((a, b) => b.id - a.id)[0];
+          const mask = model ? (await fetchMaskData(model.id, { signal: ctx.signal })).voxels : new Uint8Array(shown.length);
+          if (model) found++;
+          replaceSegment(shown, entry.segment, mask);
+        }
+        if (!modelToggle.checked) return; // switched back meanwhile
+        ready.setLabelmap(shown);
+        modelInfo.textContent = `Model masks of ${found} of ${ses.lesions.entries.length} lesions`;
+        modelInfo.dataset.state = 'model';
+      })().catch((err: unknown) => {
+        modelToggle.checked = false;
+        modelInfo.replaceChildren(errorBanner(err, 'Could not load the model masks'));
+      }).finally(() => {
+        modelToggle.disabled = false;
+      });
+    });
+    accept.addEventListener('click', () => void decide('accept'));
+    reject.addEventListener('click', () => void decide('reject'));
+    actionSlot.append(h('h2', null, 'Review'), h('p', { class: 'muted' }, `Annotated by ${task.assignee ?? 'nobody'}.`),
+      h('label', { class: 'vw-control' }, modelToggle, ' Show the model\'s masks'), modelInfo,
+      comment, h('div', { class: 'vw-review-buttons' }, accept, reject), result);
+  }
+
+  // ---- keyboard shortcuts ---------------------------------------------------------------------
+  const registry = new ShortcutRegistry(WORKSPACE_SHORTCUTS, { mac: isMac() });
+  if (editable && ses) {
+    registry.bind('edit.undo', undo);
+    registry.bind('edit.redo', redo);
+    registry.bind('edit.save', () => void ses.autosave.flush());
+    registry.bind('lesion.add', addLesion);
+    registry.bind('tool.box', () => {
+      if (!toolButtons.get('box')?.disabled) select('box');
+    });
+    registry.bind('segment.propagate', () => propagateButton.click());
+    const run = submitAction.run;
+    if (run) registry.bind('task.submit', run);
+  }
+  if (ses) {
+    registry.bind('lesion.next', () => ses.lesions.selectNext(1));
+    registry.bind('lesion.previous', () => ses.lesions.selectNext(-1));
+    registry.bind('lesion.toggleVisible', () => {
+      const entry = ses.lesions.selected;
+      if (entry) ses.lesions.toggleVisible(entry.lesion.id);
+    });
+  }
+  cleanups.push(installWorkspaceShortcuts(registry));
+  helpButton.addEventListener('click', () => showShortcutHelp());
+
   hook.timings.interactiveMs = performance.now();
   hook.ready = true;
   bar.set(1, `Ready in ${((performance.now() - started) / 1000).toFixed(1)} s`);
   bar.setTone('success');
 
-  const select = (name: ToolName): void => {
-    ready.setTool(name);
-    for (const [tool, button] of toolButtons) button.setAttribute('aria-pressed', String(tool === name));
-  };
-  hook.setTool = select;
-  for (const [name, button] of toolButtons) {
-    const needsLabelmap = name === 'brush' || name === 'eraser' || name === 'threshold';
-    const needsVolume = name === 'crosshairs';
-    button.disabled = ready.stackOnly && (needsLabelmap || needsVolume);
-    button.addEventListener('click', () => select(name));
-    const key = TOOLS.find((t) => t.name === name)?.key;
-    if (key && !button.disabled) ctx.addShortcut({ key, description: `${button.textContent} tool`, run: () => select(name) });
-  }
   select('windowLevel');
+  updateToolAvailability();
   const setSize = (mm: number): void => {
     ready.setBrushSize(mm);
     brushSize.value = String(mm);
@@ -182,14 +658,17 @@ export async function workspacePage(root: HTMLElement, ctx: PageContext, id: num
   hook.setBrushSize = setSize;
   brushSize.addEventListener('input', () => setSize(Number(brushSize.value)));
   setSize(Number(brushSize.value));
-  lesionSelect.addEventListener('change', () => ready.setActiveSegment(Number(lesionSelect.value)));
   layoutSelect.addEventListener('change', () => ready.setLayout(layoutSelect.value as Layout));
   for (const preset of project.window_presets) {
     presets.append(h('button', { type: 'button', class: 'btn btn-small', onclick: () => ready.applyPreset(preset) },
       preset.name));
   }
+  if (!editable) {
+    const label = brushSize.closest('label');
+    if (label) label.hidden = true;
+  }
   if (ready.stackOnly) {
-    for (const control of [layoutSelect, brushSize, lesionSelect]) {
+    for (const control of [layoutSelect, brushSize]) {
       const label = control.closest('label');
       if (label) label.hidden = true;
     }

@@ -18,6 +18,9 @@ export function installHook(): WorkspaceHook {
     brushLatenciesMs: [],
     setTool: notReady,
     setBrushSize: notReady,
+    lesions: notReady,
+    saveState: () => '',
+    selectedLesion: () => null,
   };
   window.__workspace = hook;
   return hook;

@@ -57,6 +57,12 @@ export interface WorkspaceHook {
   brushLatenciesMs: number[];
   setTool(name: 'brush' | 'eraser' | 'windowLevel' | 'pan' | 'zoom' | 'crosshairs'): void;
   setBrushSize(mm: number): void;
+  /** The workspace's lesions with their segment and labelmap voxel count (live data). */
+  lesions(): { id: number; segment: number; voxels: number; lesionClass: string; visible: boolean }[];
+  /** The autosave's overall state: saved / dirty / saving / conflict / error ('' before the session). */
+  saveState(): string;
+  /** The selected lesion's id, or null. */
+  selectedLesion(): number | null;
 }
 
 declare global {

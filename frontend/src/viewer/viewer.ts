@@ -55,6 +55,14 @@ export interface Viewer extends LabelmapAccess {
   setActiveSegment(segment: number): void;
   applyPreset(preset: WindowPresetLike): void;
   playCine(play: boolean): void;
+  /** The voxel [i, j, k] under a page point of a view (fractional; not clamped). */
+  pageToVoxel(viewportId: string, page: [number, number]): [number, number, number];
+  /** The slice index a view shows. */
+  sliceIndex(viewportId: string): number;
+  /** Colour ([r, g, b] 0..255) and visibility of one segment in every view (best effort). */
+  setSegmentStyle(segment: number, color: [number, number, number] | null, visible: boolean): void;
+  /** Reports pending edits now (normally found in idle time). */
+  flushEdits(): void;
   dispose(): void;
 }
 
@@ -241,6 +249,32 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
       engine.renderViewports(ids);
     },
     playCine: () => undefined,
+    pageToVoxel(viewportId: string, page: [number, number]): [number, number, number] {
+      const vp = engine.getViewport(viewportId);
+      if (!vp) throw new Error(`no viewport ${viewportId}`);
+      const rect = vp.canvas.getBoundingClientRect();
+      const canvas: Types.Point2 = [page[0] - rect.left - window.scrollX, page[1] - rect.top - window.scrollY];
+      const world = vp.canvasToWorld(canvas);
+      const ijk = utilities.transformWorldToIndexContinuous(volume.imageData as never, world);
+      return [ijk[0], ijk[1], ijk[2]];
+    },
+    sliceIndex(viewportId: string): number {
+      const vp = engine.getViewport(viewportId) as Types.IVolumeViewport | undefined;
+      if (!vp) throw new Error(`no viewport ${viewportId}`);
+      return vp.getSliceIndex();
+    },
+    setSegmentStyle(segment: number, color: [number, number, number] | null, visible: boolean) {
+      for (const id of ids) {
+        try {
+          if (color) segmentation.config.color.setSegmentIndexColor(id, SEGMENTATION_ID, segment, [...color, 255]);
+          segmentation.config.visibility.setSegmentIndexVisibility(id, { segmentationId: SEGMENTATION_ID }, segment, visible);
+        } catch {
+          // the representation is not on this view (yet): styling is cosmetic
+        }
+      }
+      engine.renderViewports(ids);
+    },
+    flushEdits: () => void labelmap.flush(),
     dispose() {
       for (const dispose of disposers.reverse()) dispose();
     },
@@ -280,6 +314,10 @@ function stackOnlyViewer(
     setBrushSize: () => undefined,
     setActiveSegment: () => undefined,
     applyPreset: () => undefined,
+    pageToVoxel: unsupported,
+    sliceIndex: () => 0,
+    setSegmentStyle: () => undefined,
+    flushEdits: () => undefined,
     playCine(play: boolean) {
       if (play) toolUtilities.cine.playClip(element, { framesPerSecond: fps, loop: true });
       else toolUtilities.cine.stopClip(element);

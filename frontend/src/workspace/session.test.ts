@@ -171,6 +171,15 @@ describe('WorkspaceSession', () => {
     expect(session.effort?.counts().box).toBe(1);
   });
 
+  it('a point refinement counts as its points, not as another box', async () => {
+    const { open } = setup();
+    const session = await open();
+    const promise = session.segment(3, { key_slice: 0, box: [0, 0, 2, 1], negative_points: [[1, 0, 0]] });
+    await vi.runAllTimersAsync();
+    await promise;
+    expect(session.effort?.counts()).toMatchObject({ box: 0, 'point-': 1, 'point+': 0 });
+  });
+
   it('a result that takes voxels from another lesion saves that lesion too', async () => {
     const { host, api, saves, open } = setup();
     const session = await open();

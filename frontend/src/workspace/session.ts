@@ -272,7 +272,10 @@ export class WorkspaceSession {
     { onProgress, signal }: { onProgress?: (p: SegmentProgress) => void; signal?: AbortSignal } = {},
   ): Promise<SegmentResult> {
     if (prompt.mask_slice !== undefined) this.effort?.interaction('propagate', { lesion: lesionId, slice: prompt.mask_slice });
-    else this.effort?.interaction('box', { lesion: lesionId, slice: prompt.key_slice ?? null });
+    else if (!prompt.positive_points?.length && !prompt.negative_points?.length) {
+      // a point refinement resends the lesion's box: it counts as the points only
+      this.effort?.interaction('box', { lesion: lesionId, slice: prompt.key_slice ?? null });
+    }
     for (const p of prompt.positive_points ?? []) this.effort?.interaction('point+', { lesion: lesionId, slice: p[2] });
     for (const p of prompt.negative_points ?? []) this.effort?.interaction('point-', { lesion: lesionId, slice: p[2] });
     const result = await runSegmentation(lesionId, prompt, {
@@ -315,8 +318,17 @@ export class WorkspaceSession {
       const names = bad.map((s) => this.lesions.get(s.lesionId)?.name ?? `lesion ${s.lesionId}`);
       throw new Error(`Not submitted: ${names.join(', ')} could not be saved. ${bad[0]?.message ?? ''}`.trim());
     }
-    await this.effort?.flush();
-    return this.api.submitTask(this.task.id);
+    // Effort ends with the submission: a submitted task takes no more (the server refuses it).
+    const tracking = this.stopEffort !== null;
+    if (this.stopEffort) await this.stopEffort();
+    else await this.effort?.flush();
+    this.stopEffort = null;
+    try {
+      return await this.api.submitTask(this.task.id);
+    } catch (err) {
+      if (tracking && this.effort) this.stopEffort = this.effort.start();
+      throw err;
+    }
   }
 
   /** Stops listening and tracking; saves what is pending (best effort). */
