@@ -116,6 +116,9 @@ STATICFILES_DIRS = [FRONTEND_DIST] if FRONTEND_DIST.is_dir() else []
 # collectstatic (runserver, a test's live server) still has its assets.
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
+# Vite names its build outputs by content (assets/NAME-HASH.ext): browsers may keep them for ever,
+# so a returning annotator's workspace loads without re-fetching several MB of scripts.
+WHITENOISE_IMMUTABLE_FILE_TEST = r"/assets/[^/]+-[\w-]{8}\.\w+$"
 
 # Uploaded and derived files go through django-storages: the local disk by default, S3 (or any
 # S3-compatible service) when AWS_STORAGE_BUCKET_NAME is set.

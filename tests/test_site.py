@@ -1,6 +1,7 @@
 """The site around the API: schema, docs, login, the front end page, migrations in sync."""
 
 import io
+import re
 from typing import Any
 
 import pytest
@@ -50,6 +51,13 @@ def test_the_app_page_needs_a_login_and_serves_the_built_front_end(make_user: An
     assert page.status_code == 200
     assert b'src="/static/assets/' in page.content
     assert "csrftoken" in page.cookies
+    # the page names its hashed build files: those are cached for ever, the page itself is not
+    assert "immutable" not in page.get("Cache-Control", "")
+    script = re.search(rb'src="(/static/assets/[^"]+\.js)"', page.content)
+    assert script is not None
+    asset = client.get(script.group(1).decode())
+    assert asset.status_code == 200
+    assert asset["Cache-Control"] == "max-age=315360000, public, immutable"
 
 
 @pytest.mark.django_db
