@@ -34,12 +34,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import requests
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.support.servers import free_port  # noqa: E402
+from tests.support.servers import free_port, wait_for  # noqa: E402
 
 SIZES = {"1k": 1_000, "100k": 100_000}
 BATCH = 5_000
@@ -55,20 +53,6 @@ def report(what: str, timings: list[float]) -> float:
         flush=True,
     )
     return value
-
-
-def wait_until_up(url: str, server: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    """Like tests.support.servers.wait_for, but patient with a busy machine's first request."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if requests.get(url, timeout=30).ok:
-                return
-        except requests.RequestException:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{url} did not come up")
-        time.sleep(0.2)
 
 
 def recreate_database(url: str) -> None:
@@ -242,7 +226,7 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         results: dict[str, float] = {}
         try:
-            wait_until_up(f"{base}/accounts/login/", server)
+            wait_for(f"{base}/accounts/login/", process=server, timeout=120, request_timeout=30)
             tokens: dict[str, list[str]] = {}
             load = (args.clients, args.submit, args.rate)
             for label, n_tasks in SIZES.items():

@@ -55,7 +55,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -69,7 +68,8 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.support.servers import free_port  # noqa: E402
+from tests.browser.harness import run_scenario  # noqa: E402
+from tests.support.servers import free_port, wait_for  # noqa: E402
 
 LUNG1 = REPO.parent / "shared" / "data" / "mirp" / "ct_images_seg_nsclc" / "LUNG1-001" / "image"
 SCENARIO = Path(__file__).resolve().with_suffix(".mjs")
@@ -157,19 +157,6 @@ def snapshot_frontend(tmp: Path, timeout: float = 300) -> Path:
         if time.monotonic() > deadline:
             fail(f"{source} stayed incomplete for {timeout:.0f} s: run make frontend")
         time.sleep(1)
-
-
-def wait_until_up(url: str, server: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if requests.get(url, timeout=30).ok:
-                return
-        except requests.RequestException:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{url} did not come up")
-        time.sleep(0.2)
 
 
 def setup(series_dir: Path) -> dict[str, Any]:
@@ -270,26 +257,8 @@ def run_browser(node: str, params: dict[str, Any], timeout: float) -> dict[str, 
     out = Path(params["out_dir"])
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    # its own process group, so that a timeout also ends the Chromium processes it started
-    process = subprocess.Popen(
-        [node, str(SCENARIO), json.dumps(params)],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-        output = f"{output}\ntimed out after {timeout} s"
-    result_file = out / "result.json"
-    record: dict[str, Any] = (
-        json.loads(result_file.read_text()) if result_file.is_file() else {"ok": False}
-    )
-    record["node_output"] = output[-4000:]
+    record, _returncode, output = run_scenario(node, SCENARIO, params, out, timeout)
+    record["node_output"] = output
     return record
 
 
@@ -421,7 +390,7 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         runs: list[dict[str, Any]] = []
         try:
-            wait_until_up(f"{base}/accounts/login/", server)
+            wait_for(f"{base}/accounts/login/", process=server, timeout=120, request_timeout=30)
             served = warm_up(base)
             for script in served["entry_scripts"]:
                 print(

@@ -84,6 +84,32 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "run"
 
 
+def run_scenario(
+    node: str, script: Path, args: dict[str, Any], out: Path, timeout: float
+) -> tuple[dict[str, Any], int, str]:
+    """Run one Node scenario; its result.json record (or {"ok": False}), exit code, output tail."""
+    # its own process group, so that a timeout also ends the Chromium processes it started
+    process = subprocess.Popen(
+        [node, str(script), json.dumps(args)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        output = f"{output}\ntimed out after {timeout} s"
+    result_file = out / "result.json"
+    record: dict[str, Any] = (
+        json.loads(result_file.read_text()) if result_file.is_file() else {"ok": False}
+    )
+    return record, process.returncode, output[-4000:]
+
+
 class BrowserRunner:
     """``run_browser(script, **params) -> record``; see the module docstring."""
 
@@ -127,31 +153,12 @@ class BrowserRunner:
             "frontend_dir": str(FRONTEND),
             **params,
         }
-        # its own process group, so that a timeout also ends the Chromium processes it started
-        process = subprocess.Popen(
-            [self.node, str(path), json.dumps(args)],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        try:
-            output, _ = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            output, _ = process.communicate()
-            output = f"{output}\ntimed out after {timeout} s"
-        output = output[-4000:]
-        result_file = out / "result.json"
-        record: dict[str, Any] = (
-            json.loads(result_file.read_text()) if result_file.is_file() else {"ok": False}
-        )
+        record, returncode, output = run_scenario(self.node, path, args, out, timeout)
         record["out_dir"] = str(out)
         record["artifacts"] = self._keep(out, name, record.get("screenshots") or [])
 
         problems = []
-        if process.returncode != 0 or not record.get("ok"):
+        if returncode != 0 or not record.get("ok"):
             problems.append(record.get("error") or f"node exited without a result:\n{output}")
         if record.get("page_errors") and not allow_page_errors:
             problems.append("uncaught errors in the page:\n" + "\n".join(record["page_errors"]))

@@ -19,15 +19,19 @@ def wait_for(
     session: requests.Session | None = None,
     process: subprocess.Popen[bytes] | None = None,
     timeout: float = 30,
+    request_timeout: float = 2,
 ) -> None:
-    """Poll ``url`` until it answers 2xx; fail when ``process`` exits or ``timeout`` passes."""
+    """Poll ``url`` until it answers 2xx; fail when ``process`` exits or ``timeout`` passes.
+
+    A busy machine's first request can be slow: raise ``request_timeout`` to wait for it.
+    """
     get = (session or requests).get
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if get(url, timeout=2).ok:
+            if get(url, timeout=request_timeout).ok:
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
             pass
         if (process is not None and process.poll() is not None) or time.monotonic() > deadline:
             raise RuntimeError(f"{url} did not come up")
