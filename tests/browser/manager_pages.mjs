@@ -129,7 +129,7 @@ async function preannotate({ page, params, open, screenshot, mark }) {
   out.audit = await panel.locator('.audit li .audit-what').allInnerTexts();
   // The table refreshes after the panel's message: wait for the row to show the new state.
   const row = page.locator('table[aria-label=Tasks] tbody tr').first();
-  await row.filter({ hasText: 'Assigned' }).waitFor();
+  await row.getByText('Assigned', { exact: true }).waitFor(); // exact: not "Unassigned"
   out.row = await row.innerText();
   await screenshot('task-panel', { fullPage: false });
   mark('task reassigned');
