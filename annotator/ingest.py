@@ -37,6 +37,7 @@ from annotator.dicom import (
     scan,
 )
 from annotator.dicom.deid import deidentify, shift_date
+from annotator.dicomweb.wado import warm_series_metadata
 from annotator.errors import DomainError
 from annotator.label_import import dicom_labels_import
 from annotator.models import Instance, Series, Study, Volume
@@ -280,6 +281,7 @@ def _import_series(
     finally:
         series.image = None  # the volume is stored (or not): free its memory
     _mark_files(result, series, IMPORTED, "")
+    warm_series_metadata(Series.objects.get(pk=summary.series_id))
     return summary
 
 

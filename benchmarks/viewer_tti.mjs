@@ -65,6 +65,42 @@ function chromiumMemory() {
   };
 }
 
+/**
+ * A Chrome performance trace (chrome://tracing / DevTools "Load profile" format) of the run, from
+ * navigation to the settled brush: main thread, workers, compositor and GPU process; and a sampled
+ * JavaScript CPU profile of the page's main thread (trace.cpuprofile, DevTools' format).
+ */
+function startTrace(cdp) {
+  const categories = [
+    'devtools.timeline', 'disable-by-default-devtools.timeline', 'v8.execute', 'blink.user_timing',
+    'toplevel', 'gpu', 'disable-by-default-devtools.timeline.frame', 'loading', 'netlog', 'gpu.angle',
+    'disabled-by-default-gpu.service', 'viz', 'gpu.service', 'disabled-by-default-gpu.decoder',
+  ];
+  const started = Promise.all([
+    cdp.send('Tracing.start', { categories: categories.join(','), transferMode: 'ReturnAsStream' }),
+    cdp.send('Profiler.enable').then(() => cdp.send('Profiler.setSamplingInterval', { interval: 500 }))
+      .then(() => cdp.send('Profiler.start')),
+  ]);
+  return {
+    async stop(file) {
+      await started;
+      const { profile } = await cdp.send('Profiler.stop');
+      fs.writeFileSync(file.replace(/\.json$/, '.cpuprofile'), JSON.stringify(profile));
+      const complete = new Promise((resolve) => cdp.once('Tracing.tracingComplete', resolve));
+      await cdp.send('Tracing.end');
+      const { stream } = await complete;
+      const chunks = [];
+      for (;;) {
+        const { data, eof, base64Encoded } = await cdp.send('IO.read', { handle: stream, size: 1 << 20 });
+        chunks.push(base64Encoded ? Buffer.from(data, 'base64') : Buffer.from(data));
+        if (eof) break;
+      }
+      await cdp.send('IO.close', { handle: stream });
+      fs.writeFileSync(file, Buffer.concat(chunks));
+    },
+  };
+}
+
 await scenario(async ({ page, context, params, login, screenshot, mark }) => {
   // Not timed. Land on a JSON page, not the app, so the timed load is the app's first.
   await login(params.username, params.password, '/api/me/');
@@ -74,6 +110,7 @@ await scenario(async ({ page, context, params, login, screenshot, mark }) => {
   await page.addInitScript(() => performance.setResourceTimingBufferSize(100000));
   await page.goto('about:blank');
 
+  const tracing = params.trace ? startTrace(cdp) : null;
   const url = `/#/tasks/${params.task_id}/workspace`;
   mark('navigation');
   const response = await page.goto(url, { waitUntil: 'commit' });
@@ -153,7 +190,13 @@ await scenario(async ({ page, context, params, login, screenshot, mark }) => {
     const scripts = resources.filter((r) => /\.m?js(\?|$)/.test(r.name));
     const dicomweb = resources.filter((r) => r.name.includes('/dicomweb/'));
     const sum = (list, key) => list.reduce((a, r) => a + (r[key] || 0), 0);
+    const phases = Object.fromEntries(
+      performance.getEntriesByType('mark')
+        .filter((m) => m.name.startsWith('viewer:'))
+        .map((m) => [m.name.slice('viewer:'.length), Math.round(m.startTime)]),
+    );
     return {
+      phases_ms: phases,
       document_ms: nav?.responseEnd ?? null,
       dom_content_loaded_ms: nav?.domContentLoadedEventEnd ?? null,
       resources: resources.length,
@@ -237,6 +280,7 @@ await scenario(async ({ page, context, params, login, screenshot, mark }) => {
     count = now;
   }
   mark('brush settled');
+  if (tracing) await tracing.stop(`${params.out_dir}/trace.json`);
   const latencies = await page.evaluate((from) => window.__workspace.brushLatenciesMs.slice(from), n0);
   const after = await voxels();
   await screenshot('brushed', { fullPage: false });

@@ -308,6 +308,9 @@ def print_run(i: int, load: tuple[float, float, float], r: dict[str, Any]) -> No
         f"{num(page, 'dicomweb_done_ms'):.0f} ms), viewports {r.get('viewports')}",
         flush=True,
     )
+    phases = page.get("phases_ms") or {}
+    if phases:
+        print("       viewer phases (ms): " + ", ".join(f"{k} {v}" for k, v in phases.items()))
 
 
 def num(d: dict[str, Any], key: str) -> float:
@@ -332,6 +335,11 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--height", type=int, default=900)
     parser.add_argument("--artifacts", type=Path, default=REPO / "test-artifacts" / "viewer_tti")
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="also write a Chrome performance trace per run (trace.json beside its screenshots)",
+    )
     parser.add_argument(
         "--setup-only",
         action="store_true",
@@ -413,6 +421,7 @@ def main() -> None:
                 "move_interval_ms": args.move_interval_ms,
                 "ready_timeout_ms": int(args.ready_timeout * 1000),
                 "setup_only": args.setup_only,
+                "trace": args.trace,
             }
             for i in range(1, (1 if args.setup_only else args.runs) + 1):
                 load = os.getloadavg()

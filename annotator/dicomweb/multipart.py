@@ -15,6 +15,12 @@ the part's media type:
   uncompressed, decoded with pydicom's handlers otherwise;
 - anything else (another compressed syntax, a media type that is not the stored one): 406.
 
+A range that is not multipart (``application/octet-stream; transfer-syntax=*``, ``image/jp2``...)
+asks for a single-part payload (PS3.18 8.7.3.5): the frame's bytes as the whole body, with its
+media type and ``transfer-syntax`` in Content-Type. It is offered for one frame only; for several
+frames such ranges are skipped (the next alternative wins, or 406). The viewer asks for it: a
+multipart body must be searched for its closing boundary, a single part need not be.
+
 Instances (``.../instances/{i}``, ``.../series/{s}``, ``.../studies/{s}``) are
 ``multipart/related; type="application/dicom"``: the files as they were received unless the
 Accept header asks for another transfer syntax: explicit VR little endian is produced (decoded
@@ -66,6 +72,7 @@ class MediaRange:
     type: str  # the part's media type ("*/*" when the range does not say)
     transfer_syntax: str | None
     q: float
+    single: bool = False  # a single-part payload (the range is not multipart)
 
 
 def _split(value: str, separator: str) -> list[str]:
@@ -86,7 +93,7 @@ def _split(value: str, separator: str) -> list[str]:
 
 
 def parse_accept(header: str | None) -> list[MediaRange]:
-    """The multipart alternatives of an Accept header, best first ("*/*" when there is none)."""
+    """The alternatives of an Accept header, best first ("*/*" when there is none)."""
     ranges: list[tuple[float, int, MediaRange]] = []
     for position, item in enumerate(_split(header or "*/*", ",")):
         media_type, *raw_params = _split(item, ";")
@@ -95,10 +102,13 @@ def parse_accept(header: str | None) -> list[MediaRange]:
             name, _, value = raw.partition("=")
             params[name.strip().lower()] = value.strip().strip('"')
         media_type = media_type.lower()
-        if media_type in ("multipart/related", "multipart/*", "*/*"):
-            inner = params.get("type", "*/*").lower()
+        single = media_type not in ("multipart/related", "multipart/*", "*/*")
+        if single:
+            if media_type.startswith("multipart/"):
+                continue  # another multipart kind
+            inner = media_type
         else:
-            continue  # single-part responses are not offered
+            inner = params.get("type", "*/*").lower()
         try:
             q = float(params.get("q", "1"))
         except ValueError:
@@ -106,7 +116,8 @@ def parse_accept(header: str | None) -> list[MediaRange]:
         if q <= 0:
             continue
         inner = MEDIA_TYPE_ALIASES.get(inner, inner)
-        ranges.append((-q, position, MediaRange(inner, params.get("transfer-syntax"), q)))
+        syntax = params.get("transfer-syntax")
+        ranges.append((-q, position, MediaRange(inner, syntax, q, single)))
     return [r for _, _, r in sorted(ranges, key=lambda t: (t[0], t[1]))]
 
 
@@ -126,28 +137,40 @@ def stored_frame_format(stored_syntax: str) -> FrameFormat:
     return FrameFormat(True, FRAME_MEDIA_TYPES.get(stored_syntax, OCTET_STREAM), stored_syntax)
 
 
-def negotiate_frames(accept: str | None, stored_syntax: str) -> FrameFormat | None:
-    """How to send the frames of an instance stored in ``stored_syntax``; None: 406."""
+def negotiate_frames(
+    accept: str | None, stored_syntax: str, count: int = 1
+) -> tuple[FrameFormat, bool] | None:
+    """How to send ``count`` frames of an instance stored in ``stored_syntax``: the format and
+    whether as a single-part payload; None: 406."""
+    for option in parse_accept(accept):
+        if option.single and count != 1:
+            continue
+        fmt = _frame_format(option, stored_syntax)
+        if fmt is not None:
+            return fmt, option.single
+    return None
+
+
+def _frame_format(option: MediaRange, stored_syntax: str) -> FrameFormat | None:
     stored = stored_frame_format(stored_syntax)
     decodable = stored_syntax in NATIVE_SYNTAXES or stored_syntax in FRAME_MEDIA_TYPES
-    for option in parse_accept(accept):
-        syntax = option.transfer_syntax
-        if syntax == "*" or (syntax is not None and syntax == stored_syntax):
-            if option.type in ("*/*", stored.media_type, OCTET_STREAM):
-                return stored
-            continue
-        if syntax is None and option.type == stored.media_type and option.type != OCTET_STREAM:
+    syntax = option.transfer_syntax
+    if syntax == "*" or (syntax is not None and syntax == stored_syntax):
+        if option.type in ("*/*", stored.media_type, OCTET_STREAM):
             return stored
-        if (
-            decodable
-            and option.type in (OCTET_STREAM, "*/*")
-            and syntax in (None, ExplicitVRLittleEndian, ImplicitVRLittleEndian)
-        ):
-            return FrameFormat(
-                stored_syntax in LITTLE_ENDIAN_NATIVE,
-                OCTET_STREAM,
-                syntax or ExplicitVRLittleEndian,
-            )
+        return None
+    if syntax is None and option.type == stored.media_type and option.type != OCTET_STREAM:
+        return stored
+    if (
+        decodable
+        and option.type in (OCTET_STREAM, "*/*")
+        and syntax in (None, ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+    ):
+        return FrameFormat(
+            stored_syntax in LITTLE_ENDIAN_NATIVE,
+            OCTET_STREAM,
+            syntax or ExplicitVRLittleEndian,
+        )
     return None
 
 
@@ -155,6 +178,8 @@ def negotiate_instances(accept: str | None) -> list[str]:
     """The transfer syntaxes acceptable for instances, best first ("*": as stored); [] -> 406."""
     syntaxes = []
     for option in parse_accept(accept):
+        if option.single:
+            continue  # instances come as multipart only
         if option.type in (DICOM, "*/*"):
             syntaxes.append(option.transfer_syntax or "*")
     return syntaxes

@@ -101,6 +101,16 @@ def series_metadata(series: Series) -> bytes:
     return body
 
 
+def warm_series_metadata(series: Series) -> None:
+    """Builds the series' cached metadata now (after an import), so that the first viewer to open
+    it does not wait for every instance's header to be read (0.5 s for a 134-slice CT). A failure
+    is logged, not raised: the metadata is then built on its first request."""
+    try:
+        series_metadata(series)
+    except Exception:
+        log.exception("could not build the metadata of series %s ahead of time", series.pk)
+
+
 def _with_base(body: bytes, request: Request) -> bytes:
     return body.replace(BASE.encode(), root_url(request).encode())
 
@@ -229,7 +239,7 @@ def parse_frame_numbers(text: str) -> list[int]:
 class FramesRetrieve(DicomWebView):
     def get(
         self, request: Request, study: str, series: str, instance: str, frames: str
-    ) -> StreamingHttpResponse:
+    ) -> HttpResponse | StreamingHttpResponse:
         numbers = parse_frame_numbers(frames)
         found = instance_or_404(self.user(), study, series, instance)
         header = read_instance_header(found)
@@ -237,14 +247,24 @@ class FramesRetrieve(DicomWebView):
             raise Http404("the instance holds no pixel data")
         if max(numbers) > header.number_of_frames:
             raise Http404(f"the instance has {header.number_of_frames} frame(s)")
-        fmt = multipart.negotiate_frames(request.headers.get("Accept"), header.transfer_syntax)
-        if fmt is None:
+        negotiated = multipart.negotiate_frames(
+            request.headers.get("Accept"), header.transfer_syntax, count=len(numbers)
+        )
+        if negotiated is None:
             raise NotAcceptable(
                 f"frames stored in {header.transfer_syntax} can be sent as stored "
                 "(transfer-syntax=* or the stored syntax) or as application/octet-stream in "
-                f"{ExplicitVRLittleEndian}"
+                f"{ExplicitVRLittleEndian}; a single-part payload holds one frame only"
             )
+        fmt, single = negotiated
         part_type = f"{fmt.media_type}; transfer-syntax={fmt.transfer_syntax}"
+        if single:
+            try:
+                (data,) = iter_frames(found, header, numbers, fmt)
+            except NoPixelData:
+                log.exception("frame of instance %s", found.pk)
+                raise
+            return HttpResponse(data, content_type=part_type)
         boundary = multipart.new_boundary()
 
         def parts() -> Iterator[multipart.Part]:

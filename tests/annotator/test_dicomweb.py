@@ -274,6 +274,28 @@ def test_compressed_frames_decoded_or_as_stored(
             "image/x-dicom-rle",
             "image/jpeg",
         )
+    # A single-part payload for one frame: its bytes are the whole body (the viewer asks so).
+    one = client.get(f"{url}/frames/1", HTTP_ACCEPT="application/octet-stream; transfer-syntax=*")
+    assert one.status_code == 200
+    assert one["Content-Type"].split(";")[0] == got[0][0].split(";")[0]
+    assert one["Content-Type"].endswith(f"transfer-syntax={stored_syntax}")
+    assert one.content == originals[0]
+    one = client.get(f"{url}/frames/1", HTTP_ACCEPT="application/octet-stream")
+    assert (
+        one["Content-Type"] == f"application/octet-stream; transfer-syntax={ExplicitVRLittleEndian}"
+    )
+    first = decoded[0]
+    assert (
+        one.content == np.ascontiguousarray(first.astype(first.dtype.newbyteorder("<"))).tobytes()
+    )
+    if n > 1:
+        # Several frames: not as one part; a multipart alternative is taken, else 406.
+        single_only = "application/octet-stream; transfer-syntax=*"
+        assert client.get(f"{url}/frames/1,2", HTTP_ACCEPT=single_only).status_code == 406
+        both = f"{single_only}, {AS_STORED}; q=0.5"
+        assert [d for _, d in parts(client.get(f"{url}/frames/1,2", HTTP_ACCEPT=both))] == (
+            originals[:2]
+        )
     # Another compressed syntax: 406.
     other = (
         "1.2.840.10008.1.2.4.50"

@@ -187,6 +187,7 @@ export async function workspacePage(root: HTMLElement, ctx: PageContext, id: num
   try {
     const uids = await findSeriesUids(task, ctx.signal);
     const { createViewer } = await viewerModule;
+    const progressShown = { phase: '', at: 0 };
     const keyLesion = [...lesions].sort((a, b) => a.id - b.id).find((l) => l.key_slice !== null);
     viewer = await createViewer({
       elements,
@@ -197,13 +198,21 @@ export async function workspacePage(root: HTMLElement, ctx: PageContext, id: num
       hook,
       signal: ctx.signal,
       onProgress(done, total, phase) {
-        bar.set(total > 1 ? done / total : null, total > 1 ? `${phase}: ${done} of ${total} slices` : `${phase}…`);
+        // at most 2 updates a second within a phase: each one is a new frame of the page, and
+        // a software-composited page (no GPU) pays for each one while the volume loads
+        const now = performance.now();
+        if (phase === progressShown.phase && done < total && now - progressShown.at < 500) return;
+        progressShown.phase = phase;
+        progressShown.at = now;
+        // never the indeterminate bar here: its endless animation is a new frame 60 times a second
+        bar.set(total > 1 ? done / total : 0, total > 1 ? `${phase}: ${done} of ${total} slices` : `${phase}…`);
       },
     });
     if (!viewer.stackOnly) {
       session = await WorkspaceSession.open({
         task, lesionClasses: project.lesion_classes, host: viewer, editable,
       });
+      performance.mark('viewer:session-open');
     }
   } catch (err) {
     fail(err);
@@ -644,6 +653,7 @@ export async function workspacePage(root: HTMLElement, ctx: PageContext, id: num
   helpButton.addEventListener('click', () => showShortcutHelp());
 
   hook.timings.interactiveMs = performance.now();
+  performance.mark('viewer:interactive');
   hook.ready = true;
   bar.set(1, `Ready in ${((performance.now() - started) / 1000).toFixed(1)} s`);
   bar.setTone('success');

@@ -3,9 +3,16 @@
 import { ApiError } from '../api';
 import { h } from './dom';
 
+/** Shows the spinner only after this long: a fast page never flashes it (and a spinning element
+ * is a new frame 60 times a second, costly where the page is composited in software). */
+export const SPINNER_DELAY_MS = 500;
+
 export function loading(label = 'Loading…'): HTMLElement {
-  return h('div', { class: 'loading', role: 'status', 'aria-live': 'polite' },
-    h('span', { class: 'spinner', 'aria-hidden': 'true' }), label);
+  const el = h('div', { class: 'loading', role: 'status', 'aria-live': 'polite' }, label);
+  setTimeout(() => {
+    if (el.isConnected) el.prepend(h('span', { class: 'spinner', 'aria-hidden': 'true' }));
+  }, SPINNER_DELAY_MS);
+  return el;
 }
 
 export function isAbort(err: unknown): boolean {

@@ -73,15 +73,21 @@ export class Labelmap implements LabelmapAccess {
     return out;
   }
 
+  /** Replaces the labelmap; only the slices that change are written, uploaded and repainted. */
   setLabelmap(data: Uint8Array): void {
     if (data.length !== this.shadow.length) {
       throw new Error(`labelmap has ${this.shadow.length} voxels, got ${data.length}`);
     }
     const size = this.sliceSize;
     const vm = this.volume.voxelManager;
+    const changed: number[] = [];
+    const current = new Uint8Array(size);
     for (let k = 0; k < this.dimensions[2]; k++) {
-      const slice = this.sliceArray(k) as Uint8Array | null;
       const part = data.subarray(k * size, (k + 1) * size);
+      this.readSlice(k, current, 0);
+      if (sameBytes(current, part)) continue;
+      changed.push(k);
+      const slice = this.sliceArray(k) as Uint8Array | null;
       if (slice && typeof (slice as Uint8Array).set === 'function') slice.set(part);
       else if (vm) for (let i = 0; i < size; i++) vm.setAtIndex(k * size + i, part[i] ?? 0);
       else throw new Error('the labelmap volume has no voxel manager');
@@ -89,11 +95,11 @@ export class Labelmap implements LabelmapAccess {
     this.shadow = data.slice();
     this.dirty.clear();
     this.dirtyAll = false;
-    const all = Array.from({ length: this.dimensions[2] }, (_, k) => k);
+    if (!changed.length) return;
     const listener = this.onModified;
     eventTarget.removeEventListener(ToolEnums.Events.SEGMENTATION_DATA_MODIFIED, listener);
     try {
-      segmentation.triggerSegmentationEvents.triggerSegmentationDataModified(this.segmentationId, all);
+      segmentation.triggerSegmentationEvents.triggerSegmentationDataModified(this.segmentationId, changed);
     } finally {
       eventTarget.addEventListener(ToolEnums.Events.SEGMENTATION_DATA_MODIFIED, listener);
     }
@@ -168,4 +174,17 @@ export class Labelmap implements LabelmapAccess {
     segmentation.removeSegmentation(this.segmentationId);
     cache.removeVolumeLoadObject(this.volumeId);
   }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  // compare 4 bytes at a time where both are aligned (slices are whole multiples of 4 voxels)
+  if (a.length % 4 === 0 && a.byteOffset % 4 === 0 && b.byteOffset % 4 === 0) {
+    const x = new Uint32Array(a.buffer, a.byteOffset, a.length / 4);
+    const y = new Uint32Array(b.buffer, b.byteOffset, b.length / 4);
+    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+    return true;
+  }
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

@@ -146,3 +146,48 @@ export function paintImmediately(element: HTMLElement, isBrush: () => boolean): 
   parent.addEventListener('mousedown', onDown);
   return () => parent.removeEventListener('mousedown', onDown);
 }
+
+/**
+ * During a brush stroke only the view being painted repaints; the other views catch up when the
+ * button is released. Every edit asks all views showing the labelmap to repaint, and where the
+ * pixels are drawn in software (no GPU) the other two views would triple the time from the mouse
+ * to the painted pixels. Returns the function that restores the views' own render().
+ */
+export function repaintOnlyPaintedView(
+  viewports: { id: string; element: HTMLElement; render(): void }[],
+  isBrush: () => boolean,
+): () => void {
+  let painting: string | null = null;
+  const deferred = new Set<() => void>();
+  const restores: (() => void)[] = [];
+  for (const vp of viewports) {
+    const render = vp.render.bind(vp);
+    vp.render = () => {
+      if (painting !== null && painting !== vp.id) deferred.add(render);
+      else render();
+    };
+    const onDown = (evt: MouseEvent): void => {
+      if (evt.isTrusted && evt.buttons === 1 && isBrush()) painting = vp.id;
+    };
+    vp.element.addEventListener('mousedown', onDown, true);
+    restores.push(() => {
+      vp.element.removeEventListener('mousedown', onDown, true);
+      vp.render = render;
+    });
+  }
+  const release = (): void => {
+    if (painting === null) return;
+    painting = null;
+    const pending = [...deferred]; // one repaint per view, however many edits it missed
+    deferred.clear();
+    for (const render of pending) render();
+  };
+  document.addEventListener('mouseup', release, true);
+  window.addEventListener('blur', release);
+  return () => {
+    document.removeEventListener('mouseup', release, true);
+    window.removeEventListener('blur', release);
+    release();
+    for (const restore of restores) restore();
+  };
+}

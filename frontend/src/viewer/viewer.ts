@@ -3,7 +3,8 @@
 // Loaded as its own chunk (dynamic import from pages/workspace.ts) so the page paints first.
 
 import {
-  Enums, RenderingEngine, cache, getRenderingEngine, setVolumesForViewports, utilities, volumeLoader, type Types,
+  Enums, RenderingEngine, cache, eventTarget, getRenderingEngine, setVolumesForViewports, utilities, volumeLoader,
+  type Types,
 } from '@cornerstonejs/core';
 import { segmentation, ToolGroupManager, utilities as toolUtilities } from '@cornerstonejs/tools';
 import { initCornerstone } from './cornerstone';
@@ -12,7 +13,7 @@ import { Labelmap } from './labelmap';
 import { BrushLatency } from './latency';
 import { applyLayout, ORIENTATIONS } from './layout';
 import { fetchMask, paintSegment } from './masks';
-import { createTools, paintImmediately, type ViewerTools } from './tools';
+import { createTools, paintImmediately, repaintOnlyPaintedView, type ViewerTools } from './tools';
 import type {
   LabelmapAccess, LabelmapEdit, Layout, Orientation, SeriesUids, ToolName, ViewerLesion,
   WindowPresetLike, WorkspaceHook,
@@ -80,6 +81,49 @@ function voiFor(preset: WindowPresetLike): Types.VOIRange {
   return { lower: preset.center - preset.width / 2, upper: preset.center + preset.width / 2 };
 }
 
+/**
+ * Loads every frame of a streaming volume. Progress comes from IMAGE_VOLUME_MODIFIED (the load
+ * callback only runs at the end); a frame that fails for good rejects at once (the end's callback
+ * would report success when the last frame loaded, leaving a grey slice unnoticed).
+ */
+async function loadVolume(
+  volume: Types.IImageVolume,
+  imageIds: string[],
+  onProgress: ViewerOptions['onProgress'],
+  signal: AbortSignal,
+): Promise<void> {
+  const ours = new Set(imageIds);
+  const stops: (() => void)[] = [];
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const listen = (name: string, handler: (detail: Record<string, unknown>) => void): void => {
+        const listener = (evt: Event): void => handler((evt as CustomEvent<Record<string, unknown>>).detail);
+        eventTarget.addEventListener(name, listener);
+        stops.push(() => eventTarget.removeEventListener(name, listener));
+      };
+      listen(Enums.Events.IMAGE_VOLUME_MODIFIED, (detail) => {
+        if (detail.volumeId !== volume.volumeId) return;
+        onProgress(Number(detail.framesProcessed ?? 0), imageIds.length, 'Loading the volume');
+      });
+      listen(Enums.Events.IMAGE_LOAD_ERROR, (detail) => {
+        if (!ours.has(String(detail.imageId))) return;
+        const error = detail.error as { message?: string } | undefined;
+        const why = error?.message ? `: ${error.message}` : '';
+        reject(new Error(`could not load slice ${Number(detail.imageIdIndex) + 1} of ${imageIds.length}${why}`));
+      });
+      const onAbort = (): void => reject(signal.reason);
+      signal.addEventListener('abort', onAbort, { once: true });
+      stops.push(() => signal.removeEventListener('abort', onAbort));
+      (volume as unknown as { load(cb: (e: Record<string, unknown>) => void): void }).load((evt) => {
+        if (evt.success === false) reject(new Error(`could not load image ${String(evt.imageId)}`));
+        else resolve();
+      });
+    });
+  } finally {
+    for (const stop of stops) stop();
+  }
+}
+
 export async function createViewer(options: ViewerOptions): Promise<Viewer> {
   const { elements, uids, hook, signal } = options;
   initCornerstone();
@@ -87,6 +131,7 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
 
   options.onProgress(0, 1, 'Reading series metadata');
   const metadata = await fetchSeriesMetadata(uids, signal);
+  performance.mark('viewer:metadata');
   if (!metadata.length) throw new Error('the series has no instances');
   const images: SeriesImages = registerSeries(uids, metadata);
   const { imageIds } = images;
@@ -121,6 +166,7 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
   stack.render();
   await firstRender;
   hook.timings.firstSliceMs = performance.now();
+  performance.mark('viewer:first-slice');
   hook.viewports = [KEY_VIEWPORT];
   signal.throwIfAborted();
 
@@ -133,22 +179,8 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
   // 2. The volume, loaded in the background with progress; the key slice is already cached.
   const volumeId = `cornerstoneStreamingImageVolume:workspace-${uids.series}`;
   const volume = await volumeLoader.createAndCacheVolume(volumeId, { imageIds });
-  await new Promise<void>((resolve, reject) => {
-    let failed = false;
-    (volume as unknown as { load(cb: (e: Record<string, unknown>) => void): void }).load((evt) => {
-      if (evt.success === false && !failed) {
-        failed = true;
-        reject(new Error(`could not load image ${String(evt.imageId)}`));
-        return;
-      }
-      const done = Number(evt.framesProcessed ?? 0);
-      const total = Number(evt.numFrames ?? imageIds.length);
-      options.onProgress(done, total, 'Loading the volume');
-      if (done >= total) resolve();
-    });
-    signal.addEventListener('abort', () => reject(signal.reason), { once: true });
-  });
-
+  await loadVolume(volume, imageIds, options.onProgress, signal);
+  performance.mark('viewer:volume-loaded');
   // 3. The orthographic views, the labelmap and the tools.
   engine.disableElement(KEY_VIEWPORT);
   elements.keyCell.hidden = true;
@@ -165,6 +197,7 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
   }
   await setVolumesForViewports(engine, [{ volumeId }], ids);
   const volumeViewports = ids.map((id) => engine.getViewport(id) as Types.IVolumeViewport);
+  performance.mark('viewer:views-set');
 
   const labelmap = new Labelmap(SEGMENTATION_ID, LABELMAP_VOLUME_ID, volumeId);
   disposers.push(() => labelmap.dispose());
@@ -179,10 +212,12 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
     paintSegment(initial, mask.data, lesion.segment);
   }
   labelmap.setLabelmap(initial);
+  performance.mark('viewer:labelmap-made');
   const representation = Object.fromEntries(ids.map((id) => [id, [{ segmentationId: SEGMENTATION_ID }]]));
   await segmentation.addLabelmapRepresentationToViewportMap(representation);
   const firstSegment = options.lesions[0]?.segment ?? 1;
   segmentation.segmentIndex.setActiveSegmentIndex(SEGMENTATION_ID, firstSegment);
+  performance.mark('viewer:labelmap-shown');
 
   const tools: ViewerTools = createTools(TOOL_GROUP_ID, ENGINE_ID, ids);
   disposers.push(() => ToolGroupManager.destroyToolGroup(TOOL_GROUP_ID));
@@ -193,6 +228,7 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
     disposers.push(paintImmediately(vp.element, tools.isBrush));
     latency.watch(vp.id, vp.element, (evt) => tools.isBrush() && (evt.buttons & 1) === 1);
   }
+  disposers.push(repaintOnlyPaintedView(volumeViewports, tools.isBrush));
   hook.brushLatenciesMs = latency.samples;
 
   // Slice to the key slice in the axial view; sagittal / coronal through the middle.
@@ -207,6 +243,7 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
   engine.resize(true, false);
   engine.renderViewports(ids);
   hook.viewports = ids;
+  performance.mark('viewer:views-ready');
 
   const toPage = (viewportId: string, ijk: [number, number, number]): [number, number] => {
     const vp = engine.getViewport(viewportId);
