@@ -24,7 +24,11 @@ multipart body must be searched for its closing boundary, a single part need not
 Instances (``.../instances/{i}``, ``.../series/{s}``, ``.../studies/{s}``) are
 ``multipart/related; type="application/dicom"``: the files as they were received unless the
 Accept header asks for another transfer syntax: explicit VR little endian is produced (decoded
-with pydicom), anything else is 406.
+with pydicom), anything else is 406. Asked for ``type="application/octet-stream"`` first, the same
+resources give their bulk data instead: every frame of every instance, in the series' order, one
+part each, negotiated as frames are (above), each part with the ``Content-Location`` of its frame
+resource and its ``Content-Length`` (a client finds the parts without searching for boundaries).
+The viewer loads a volume so, in one request.
 """
 
 import secrets
@@ -140,8 +144,9 @@ def stored_frame_format(stored_syntax: str) -> FrameFormat:
 def negotiate_frames(
     accept: str | None, stored_syntax: str, count: int = 1
 ) -> tuple[FrameFormat, bool] | None:
-    """How to send ``count`` frames of an instance stored in ``stored_syntax``: the format and
-    whether as a single-part payload; None: 406."""
+    """How to send ``count`` frames of an instance stored in ``stored_syntax`` (0: frames of
+    several instances, multipart only): the format and whether as a single-part payload;
+    None: 406."""
     for option in parse_accept(accept):
         if option.single and count != 1:
             continue
@@ -172,6 +177,19 @@ def _frame_format(option: MediaRange, stored_syntax: str) -> FrameFormat | None:
             syntax or ExplicitVRLittleEndian,
         )
     return None
+
+
+def wants_bulkdata(accept: str | None) -> bool:
+    """Whether a study / series / instance retrieval asks for the bulk data (the frames of every
+    instance, ``type="application/octet-stream"``) before the instances themselves."""
+    for option in parse_accept(accept):
+        if option.single:
+            continue
+        if option.type == OCTET_STREAM:
+            return True
+        if option.type in (DICOM, "*/*"):
+            return False
+    return False
 
 
 def negotiate_instances(accept: str | None) -> list[str]:

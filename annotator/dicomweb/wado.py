@@ -164,9 +164,50 @@ def _transcoded(instance: Instance) -> Iterator[bytes]:
     yield buffer.getvalue()
 
 
+def _bulkdata_response(request: Request, instances: list[Instance]) -> StreamingHttpResponse:
+    """Every frame of ``instances`` (multipart/related; type="application/octet-stream")."""
+    accept = request.headers.get("Accept")
+    formats = {}
+    for syntax in {i.transfer_syntax_uid for i in instances}:
+        negotiated = multipart.negotiate_frames(accept, syntax, count=0)
+        if negotiated is None:
+            raise NotAcceptable(
+                f"frames stored in {syntax} can be sent as stored (transfer-syntax=*) or as "
+                f"application/octet-stream in {ExplicitVRLittleEndian}"
+            )
+        formats[syntax] = negotiated[0]
+    root = root_url(request)
+
+    def parts() -> Iterator[multipart.Part]:
+        for instance in instances:
+            header = read_instance_header(instance)
+            if header.pixel_vr is None:
+                continue
+            fmt = formats[instance.transfer_syntax_uid]
+            numbers = list(range(1, header.number_of_frames + 1))
+            part_type = f"{fmt.media_type}; transfer-syntax={fmt.transfer_syntax}"
+            for number, data in zip(
+                numbers, iter_frames(instance, header, numbers, fmt), strict=True
+            ):
+                location = f"{root}/{instance_path(instance)}/frames/{number}"
+                yield multipart.Part(
+                    part_type,
+                    [data],
+                    {"Content-Location": location, "Content-Length": str(len(data))},
+                )
+
+    boundary = multipart.new_boundary()
+    return StreamingHttpResponse(
+        multipart.stream(parts(), boundary),
+        content_type=multipart.content_type(multipart.OCTET_STREAM, boundary),
+    )
+
+
 def _instances_response(request: Request, instances: list[Instance]) -> StreamingHttpResponse:
     if not instances:
         raise Http404("no instances")
+    if multipart.wants_bulkdata(request.headers.get("Accept")):
+        return _bulkdata_response(request, instances)
     syntaxes = multipart.negotiate_instances(request.headers.get("Accept"))
     if not syntaxes:
         raise NotAcceptable('instances are multipart/related; type="application/dicom"')

@@ -90,6 +90,11 @@ def store_series(project: Project, paths: list[Path], study_uid: str | None = No
 
 def parts(response: Any) -> list[tuple[str, bytes]]:
     """(Content-Type, body) of each part of a multipart/related response."""
+    return [(fields["Content-Type"], payload) for fields, payload in part_fields(response)]
+
+
+def part_fields(response: Any) -> list[tuple[dict[str, str], bytes]]:
+    """(headers, body) of each part of a multipart/related response."""
     content_type = response["Content-Type"]
     assert content_type.startswith("multipart/related"), content_type
     boundary = re.search(r"boundary=([^;]+)", content_type).group(1).strip('"')  # type: ignore[union-attr]
@@ -101,7 +106,7 @@ def parts(response: Any) -> list[tuple[str, bytes]]:
         head, _, payload = chunk[2:].partition(b"\r\n\r\n")
         assert payload.endswith(b"\r\n")
         fields = dict(line.split(": ", 1) for line in head.decode().split("\r\n"))
-        out.append((fields["Content-Type"], payload[:-2]))
+        out.append((fields, payload[:-2]))
     return out
 
 
@@ -227,6 +232,37 @@ def test_wado_frames_of_the_phantom_rescale_to_the_volume(dw: dict[str, Any]) ->
     assert client.get(f"{base}/instances/{sop}/frames/1", HTTP_ACCEPT=jp2).status_code == 406
 
 
+def test_series_bulkdata_is_every_frame_in_one_response(dw: dict[str, Any]) -> None:
+    """What the viewer loads a volume with: the series' frames, each with its frame resource and
+    length, in the series' order, equal to what the frames resource gives one by one."""
+    client, base = dw["client"], dw["base"]
+    metadata = client.get(f"{base}/metadata").json()
+    accept = f'multipart/related; type="application/octet-stream"; transfer-syntax={ExplicitVRLittleEndian}'
+    response = client.get(base, HTTP_ACCEPT=accept)
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith('multipart/related; type="application/octet-stream"')
+    got = part_fields(response)
+    assert len(got) == 24
+    for instance, (fields, payload) in zip(metadata, got, strict=True):
+        sop = value(instance, "00080018")
+        assert fields["Content-Location"] == f"http://testserver{base}/instances/{sop}/frames/1"
+        rows, columns = value(instance, "00280010"), value(instance, "00280011")
+        size = rows * columns * value(instance, "00280100") // 8
+        assert int(fields["Content-Length"]) == len(payload) == size
+        assert (
+            fields["Content-Type"]
+            == f"application/octet-stream; transfer-syntax={ExplicitVRLittleEndian}"
+        )
+        ((_, one),) = parts(client.get(f"{base}/instances/{sop}/frames/1", HTTP_ACCEPT=OCTET_LE))
+        assert payload == one
+    # application/dicom first (or no Accept): the instances, as before.
+    dicom_first = f"{DICOM_TYPE}, {accept}"
+    assert parts(client.get(base, HTTP_ACCEPT=dicom_first))[0][0].startswith("application/dicom")
+    # A single-part range alone cannot hold a series.
+    single = "application/octet-stream; transfer-syntax=*"
+    assert client.get(base, HTTP_ACCEPT=single).status_code == 406
+
+
 COMPRESSED = [
     "emri_small_jpeg_2k_lossless.dcm",  # JPEG 2000, 10 frames
     "MR_small_jpeg_ls_lossless.dcm",  # JPEG-LS
@@ -295,6 +331,20 @@ def test_compressed_frames_decoded_or_as_stored(
         both = f"{single_only}, {AS_STORED}; q=0.5"
         assert [d for _, d in parts(client.get(f"{url}/frames/1,2", HTTP_ACCEPT=both))] == (
             originals[:2]
+        )
+    # The series' bulk data: every frame, decoded or as stored.
+    series_url = url.rsplit("/instances/", 1)[0]
+    bulk = part_fields(client.get(series_url, HTTP_ACCEPT=AS_STORED))
+    assert [payload for _, payload in bulk] == originals
+    assert [f["Content-Location"].rsplit("/", 1)[1] for f, _ in bulk] == [
+        str(i) for i in range(1, n + 1)
+    ]
+    bulk = part_fields(client.get(series_url, HTTP_ACCEPT=OCTET_LE))
+    assert len(bulk) == n
+    for i, (_, payload) in enumerate(bulk):
+        frame = decoded[i]
+        assert (
+            payload == np.ascontiguousarray(frame.astype(frame.dtype.newbyteorder("<"))).tobytes()
         )
     # Another compressed syntax: 406.
     other = (

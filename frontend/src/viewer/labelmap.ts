@@ -15,6 +15,8 @@ export class Labelmap implements LabelmapAccess {
   private dirtyAll = false;
   private scheduled = false;
   private readonly onModified: (evt: Event) => void;
+  /** Edits are looked for once the viewer is set up (setting up reports changes of its own). */
+  private tracking = false;
   /** Called synchronously on every data change (before the diff), e.g. for latency marks. */
   onAnyChange: (() => void) | null = null;
 
@@ -34,7 +36,7 @@ export class Labelmap implements LabelmapAccess {
     }]);
     this.onModified = (evt: Event) => {
       const detail = (evt as CustomEvent<{ segmentationId: string; modifiedSlicesToUse?: number[] }>).detail;
-      if (detail.segmentationId !== this.segmentationId) return;
+      if (detail.segmentationId !== this.segmentationId || !this.tracking) return;
       this.onAnyChange?.();
       if (detail.modifiedSlicesToUse?.length) for (const k of detail.modifiedSlicesToUse) this.dirty.add(k);
       else this.dirtyAll = true;
@@ -73,7 +75,8 @@ export class Labelmap implements LabelmapAccess {
     return out;
   }
 
-  /** Replaces the labelmap; only the slices that change are written, uploaded and repainted. */
+  /** Replaces the labelmap; only the slices that change are written, uploaded and repainted.
+   * Pending (not yet diffed) edits are dropped: the new data is the new reference. */
   setLabelmap(data: Uint8Array): void {
     if (data.length !== this.shadow.length) {
       throw new Error(`labelmap has ${this.shadow.length} voxels, got ${data.length}`);
@@ -84,15 +87,22 @@ export class Labelmap implements LabelmapAccess {
     const current = new Uint8Array(size);
     for (let k = 0; k < this.dimensions[2]; k++) {
       const part = data.subarray(k * size, (k + 1) * size);
-      this.readSlice(k, current, 0);
-      if (sameBytes(current, part)) continue;
-      changed.push(k);
-      const slice = this.sliceArray(k) as Uint8Array | null;
-      if (slice && typeof (slice as Uint8Array).set === 'function') slice.set(part);
-      else if (vm) for (let i = 0; i < size; i++) vm.setAtIndex(k * size + i, part[i] ?? 0);
-      else throw new Error('the labelmap volume has no voxel manager');
+      const live = this.sliceArray(k);
+      let same: boolean;
+      if (live instanceof Uint8Array) same = sameBytes(live, part);
+      else {
+        this.readSlice(k, current, 0);
+        same = sameBytes(current, part);
+      }
+      if (!same) {
+        changed.push(k);
+        if (live instanceof Uint8Array) live.set(part);
+        else if (vm) for (let i = 0; i < size; i++) vm.setAtIndex(k * size + i, part[i] ?? 0);
+        else throw new Error('the labelmap volume has no voxel manager');
+      }
+      // the shadow follows: where the data changed, and where an edit was pending
+      if (!same || this.dirtyAll || this.dirty.has(k)) this.shadow.set(part, k * size);
     }
-    this.shadow = data.slice();
     this.dirty.clear();
     this.dirtyAll = false;
     if (!changed.length) return;
@@ -103,6 +113,11 @@ export class Labelmap implements LabelmapAccess {
     } finally {
       eventTarget.addEventListener(ToolEnums.Events.SEGMENTATION_DATA_MODIFIED, listener);
     }
+  }
+
+  /** From now on, changes of the data are edits (diffed against the last setLabelmap()). */
+  startTracking(): void {
+    this.tracking = true;
   }
 
   onEdit(callback: (edit: LabelmapEdit) => void): () => void {
@@ -139,8 +154,10 @@ export class Labelmap implements LabelmapAccess {
     const before: number[] = [];
     const after: number[] = [];
     for (const k of slices) {
-      this.readSlice(k, buffer, 0);
       const base = k * size;
+      const live = this.sliceArray(k);
+      if (live instanceof Uint8Array && sameBytes(live, this.shadow.subarray(base, base + size))) continue;
+      this.readSlice(k, buffer, 0);
       for (let i = 0; i < size; i++) {
         const now = buffer[i] ?? 0;
         const was = this.shadow[base + i] ?? 0;

@@ -8,6 +8,7 @@ import {
 } from '@cornerstonejs/core';
 import { segmentation, ToolGroupManager, utilities as toolUtilities } from '@cornerstonejs/tools';
 import { initCornerstone } from './cornerstone';
+import { buildVolume, fetchSeriesFrames, frameBytes } from './bulk';
 import { fetchSeriesMetadata, registerSeries, type SeriesImages } from './dicomweb';
 import { Labelmap } from './labelmap';
 import { BrushLatency } from './latency';
@@ -137,6 +138,20 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
   const { imageIds } = images;
   signal.throwIfAborted();
 
+  // The volume's pixels start downloading now, beside the key slice.
+  const sizes = images.multiFrame || imageIds.length < 2 ? [null] : imageIds.map(frameBytes);
+  const expected = sizes.every((n) => n !== null) ? (sizes as number[]).reduce((a, b) => a + b, 0) : 0;
+  let showVolumeProgress = false;
+  const bulk = expected
+    ? fetchSeriesFrames(uids, signal, (received) => {
+      if (showVolumeProgress) {
+        const done = Math.min(imageIds.length, Math.floor((received / expected) * imageIds.length));
+        options.onProgress(done, imageIds.length, 'Loading the volume');
+      }
+    }, expected)
+    : Promise.resolve(null);
+  bulk.catch(() => undefined); // awaited (and reported) below; not unhandled meanwhile
+
   // One engine for the page's lifetime: each engine holds WebGL contexts that the browser frees
   // late, and a few workspace visits would run out of them ("Too many active WebGL contexts").
   const engine = getRenderingEngine(ENGINE_ID) ?? new RenderingEngine(ENGINE_ID);
@@ -176,14 +191,22 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
     return stackOnlyViewer(engine, stack, keyElement, images, hook, disposers);
   }
 
-  // 2. The volume, loaded in the background with progress; the key slice is already cached.
-  const volumeId = `cornerstoneStreamingImageVolume:workspace-${uids.series}`;
-  const volume = await volumeLoader.createAndCacheVolume(volumeId, { imageIds });
-  await loadVolume(volume, imageIds, options.onProgress, signal);
+  // 2. The volume: the series' pixels in one request (started before the key slice), or frame by
+  // frame where they need decoding in the browser (compressed, colour, other bit depths).
+  let volume: Types.IImageVolume;
+  showVolumeProgress = true;
+  const frames = await bulk;
+  if (frames) {
+    volume = buildVolume(`workspace-volume-${uids.series}`, imageIds, frames);
+  } else {
+    volume = await volumeLoader.createAndCacheVolume(`cornerstoneStreamingImageVolume:workspace-${uids.series}`, {
+      imageIds,
+    });
+    await loadVolume(volume, imageIds, options.onProgress, signal);
+  }
+  const { volumeId } = volume;
   performance.mark('viewer:volume-loaded');
-  // 3. The orthographic views, the labelmap and the tools.
-  engine.disableElement(KEY_VIEWPORT);
-  elements.keyCell.hidden = true;
+
   const ids: string[] = [...ORIENTATIONS];
   for (const orientation of ORIENTATIONS) {
     const element = elements.cells[orientation].querySelector<HTMLDivElement>('.vw-element');
@@ -201,23 +224,28 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
 
   const labelmap = new Labelmap(SEGMENTATION_ID, LABELMAP_VOLUME_ID, volumeId);
   disposers.push(() => labelmap.dispose());
-  const initial = new Uint8Array(labelmap.dimensions[0] * labelmap.dimensions[1] * labelmap.dimensions[2]);
-  const [nx, ny, nz] = labelmap.dimensions;
-  for (const lesion of options.lesions) {
-    if (lesion.maskId === null) continue;
-    const mask = await fetchMask(lesion.maskId, signal);
-    if (mask.shape[0] !== nz || mask.shape[1] !== ny || mask.shape[2] !== nx) {
-      throw new Error(`mask ${lesion.maskId} is ${mask.shape.join('x')}, the volume ${nz}x${ny}x${nx}`);
-    }
-    paintSegment(initial, mask.data, lesion.segment);
-  }
-  labelmap.setLabelmap(initial);
-  performance.mark('viewer:labelmap-made');
   const representation = Object.fromEntries(ids.map((id) => [id, [{ segmentationId: SEGMENTATION_ID }]]));
   await segmentation.addLabelmapRepresentationToViewportMap(representation);
+  performance.mark('viewer:labelmap-shown');
+
+  // 3. The saved masks, the tools, and the views take the key slice's place.
+  const saved = options.lesions.filter((lesion) => lesion.maskId !== null);
+  if (saved.length) {
+    const initial = new Uint8Array(labelmap.dimensions[0] * labelmap.dimensions[1] * labelmap.dimensions[2]);
+    const [nx, ny, nz] = labelmap.dimensions;
+    for (const lesion of saved) {
+      const mask = await fetchMask(lesion.maskId as number, signal);
+      if (mask.shape[0] !== nz || mask.shape[1] !== ny || mask.shape[2] !== nx) {
+        throw new Error(`mask ${lesion.maskId} is ${mask.shape.join('x')}, the volume ${nz}x${ny}x${nx}`);
+      }
+      paintSegment(initial, mask.data, lesion.segment);
+    }
+    labelmap.setLabelmap(initial);
+  }
+  labelmap.startTracking();
   const firstSegment = options.lesions[0]?.segment ?? 1;
   segmentation.segmentIndex.setActiveSegmentIndex(SEGMENTATION_ID, firstSegment);
-  performance.mark('viewer:labelmap-shown');
+  performance.mark('viewer:labelmap-made');
 
   const tools: ViewerTools = createTools(TOOL_GROUP_ID, ENGINE_ID, ids);
   disposers.push(() => ToolGroupManager.destroyToolGroup(TOOL_GROUP_ID));
@@ -240,8 +268,12 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
     tools.setThresholdRange(voiFor(preset).lower, voiFor(preset).upper);
   }
 
+  engine.disableElement(KEY_VIEWPORT);
+  elements.keyCell.hidden = true;
   engine.resize(true, false);
+  const rendered = volumeViewports.filter((vp) => vp.element.offsetParent).map((vp) => once(vp.element, Enums.Events.IMAGE_RENDERED));
   engine.renderViewports(ids);
+  await Promise.all(rendered);
   hook.viewports = ids;
   performance.mark('viewer:views-ready');
 
