@@ -8,7 +8,7 @@
 // result: {first_slice_s, tti_s, timings, viewports, brush {...}, memory {...}, page {...}}.
 
 import fs from 'node:fs';
-import { scenario } from '../tests/browser/harness.mjs';
+import { canvasStats, scenario } from '../tests/browser/harness.mjs';
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const median = (values) => {
@@ -211,6 +211,14 @@ await scenario(async ({ page, context, params, login, screenshot, mark }) => {
     };
   });
   await screenshot('ready', { fullPage: false });
+  // Not timed: a figure for views that show nothing would be worthless.
+  const views = {};
+  for (const id of state.viewports) {
+    views[id] = await canvasStats(page, id);
+    if (!views[id] || views[id].distinct <= 32) {
+      throw new Error(`view ${id} shows no image at ready: ${JSON.stringify(views[id])}`);
+    }
+  }
 
   // The brush: the real mouse over the centre voxel of the axial view.
   const viewports = state.viewports;
@@ -307,6 +315,7 @@ await scenario(async ({ page, context, params, login, screenshot, mark }) => {
     tti_s: interactiveMs / 1000,
     timings: state.timings,
     viewports,
+    views,
     brush,
     memory,
     page: pageTimes,

@@ -52,6 +52,31 @@ function loadPlaywright(frontendDir) {
   }
 }
 
+/**
+ * Pixel statistics of one workspace view's on-screen canvas (its 2D copy of the WebGL frame):
+ * {width, height, distinct (grey levels of the red channel), mean}, or null without a canvas.
+ */
+export async function canvasStats(page, viewportId) {
+  return page.evaluate((id) => {
+    const cell = document.querySelector(`.vw-${id} canvas`);
+    if (!cell) return null;
+    const { width, height } = cell;
+    const copy = document.createElement('canvas');
+    copy.width = width;
+    copy.height = height;
+    const ctx = copy.getContext('2d');
+    ctx.drawImage(cell, 0, 0);
+    const data = ctx.getImageData(0, 0, width, height).data;
+    const values = new Set();
+    let sum = 0;
+    for (let i = 0; i < data.length; i += 4) {
+      values.add(data[i]);
+      sum += data[i];
+    }
+    return { width, height, distinct: values.size, mean: sum / (data.length / 4) };
+  }, viewportId);
+}
+
 function errorText(err) {
   return err instanceof Error ? (err.stack ?? `${err.name}: ${err.message}`) : String(err);
 }

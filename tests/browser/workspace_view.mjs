@@ -1,29 +1,7 @@
 // The task workspace on a real imported series: waits for window.__workspace.ready, checks that
 // the three views show non-uniform pixels, brushes with real mouse events (labelmap grows), erases
 // (it shrinks) and keeps screenshots. params: username, password, task_id, centre_voxel [i, j, k].
-import { scenario } from './harness.mjs';
-
-/** Pixel statistics of one viewport's on-screen canvas (its 2D copy of the WebGL frame). */
-async function canvasStats(page, viewportId) {
-  return page.evaluate((id) => {
-    const cell = document.querySelector(`.vw-${id} canvas`);
-    if (!cell) return null;
-    const { width, height } = cell;
-    const copy = document.createElement('canvas');
-    copy.width = width;
-    copy.height = height;
-    const ctx = copy.getContext('2d');
-    ctx.drawImage(cell, 0, 0);
-    const data = ctx.getImageData(0, 0, width, height).data;
-    const values = new Set();
-    let sum = 0;
-    for (let i = 0; i < data.length; i += 4) {
-      values.add(data[i]);
-      sum += data[i];
-    }
-    return { width, height, distinct: values.size, mean: sum / (data.length / 4) };
-  }, viewportId);
-}
+import { canvasStats, scenario } from './harness.mjs';
 
 async function stroke(page, points) {
   const [first, ...rest] = points;

@@ -1,12 +1,13 @@
 // A whole series' pixels in one DICOMweb request: the series resource asked for its bulk data
 // (multipart/related; type="application/octet-stream", explicit VR little endian), every frame a
-// part with its frame resource in Content-Location. The volume is built from it in one pass
-// (rescaled to Float32, which the views' texture takes without another conversion), instead of
-// one request, one decode-worker round trip and one image object per slice.
+// part with its frame resource in Content-Location. Each frame is written into the volume as it
+// arrives (rescaled to Float32, which the views' texture takes without another conversion) and
+// uploaded to the texture while the rest downloads, instead of one request, one decode-worker
+// round trip and one image object per slice.
 
 import { metaData, utilities, volumeLoader, type Types } from '@cornerstonejs/core';
 import { DICOMWEB_ROOT } from './dicomweb';
-import { boundaryOf, parseMultipart } from './multipart';
+import { boundaryOf, MultipartReader } from './multipart';
 import type { SeriesUids } from './types';
 
 const EXPLICIT_LE = '1.2.840.10008.1.2.1';
@@ -19,41 +20,59 @@ export function frameKey(url: string): string | null {
 }
 
 /**
- * Downloads the series' bulk data; `onBytes(received)` as it arrives. Resolves to each frame's
- * bytes by frameKey(), or null when the server cannot send it so (406: the caller loads frame by
- * frame). Throws on a failed or malformed response.
+ * The series' bulk data, downloading: `accepted` says (once the response starts) whether the
+ * server sends it so (false on 406: load frame by frame instead); each frame goes to the sink
+ * given to drainTo() (frames that came before are kept until then); `finished` resolves when the
+ * body ended well, and rejects on a failed, cut-short or malformed response.
  */
-export async function fetchSeriesFrames(
-  uids: SeriesUids, signal: AbortSignal, onBytes: (received: number) => void, expectedBytes = 0,
-): Promise<Map<string, Uint8Array> | null> {
-  const url = `${DICOMWEB_ROOT}/studies/${uids.study}/series/${uids.series}`;
-  const response = await fetch(url, { credentials: 'same-origin', signal, headers: { Accept: BULK_ACCEPT } });
-  if (response.status === 406) return null;
-  if (!response.ok || !response.body) throw new Error(`series pixel data: HTTP ${response.status}`);
-  const boundary = boundaryOf(response.headers.get('Content-Type') ?? '');
-  // one growing buffer (no list of chunks to join at the end)
-  let body = new Uint8Array(Math.max(expectedBytes + (1 << 20), 1 << 20));
-  let received = 0;
-  const reader = response.body.getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    if (received + value.length > body.length) {
-      const grown = new Uint8Array(Math.max(body.length * 1.5, received + value.length));
-      grown.set(body.subarray(0, received));
-      body = grown;
-    }
-    body.set(value, received);
-    received += value.length;
-    onBytes(received);
+export class SeriesDownload {
+  readonly accepted: Promise<boolean>;
+  readonly finished: Promise<void>;
+  received = 0;
+  private early = new Map<string, Uint8Array>();
+  private sink: ((key: string, data: Uint8Array) => void) | null = null;
+
+  constructor(uids: SeriesUids, signal: AbortSignal, expectedBytes: number, onBytes: (received: number) => void) {
+    const url = `${DICOMWEB_ROOT}/studies/${uids.study}/series/${uids.series}`;
+    const response = fetch(url, { credentials: 'same-origin', signal, headers: { Accept: BULK_ACCEPT } });
+    this.accepted = response.then((r) => r.status !== 406, () => true); // a failure shows in `finished`
+    this.finished = response.then(async (r) => {
+      if (r.status === 406) return;
+      if (!r.ok || !r.body) throw new Error(`series pixel data: HTTP ${r.status}`);
+      const reader = new MultipartReader(boundaryOf(r.headers.get('Content-Type') ?? ''), Math.min(expectedBytes, 4 << 20));
+      const stream = r.body.getReader();
+      for (;;) {
+        const { done, value } = await stream.read();
+        if (done) break;
+        for (const part of reader.push(value)) this.take(part.headers['content-location'] ?? '', part.data);
+        this.received = reader.received;
+        onBytes(this.received);
+      }
+      reader.end();
+    });
+    this.accepted.catch(() => undefined);
+    this.finished.catch(() => undefined); // awaited (and reported) by the caller
   }
-  const frames = new Map<string, Uint8Array>();
-  for (const part of parseMultipart(body.subarray(0, received), boundary)) {
-    const key = frameKey(part.headers['content-location'] ?? '');
+
+  /** From now on every frame goes to `sink`, the ones already here first. */
+  drainTo(sink: (key: string, data: Uint8Array) => void): void {
+    for (const [key, data] of this.early) sink(key, data);
+    this.early.clear();
+    this.sink = sink;
+  }
+
+  private take(location: string, data: Uint8Array): void {
+    const key = frameKey(location);
     if (!key) throw new Error('series pixel data: a part without the Content-Location of its frame');
-    frames.set(key, part.data);
+    if (this.sink) this.sink(key, data);
+    else this.early.set(key, data);
   }
-  return frames;
+}
+
+interface StreamingTexture {
+  setUpdatedFrame(frame: number): void;
+  getUpdatedFrames(): (boolean | null)[];
+  update3DFromRaw(): unknown;
 }
 
 interface PixelModule {
@@ -73,20 +92,55 @@ export function frameBytes(imageId: string): number | null {
 }
 
 /**
- * A local volume (Float32, modality LUT applied per slice) from the frames of `imageIds`. Its
- * slices carry the image plane of the DICOM slice they come from. Throws when a frame is
- * missing or not the expected size.
+ * A local volume (Float32, modality LUT applied per slice) for `imageIds`, empty until fill()
+ * writes each frame into its slice and marks it for the views' texture; upload() sends the slices
+ * filled since the last call (once a view has drawn the volume: that creates the texture). The
+ * local slices carry the image plane of the DICOM slice they stand for.
  */
-export function buildVolume(volumeId: string, imageIds: string[], frames: Map<string, Uint8Array>): Types.IImageVolume {
-  const props = utilities.generateVolumePropsFromImageIds(imageIds, volumeId);
-  const [nx, ny, nz] = props.dimensions as [number, number, number];
-  const size = nx * ny;
-  const scalars = new Float32Array(size * nz);
-  props.imageIds.forEach((imageId: string, k: number) => {
-    const data = frames.get(frameKey(imageId) ?? '');
-    if (!data) throw new Error(`slice ${k + 1} of ${nz} is missing from the series' pixel data`);
+export class SeriesVolume {
+  readonly volume: Types.IImageVolume;
+  private readonly slices = new Map<string, number>();
+  private readonly filled: boolean[];
+  private readonly scalars: Float32Array;
+  private readonly sliceSize: number;
+  private readonly sourceIds: string[];
+  private readonly texture: StreamingTexture;
+
+  constructor(volumeId: string, imageIds: string[]) {
+    const props = utilities.generateVolumePropsFromImageIds(imageIds, volumeId);
+    const [nx, ny, nz] = props.dimensions as [number, number, number];
+    this.sliceSize = nx * ny;
+    this.sourceIds = props.imageIds;
+    this.sourceIds.forEach((imageId, k) => this.slices.set(frameKey(imageId) ?? imageId, k));
+    this.filled = new Array<boolean>(nz).fill(false);
+    this.scalars = new Float32Array(this.sliceSize * nz);
+    this.volume = volumeLoader.createLocalVolume(volumeId, {
+      scalarData: this.scalars,
+      metadata: props.metadata,
+      dimensions: props.dimensions,
+      spacing: props.spacing,
+      origin: props.origin,
+      direction: props.direction,
+      referencedImageIds: props.imageIds,
+    } as never) as Types.IImageVolume;
+    const texture = (this.volume as unknown as { vtkOpenGLTexture?: StreamingTexture }).vtkOpenGLTexture;
+    if (!texture) throw new Error('the local volume has no texture');
+    this.texture = texture;
+    // createLocalVolume gives every slice the volume's origin: tools look slices up by position
+    (this.volume.imageIds ?? []).forEach((localId, k) => {
+      const plane = metaData.get('imagePlaneModule', this.sourceIds[k] as string);
+      if (plane) utilities.genericMetadataProvider.add(localId, { type: 'imagePlaneModule', metadata: plane });
+    });
+  }
+
+  /** Writes one frame (bytes as the bulk data carries them) into its slice. */
+  fill = (key: string, data: Uint8Array): void => {
+    const k = this.slices.get(key);
+    if (k === undefined) return; // a frame of the series that is not in this volume
+    const imageId = this.sourceIds[k] as string;
     const pixel = metaData.get('imagePixelModule', imageId) as PixelModule;
     const bits = pixel.bitsAllocated ?? 16;
+    const size = this.sliceSize;
     if (data.length !== size * (bits / 8)) {
       throw new Error(`slice ${k + 1} has ${data.length} bytes, expected ${size * (bits / 8)}`);
     }
@@ -100,24 +154,27 @@ export function buildVolume(volumeId: string, imageIds: string[], frames: Map<st
       : pixel.pixelRepresentation === 1
         ? new Int16Array(aligned.buffer, aligned.byteOffset, size)
         : new Uint16Array(aligned.buffer, aligned.byteOffset, size);
-    const out = scalars.subarray(k * size, (k + 1) * size);
-    if (slope === 1 && intercept === 0) out.set(stored);
-    else for (let i = 0; i < size; i++) out[i] = (stored[i] as number) * slope + intercept;
-  });
-  const volume = volumeLoader.createLocalVolume(volumeId, {
-    scalarData: scalars,
-    metadata: props.metadata,
-    dimensions: props.dimensions,
-    spacing: props.spacing,
-    origin: props.origin,
-    direction: props.direction,
-    referencedImageIds: props.imageIds,
-  } as never) as Types.IImageVolume;
-  // Each local slice gets the plane of its DICOM slice (createLocalVolume gives all of them the
-  // volume's origin): tools look up a slice by its position.
-  (volume.imageIds ?? []).forEach((localId, k) => {
-    const plane = metaData.get('imagePlaneModule', props.imageIds[k] as string);
-    if (plane) utilities.genericMetadataProvider.add(localId, { type: 'imagePlaneModule', metadata: plane });
-  });
-  return volume;
+    const out = this.scalars.subarray(k * size, (k + 1) * size);
+    out.set(stored); // native conversion; the rescale then runs on one array type only
+    if (slope !== 1 || intercept !== 0) rescale(out, slope, intercept);
+    this.filled[k] = true;
+    this.texture.setUpdatedFrame(k);
+  };
+
+  /** Uploads the slices filled since the last call to the views' texture. */
+  upload(): void {
+    if (this.texture.getUpdatedFrames().some(Boolean)) this.texture.update3DFromRaw();
+  }
+
+  /** Throws unless every slice was filled. */
+  checkComplete(): void {
+    const missing = this.filled.flatMap((done, k) => (done ? [] : [k + 1]));
+    if (missing.length) {
+      throw new Error(`${missing.length} of ${this.filled.length} slices are missing from the series' pixel data (${missing.slice(0, 5).join(', ')}…)`);
+    }
+  }
+}
+
+function rescale(values: Float32Array, slope: number, intercept: number): void {
+  for (let i = 0; i < values.length; i++) values[i] = (values[i] as number) * slope + intercept;
 }

@@ -8,7 +8,7 @@ import {
 } from '@cornerstonejs/core';
 import { segmentation, ToolGroupManager, utilities as toolUtilities } from '@cornerstonejs/tools';
 import { initCornerstone } from './cornerstone';
-import { buildVolume, fetchSeriesFrames, frameBytes } from './bulk';
+import { frameBytes, SeriesDownload, SeriesVolume } from './bulk';
 import { fetchSeriesMetadata, registerSeries, type SeriesImages } from './dicomweb';
 import { Labelmap } from './labelmap';
 import { BrushLatency } from './latency';
@@ -82,6 +82,20 @@ function voiFor(preset: WindowPresetLike): Types.VOIRange {
   return { lower: preset.center - preset.width / 2, upper: preset.center + preset.width / 2 };
 }
 
+/** A 2D copy of a viewport's canvas laid over its element (removed by the caller). */
+function freeze(element: HTMLElement): HTMLElement {
+  const source = element.querySelector('canvas');
+  const copy = document.createElement('canvas');
+  copy.className = 'vw-still';
+  if (source) {
+    copy.width = source.width;
+    copy.height = source.height;
+    copy.getContext('2d')?.drawImage(source, 0, 0);
+  }
+  element.parentElement?.append(copy);
+  return copy;
+}
+
 /**
  * Loads every frame of a streaming volume. Progress comes from IMAGE_VOLUME_MODIFIED (the load
  * callback only runs at the end); a frame that fails for good rejects at once (the end's callback
@@ -142,15 +156,13 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
   const sizes = images.multiFrame || imageIds.length < 2 ? [null] : imageIds.map(frameBytes);
   const expected = sizes.every((n) => n !== null) ? (sizes as number[]).reduce((a, b) => a + b, 0) : 0;
   let showVolumeProgress = false;
-  const bulk = expected
-    ? fetchSeriesFrames(uids, signal, (received) => {
-      if (showVolumeProgress) {
-        const done = Math.min(imageIds.length, Math.floor((received / expected) * imageIds.length));
-        options.onProgress(done, imageIds.length, 'Loading the volume');
-      }
-    }, expected)
-    : Promise.resolve(null);
-  bulk.catch(() => undefined); // awaited (and reported) below; not unhandled meanwhile
+  const download = expected
+    ? new SeriesDownload(uids, signal, expected, (received) => {
+      if (!showVolumeProgress) return;
+      const done = Math.min(imageIds.length, Math.floor((received / expected) * imageIds.length));
+      options.onProgress(done, imageIds.length, 'Loading the volume');
+    })
+    : null;
 
   // One engine for the page's lifetime: each engine holds WebGL contexts that the browser frees
   // late, and a few workspace visits would run out of them ("Too many active WebGL contexts").
@@ -191,42 +203,74 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
     return stackOnlyViewer(engine, stack, keyElement, images, hook, disposers);
   }
 
-  // 2. The volume: the series' pixels in one request (started before the key slice), or frame by
-  // frame where they need decoding in the browser (compressed, colour, other bit depths).
+  // 2. The volume and its views. The key slice stays on screen as a still picture while they are
+  // set up under it (its viewport goes first: the views of the shared WebGL context draw nothing
+  // when one of its viewports is torn down after them).
+  const still = freeze(keyElement);
+  engine.disableElement(KEY_VIEWPORT);
+  const ids: string[] = [...ORIENTATIONS];
+  const setUpViews = async (volumeId: string): Promise<{ volumeViewports: Types.IVolumeViewport[]; labelmap: Labelmap }> => {
+    for (const orientation of ORIENTATIONS) {
+      const element = elements.cells[orientation].querySelector<HTMLDivElement>('.vw-element');
+      if (!element) throw new Error(`no element for ${orientation}`);
+      engine.enableElement({
+        viewportId: orientation,
+        type: Enums.ViewportType.ORTHOGRAPHIC,
+        element,
+        defaultOptions: { orientation: ORIENTATION_ENUM[orientation], background: [0, 0, 0] },
+      });
+    }
+    await setVolumesForViewports(engine, [{ volumeId }], ids);
+    performance.mark('viewer:views-set');
+    const made = new Labelmap(SEGMENTATION_ID, LABELMAP_VOLUME_ID, volumeId);
+    disposers.push(() => made.dispose());
+    const representation = Object.fromEntries(ids.map((id) => [id, [{ segmentationId: SEGMENTATION_ID }]]));
+    await segmentation.addLabelmapRepresentationToViewportMap(representation);
+    performance.mark('viewer:labelmap-shown');
+    return { volumeViewports: ids.map((id) => engine.getViewport(id) as Types.IVolumeViewport), labelmap: made };
+  };
+
   let volume: Types.IImageVolume;
-  showVolumeProgress = true;
-  const frames = await bulk;
-  if (frames) {
-    volume = buildVolume(`workspace-volume-${uids.series}`, imageIds, frames);
+  let views: { volumeViewports: Types.IVolumeViewport[]; labelmap: Labelmap };
+  if (download && (await download.accepted)) {
+    // The series' pixels in one request: the views are set up (and draw once, unseen, which
+    // creates the volume's texture) while it downloads; each slice is written into the volume as
+    // it arrives and uploaded to the texture every 250 ms, so little is left to do at the end.
+    const target = new SeriesVolume(`workspace-volume-${uids.series}`, imageIds);
+    volume = target.volume;
+    views = await setUpViews(volume.volumeId);
+    const drawn = once(views.volumeViewports[0]!.element, Enums.Events.IMAGE_RENDERED);
+    engine.renderViewport(ids[0] as string);
+    await drawn;
+    showVolumeProgress = true;
+    download.drainTo(target.fill);
+    let uploadError: unknown = null;
+    const uploads = setInterval(() => {
+      try {
+        target.upload();
+      } catch (err) {
+        uploadError ??= err;
+      }
+    }, 250);
+    try {
+      await download.finished;
+    } finally {
+      clearInterval(uploads);
+    }
+    if (uploadError) throw uploadError;
+    target.checkComplete();
   } else {
+    // Frame by frame, decoded in the browser (compressed, colour, other bit depths).
+    showVolumeProgress = true;
     volume = await volumeLoader.createAndCacheVolume(`cornerstoneStreamingImageVolume:workspace-${uids.series}`, {
       imageIds,
     });
     await loadVolume(volume, imageIds, options.onProgress, signal);
+    views = await setUpViews(volume.volumeId);
   }
   const { volumeId } = volume;
+  const { volumeViewports, labelmap } = views;
   performance.mark('viewer:volume-loaded');
-
-  const ids: string[] = [...ORIENTATIONS];
-  for (const orientation of ORIENTATIONS) {
-    const element = elements.cells[orientation].querySelector<HTMLDivElement>('.vw-element');
-    if (!element) throw new Error(`no element for ${orientation}`);
-    engine.enableElement({
-      viewportId: orientation,
-      type: Enums.ViewportType.ORTHOGRAPHIC,
-      element,
-      defaultOptions: { orientation: ORIENTATION_ENUM[orientation], background: [0, 0, 0] },
-    });
-  }
-  await setVolumesForViewports(engine, [{ volumeId }], ids);
-  const volumeViewports = ids.map((id) => engine.getViewport(id) as Types.IVolumeViewport);
-  performance.mark('viewer:views-set');
-
-  const labelmap = new Labelmap(SEGMENTATION_ID, LABELMAP_VOLUME_ID, volumeId);
-  disposers.push(() => labelmap.dispose());
-  const representation = Object.fromEntries(ids.map((id) => [id, [{ segmentationId: SEGMENTATION_ID }]]));
-  await segmentation.addLabelmapRepresentationToViewportMap(representation);
-  performance.mark('viewer:labelmap-shown');
 
   // 3. The saved masks, the tools, and the views take the key slice's place.
   const saved = options.lesions.filter((lesion) => lesion.maskId !== null);
@@ -268,12 +312,12 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
     tools.setThresholdRange(voiFor(preset).lower, voiFor(preset).upper);
   }
 
-  engine.disableElement(KEY_VIEWPORT);
-  elements.keyCell.hidden = true;
   engine.resize(true, false);
   const rendered = volumeViewports.filter((vp) => vp.element.offsetParent).map((vp) => once(vp.element, Enums.Events.IMAGE_RENDERED));
   engine.renderViewports(ids);
   await Promise.all(rendered);
+  elements.keyCell.hidden = true;
+  still.remove();
   hook.viewports = ids;
   performance.mark('viewer:views-ready');
 
