@@ -90,6 +90,9 @@ async function renderRoute(route: Route, me: Me): Promise<void> {
 }
 
 async function boot(): Promise<void> {
+  // Opened straight on a workspace: its viewer (Cornerstone, the largest chunk) starts loading
+  // with the page, not after the sign-in check and the task (the page's import gets the same one).
+  if (/^#\/tasks\/\d+\/workspace/.test(location.hash)) import('./viewer/viewer').catch(() => undefined);
   app.replaceChildren(topBar(null), main);
   pageRoot.replaceChildren(loading());
   installShortcuts();

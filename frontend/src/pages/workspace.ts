@@ -16,7 +16,7 @@ import { progressBar } from '../ui/progress';
 import { showShortcutHelp } from '../ui/shortcuts';
 import { installHook } from '../viewer/hook';
 import { LAYOUTS, ORIENTATIONS, applyLayout } from '../viewer/layout';
-import { findSeriesUids } from '../viewer/series';
+import { prepareSeries } from '../viewer/prepare';
 import type { Layout, Orientation, ToolName } from '../viewer/types';
 import type { Viewer, ViewerElements } from '../viewer/viewer';
 import { installUnloadGuard } from '../workspace/autosave';
@@ -77,6 +77,9 @@ export async function workspacePage(root: HTMLElement, ctx: PageContext, id: num
     getTask(id, { signal: ctx.signal }),
     listLesions(id, { signal: ctx.signal }),
   ]);
+  // the series' metadata, then its pixels, start downloading now, beside the viewer's chunk
+  const series = prepareSeries(task, ctx.signal);
+  series.catch(() => undefined); // reported where it is awaited
   const project = await getProject(task.project, { signal: ctx.signal });
   setTitle('Workspace', `Task #${task.id}`);
 
@@ -185,13 +188,12 @@ export async function workspacePage(root: HTMLElement, ctx: PageContext, id: num
   });
 
   try {
-    const uids = await findSeriesUids(task, ctx.signal);
     const { createViewer } = await viewerModule;
     const progressShown = { phase: '', at: 0 };
     const keyLesion = [...lesions].sort((a, b) => a.id - b.id).find((l) => l.key_slice !== null);
     viewer = await createViewer({
       elements,
-      uids,
+      series: await series,
       lesions: [], // the session composes the labelmap from the saved masks
       keySlice: keyLesion?.key_slice ?? null,
       presets: project.window_presets,

@@ -1,73 +1,9 @@
-// A whole series' pixels in one DICOMweb request: the series resource asked for its bulk data
-// (multipart/related; type="application/octet-stream", explicit VR little endian), every frame a
-// part with its frame resource in Content-Location. Each frame is written into the volume as it
-// arrives (rescaled to Float32, which the views' texture takes without another conversion) and
-// uploaded to the texture while the rest downloads, instead of one request, one decode-worker
-// round trip and one image object per slice.
+// The volume the series' bulk data (download.ts) is written into, slice by slice as it arrives
+// (rescaled to Float32, which the views' texture takes without another conversion), and uploaded
+// to the views' texture while the rest downloads.
 
 import { metaData, utilities, volumeLoader, type Types } from '@cornerstonejs/core';
-import { DICOMWEB_ROOT } from './dicomweb';
-import { boundaryOf, MultipartReader } from './multipart';
-import type { SeriesUids } from './types';
-
-const EXPLICIT_LE = '1.2.840.10008.1.2.1';
-export const BULK_ACCEPT = `multipart/related; type="application/octet-stream"; transfer-syntax=${EXPLICIT_LE}`;
-
-/** "sop/frame" of a wadors imageId or a frame resource URL. */
-export function frameKey(url: string): string | null {
-  const match = /\/instances\/([^/]+)\/frames\/(\d+)$/.exec(url);
-  return match ? `${match[1]}/${match[2]}` : null;
-}
-
-/**
- * The series' bulk data, downloading: `accepted` says (once the response starts) whether the
- * server sends it so (false on 406: load frame by frame instead); each frame goes to the sink
- * given to drainTo() (frames that came before are kept until then); `finished` resolves when the
- * body ended well, and rejects on a failed, cut-short or malformed response.
- */
-export class SeriesDownload {
-  readonly accepted: Promise<boolean>;
-  readonly finished: Promise<void>;
-  received = 0;
-  private early = new Map<string, Uint8Array>();
-  private sink: ((key: string, data: Uint8Array) => void) | null = null;
-
-  constructor(uids: SeriesUids, signal: AbortSignal, expectedBytes: number, onBytes: (received: number) => void) {
-    const url = `${DICOMWEB_ROOT}/studies/${uids.study}/series/${uids.series}`;
-    const response = fetch(url, { credentials: 'same-origin', signal, headers: { Accept: BULK_ACCEPT } });
-    this.accepted = response.then((r) => r.status !== 406, () => true); // a failure shows in `finished`
-    this.finished = response.then(async (r) => {
-      if (r.status === 406) return;
-      if (!r.ok || !r.body) throw new Error(`series pixel data: HTTP ${r.status}`);
-      const reader = new MultipartReader(boundaryOf(r.headers.get('Content-Type') ?? ''), Math.min(expectedBytes, 4 << 20));
-      const stream = r.body.getReader();
-      for (;;) {
-        const { done, value } = await stream.read();
-        if (done) break;
-        for (const part of reader.push(value)) this.take(part.headers['content-location'] ?? '', part.data);
-        this.received = reader.received;
-        onBytes(this.received);
-      }
-      reader.end();
-    });
-    this.accepted.catch(() => undefined);
-    this.finished.catch(() => undefined); // awaited (and reported) by the caller
-  }
-
-  /** From now on every frame goes to `sink`, the ones already here first. */
-  drainTo(sink: (key: string, data: Uint8Array) => void): void {
-    for (const [key, data] of this.early) sink(key, data);
-    this.early.clear();
-    this.sink = sink;
-  }
-
-  private take(location: string, data: Uint8Array): void {
-    const key = frameKey(location);
-    if (!key) throw new Error('series pixel data: a part without the Content-Location of its frame');
-    if (this.sink) this.sink(key, data);
-    else this.early.set(key, data);
-  }
-}
+import { frameKey } from './download';
 
 interface StreamingTexture {
   setUpdatedFrame(frame: number): void;
@@ -79,16 +15,6 @@ interface PixelModule {
   bitsAllocated?: number;
   pixelRepresentation?: number;
   samplesPerPixel?: number;
-}
-
-/** Bytes of one frame of `imageId` as the bulk data carries it, or null where it is not a plain
- * one-sample 8- or 16-bit frame (the caller loads such series frame by frame). */
-export function frameBytes(imageId: string): number | null {
-  const pixel = metaData.get('imagePixelModule', imageId) as PixelModule | undefined;
-  const plane = metaData.get('imagePlaneModule', imageId) as { rows?: number; columns?: number } | undefined;
-  if (!pixel || !plane?.rows || !plane.columns) return null;
-  if ((pixel.samplesPerPixel ?? 1) !== 1 || ![8, 16].includes(pixel.bitsAllocated ?? 0)) return null;
-  return plane.rows * plane.columns * ((pixel.bitsAllocated ?? 16) / 8);
 }
 
 /**
@@ -160,6 +86,22 @@ export class SeriesVolume {
     this.filled[k] = true;
     this.texture.setUpdatedFrame(k);
   };
+
+  /**
+   * Runs the views' first draw (it creates the texture, and marks every slice for upload) without
+   * uploading the slices that have not arrived: meanwhile the volume names images that are not in
+   * the cache for them, which the upload skips and leaves marked.
+   */
+  async firstDraw(draw: () => Promise<void>): Promise<void> {
+    const volume = this.volume as unknown as { imageIds: string[] };
+    const real = volume.imageIds;
+    volume.imageIds = real.map((id, k) => (this.filled[k] ? id : `pending-slice-${k}`));
+    try {
+      await draw();
+    } finally {
+      volume.imageIds = real;
+    }
+  }
 
   /** Uploads the slices filled since the last call to the views' texture. */
   upload(): void {

@@ -3,9 +3,8 @@
 // position along row x column, the same order as the server's volume grid and masks).
 
 import { wadors } from '@cornerstonejs/dicom-image-loader';
+import { DICOMWEB_ROOT } from './series';
 import type { DicomJson, SeriesUids } from './types';
-
-export const DICOMWEB_ROOT = `${location.origin}/dicomweb`;
 
 function value(instance: DicomJson, tag: string): unknown[] {
   return instance[tag]?.Value ?? [];
@@ -13,15 +12,6 @@ function value(instance: DicomJson, tag: string): unknown[] {
 
 function numbers(instance: DicomJson, tag: string): number[] {
   return value(instance, tag).map((v) => Number(v));
-}
-
-export async function fetchSeriesMetadata(uids: SeriesUids, signal?: AbortSignal): Promise<DicomJson[]> {
-  const url = `${DICOMWEB_ROOT}/studies/${uids.study}/series/${uids.series}/metadata`;
-  const response = await fetch(url, {
-    credentials: 'same-origin', signal, headers: { Accept: 'application/dicom+json' },
-  });
-  if (!response.ok) throw new Error(`series metadata: HTTP ${response.status}`);
-  return (await response.json()) as DicomJson[];
 }
 
 export interface SeriesImages {

@@ -1,5 +1,7 @@
 // Which DICOM series a task shows: the task's series UIDs (GET /api/tasks/{id}/), or, from an
-// older server without them, the only QIDO-RS match for its description and modality.
+// older server without them, the only QIDO-RS match for its description and modality; and the
+// series' metadata (WADO-RS). No Cornerstone here: the page starts these before the viewer's
+// chunk has loaded.
 
 import type { Task } from '../api';
 import type { DicomJson, SeriesUids } from './types';
@@ -30,4 +32,36 @@ export async function findSeriesUids(task: Task, signal?: AbortSignal): Promise<
   }
   const match = found[0] as DicomJson;
   return { study: first(match, '0020000D'), series: first(match, '0020000E') };
+}
+
+export const DICOMWEB_ROOT = `${location.origin}/dicomweb`;
+
+export async function fetchSeriesMetadata(uids: SeriesUids, signal?: AbortSignal): Promise<DicomJson[]> {
+  const url = `${DICOMWEB_ROOT}/studies/${uids.study}/series/${uids.series}/metadata`;
+  const response = await fetch(url, {
+    credentials: 'same-origin', signal, headers: { Accept: 'application/dicom+json' },
+  });
+  if (!response.ok) throw new Error(`series metadata: HTTP ${response.status}`);
+  return (await response.json()) as DicomJson[];
+}
+
+/**
+ * The bytes of the series' pixels as its bulk data carries them (explicit VR little endian), or
+ * null where the viewer loads it frame by frame instead: a single image, a multi-frame instance,
+ * colour, or other than 8 or 16 bits allocated.
+ */
+export function seriesPixelBytes(instances: DicomJson[]): number | null {
+  if (instances.length < 2) return null;
+  let total = 0;
+  for (const instance of instances) {
+    const number = (tag: string): number => Number(instance[tag]?.Value?.[0] ?? NaN);
+    const frames = Number(instance['00280008']?.Value?.[0] ?? 1) || 1;
+    const samples = Number(instance['00280002']?.Value?.[0] ?? 1);
+    const bits = number('00280100');
+    const rows = number('00280010');
+    const columns = number('00280011');
+    if (frames !== 1 || samples !== 1 || (bits !== 8 && bits !== 16) || !(rows > 0 && columns > 0)) return null;
+    total += rows * columns * (bits / 8);
+  }
+  return total;
 }

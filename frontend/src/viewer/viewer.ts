@@ -8,15 +8,16 @@ import {
 } from '@cornerstonejs/core';
 import { segmentation, ToolGroupManager, utilities as toolUtilities } from '@cornerstonejs/tools';
 import { initCornerstone } from './cornerstone';
-import { frameBytes, SeriesDownload, SeriesVolume } from './bulk';
-import { fetchSeriesMetadata, registerSeries, type SeriesImages } from './dicomweb';
+import { SeriesVolume } from './bulk';
+import { registerSeries, type SeriesImages } from './dicomweb';
+import type { PreparedSeries } from './prepare';
 import { Labelmap } from './labelmap';
 import { BrushLatency } from './latency';
 import { applyLayout, ORIENTATIONS } from './layout';
 import { fetchMask, paintSegment } from './masks';
 import { createTools, paintImmediately, repaintOnlyPaintedView, type ViewerTools } from './tools';
 import type {
-  LabelmapAccess, LabelmapEdit, Layout, Orientation, SeriesUids, ToolName, ViewerLesion,
+  LabelmapAccess, LabelmapEdit, Layout, Orientation, ToolName, ViewerLesion,
   WindowPresetLike, WorkspaceHook,
 } from './types';
 
@@ -36,7 +37,8 @@ export interface ViewerElements {
 
 export interface ViewerOptions {
   elements: ViewerElements;
-  uids: SeriesUids;
+  /** The series' metadata and pixel download, started by prepareSeries() (before this chunk). */
+  series: PreparedSeries;
   lesions: ViewerLesion[];
   /** Slice index (z, volume grid) to show first; default the middle slice. */
   keySlice: number | null;
@@ -140,29 +142,23 @@ async function loadVolume(
 }
 
 export async function createViewer(options: ViewerOptions): Promise<Viewer> {
-  const { elements, uids, hook, signal } = options;
+  const { elements, hook, signal } = options;
   initCornerstone();
   cache.purgeCache();
 
-  options.onProgress(0, 1, 'Reading series metadata');
-  const metadata = await fetchSeriesMetadata(uids, signal);
-  performance.mark('viewer:metadata');
+  const { uids, metadata, download } = options.series;
   if (!metadata.length) throw new Error('the series has no instances');
   const images: SeriesImages = registerSeries(uids, metadata);
   const { imageIds } = images;
   signal.throwIfAborted();
-
-  // The volume's pixels start downloading now, beside the key slice.
-  const sizes = images.multiFrame || imageIds.length < 2 ? [null] : imageIds.map(frameBytes);
-  const expected = sizes.every((n) => n !== null) ? (sizes as number[]).reduce((a, b) => a + b, 0) : 0;
   let showVolumeProgress = false;
-  const download = expected
-    ? new SeriesDownload(uids, signal, expected, (received) => {
+  if (download) {
+    download.onBytes = (received) => {
       if (!showVolumeProgress) return;
-      const done = Math.min(imageIds.length, Math.floor((received / expected) * imageIds.length));
+      const done = Math.min(imageIds.length, Math.floor((received / download.expectedBytes) * imageIds.length));
       options.onProgress(done, imageIds.length, 'Loading the volume');
-    })
-    : null;
+    };
+  }
 
   // One engine for the page's lifetime: each engine holds WebGL contexts that the browser frees
   // late, and a few workspace visits would run out of them ("Too many active WebGL contexts").
@@ -239,11 +235,13 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
     const target = new SeriesVolume(`workspace-volume-${uids.series}`, imageIds);
     volume = target.volume;
     views = await setUpViews(volume.volumeId);
-    const drawn = once(views.volumeViewports[0]!.element, Enums.Events.IMAGE_RENDERED);
-    engine.renderViewport(ids[0] as string);
-    await drawn;
-    showVolumeProgress = true;
     download.drainTo(target.fill);
+    await target.firstDraw(async () => {
+      const drawn = once(views.volumeViewports[0]!.element, Enums.Events.IMAGE_RENDERED);
+      engine.renderViewport(ids[0] as string);
+      await drawn;
+    });
+    showVolumeProgress = true;
     let uploadError: unknown = null;
     const uploads = setInterval(() => {
       try {
