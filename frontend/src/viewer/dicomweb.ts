@@ -3,7 +3,7 @@
 // position along row x column, the same order as the server's volume grid and masks).
 
 import { wadors } from '@cornerstonejs/dicom-image-loader';
-import { DICOMWEB_ROOT } from './series';
+import { dicomwebRoot } from './series';
 import type { DicomJson, SeriesUids } from './types';
 
 function value(instance: DicomJson, tag: string): unknown[] {
@@ -24,7 +24,7 @@ export interface SeriesImages {
 
 /** Registers every instance (every frame) with the wadors loader and returns sorted imageIds. */
 export function registerSeries(uids: SeriesUids, instances: DicomJson[]): SeriesImages {
-  const base = `wadors:${DICOMWEB_ROOT}/studies/${uids.study}/series/${uids.series}/instances`;
+  const base = `wadors:${dicomwebRoot()}/studies/${uids.study}/series/${uids.series}/instances`;
   const entries: { imageId: string; distance: number; order: number }[] = [];
   let multiFrame = false;
   let frameTimeMs: number | null = null;

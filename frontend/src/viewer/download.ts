@@ -5,7 +5,7 @@
 // starts the download before the viewer's chunk has loaded.
 
 import { boundaryOf, MultipartReader } from './multipart';
-import { DICOMWEB_ROOT } from './series';
+import { dicomwebRoot } from './series';
 import type { SeriesUids } from './types';
 
 const EXPLICIT_LE = '1.2.840.10008.1.2.1';
@@ -36,7 +36,7 @@ export class SeriesDownload {
 
   constructor(uids: SeriesUids, signal: AbortSignal, expectedBytes: number) {
     this.expectedBytes = expectedBytes;
-    const url = `${DICOMWEB_ROOT}/studies/${uids.study}/series/${uids.series}`;
+    const url = `${dicomwebRoot()}/studies/${uids.study}/series/${uids.series}`;
     const response = fetch(url, { credentials: 'same-origin', signal, headers: { Accept: BULK_ACCEPT } });
     this.accepted = response.then((r) => r.status !== 406, () => true); // a failure shows in `finished`
     this.finished = response.then(async (r) => {

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Task } from '../api';
-import { findSeriesUids } from './series';
+import { findSeriesUids, seriesPixelBytes } from './series';
 
 const fetchMock = vi.fn<typeof fetch>();
 
@@ -46,5 +46,28 @@ describe('the DICOM series of a task', () => {
   it('reports a failed search', async () => {
     fetchMock.mockResolvedValueOnce(new Response('nope', { status: 403 }));
     await expect(findSeriesUids(task({}))).rejects.toThrow(/HTTP 403/);
+  });
+});
+
+describe('the bytes of a series as one bulk download', () => {
+  const instance = (rows: number, columns: number, bits: number, extra: Record<string, unknown> = {}) => ({
+    '00280010': { vr: 'US', Value: [rows] },
+    '00280011': { vr: 'US', Value: [columns] },
+    '00280100': { vr: 'US', Value: [bits] },
+    ...extra,
+  });
+
+  it('adds up rows x columns x bytes per sample of every instance', () => {
+    expect(seriesPixelBytes([instance(512, 512, 16), instance(512, 512, 16), instance(4, 3, 8)])).toBe(2 * 524288 + 12);
+  });
+
+  it('is null where the viewer loads frame by frame', () => {
+    expect(seriesPixelBytes([instance(8, 8, 16)])).toBeNull(); // one image
+    const cine = instance(8, 8, 8, { '00280008': { vr: 'IS', Value: ['30'] } });
+    expect(seriesPixelBytes([cine, cine])).toBeNull();
+    const rgb = instance(8, 8, 8, { '00280002': { vr: 'US', Value: [3] } });
+    expect(seriesPixelBytes([rgb, rgb])).toBeNull();
+    expect(seriesPixelBytes([instance(8, 8, 32), instance(8, 8, 32)])).toBeNull();
+    expect(seriesPixelBytes([instance(8, 8, 16), { '00280100': { vr: 'US', Value: [16] } }])).toBeNull();
   });
 });

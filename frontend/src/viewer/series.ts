@@ -34,10 +34,13 @@ export async function findSeriesUids(task: Task, signal?: AbortSignal): Promise<
   return { study: first(match, '0020000D'), series: first(match, '0020000E') };
 }
 
-export const DICOMWEB_ROOT = `${location.origin}/dicomweb`;
+/** The app's own DICOMweb, absolute (the image loader's imageIds are URLs). */
+export function dicomwebRoot(): string {
+  return `${location.origin}/dicomweb`;
+}
 
 export async function fetchSeriesMetadata(uids: SeriesUids, signal?: AbortSignal): Promise<DicomJson[]> {
-  const url = `${DICOMWEB_ROOT}/studies/${uids.study}/series/${uids.series}/metadata`;
+  const url = `${dicomwebRoot()}/studies/${uids.study}/series/${uids.series}/metadata`;
   const response = await fetch(url, {
     credentials: 'same-origin', signal, headers: { Accept: 'application/dicom+json' },
   });

@@ -148,14 +148,17 @@ export function paintImmediately(element: HTMLElement, isBrush: () => boolean): 
 }
 
 /**
- * During a brush stroke only the view being painted repaints; the other views catch up when the
- * button is released. Every edit asks all views showing the labelmap to repaint, and where the
- * pixels are drawn in software (no GPU) the other two views would triple the time from the mouse
- * to the painted pixels. Returns the function that restores the views' own render().
+ * During a brush stroke only the view being painted repaints, and at once: the other views catch
+ * up when the button is released. Every edit asks all views showing the labelmap to repaint, and
+ * where the pixels are drawn in software (no GPU) the other two views would triple the time from
+ * the mouse to the painted pixels; and a repaint asked for inside the segmentation's own animation
+ * frame would wait for the next one (`renderNow` draws the views asked for so far, now). Returns
+ * the function that restores the views' own render().
  */
 export function repaintOnlyPaintedView(
   viewports: { id: string; element: HTMLElement; render(): void }[],
   isBrush: () => boolean,
+  renderNow: () => void,
 ): () => void {
   let painting: string | null = null;
   const deferred = new Set<() => void>();
@@ -163,8 +166,12 @@ export function repaintOnlyPaintedView(
   for (const vp of viewports) {
     const render = vp.render.bind(vp);
     vp.render = () => {
-      if (painting !== null && painting !== vp.id) deferred.add(render);
-      else render();
+      if (painting === null) render();
+      else if (painting !== vp.id) deferred.add(render);
+      else {
+        render();
+        renderNow();
+      }
     };
     const onDown = (evt: MouseEvent): void => {
       if (evt.isTrusted && evt.buttons === 1 && isBrush()) painting = vp.id;

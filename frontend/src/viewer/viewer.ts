@@ -298,7 +298,8 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
     disposers.push(paintImmediately(vp.element, tools.isBrush));
     latency.watch(vp.id, vp.element, (evt) => tools.isBrush() && (evt.buttons & 1) === 1);
   }
-  disposers.push(repaintOnlyPaintedView(volumeViewports, tools.isBrush));
+  const renderNow = (): void => (engine as unknown as { _renderFlaggedViewports(): void })._renderFlaggedViewports();
+  disposers.push(repaintOnlyPaintedView(volumeViewports, tools.isBrush, renderNow));
   hook.brushLatenciesMs = latency.samples;
 
   // Slice to the key slice in the axial view; sagittal / coronal through the middle.
