@@ -214,8 +214,8 @@ def setup(series_dir: Path) -> dict[str, Any]:
 
 
 def warm_up(base: str) -> dict[str, Any]:
-    """A few untimed requests, so that the first run does not meet cold server workers; also
-    reports how the main bundle is served (size, Content-Encoding)."""
+    """A few untimed requests (pages and DICOMweb), so that the first run does not meet cold
+    server workers; also reports how the main bundle is served (size, Content-Encoding)."""
     session = requests.Session()
     for _ in range(4):
         session.get(f"{base}/accounts/login/", timeout=30).raise_for_status()
@@ -229,6 +229,8 @@ def warm_up(base: str) -> dict[str, Any]:
         headers={"Referer": f"{base}/accounts/login/"},
         timeout=30,
     ).raise_for_status()
+    for _ in range(4):  # each server worker's first DICOMweb request imports pydicom & co.
+        session.get(f"{base}/dicomweb/studies", timeout=30).raise_for_status()
     page = session.get(f"{base}/", timeout=30)
     page.raise_for_status()
     scripts = [

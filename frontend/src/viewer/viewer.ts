@@ -298,7 +298,10 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
     disposers.push(paintImmediately(vp.element, tools.isBrush));
     latency.watch(vp.id, vp.element, (evt) => tools.isBrush() && (evt.buttons & 1) === 1);
   }
-  const renderNow = (): void => (engine as unknown as { _renderFlaggedViewports(): void })._renderFlaggedViewports();
+  // the engine's own draw of the viewports asked for so far (what its animation frame would run)
+  const implementation = (engine as unknown as { _implementation?: { _renderFlaggedViewports?: () => void } })
+    ._implementation;
+  const renderNow = (): void => implementation?._renderFlaggedViewports?.();
   disposers.push(repaintOnlyPaintedView(volumeViewports, tools.isBrush, renderNow));
   hook.brushLatenciesMs = latency.samples;
 
