@@ -192,13 +192,25 @@ await scenario(async ({ page, context, params, login, open, screenshot, mark }) 
   steps.reviewerLesions = await lesions(page);
   steps.reviewerBrushDisabled = await page.locator('button[data-tool=brush]').isDisabled();
   steps.reviewerHasSubmit = (await page.locator('button[data-action=submit]').count()) > 0;
-  // model vs final: the latest model mask, then the submitted one again
+  // model vs final: the latest model mask, their difference, then the submitted one again
   await page.check('input[data-action=show-model]');
   await page.waitForSelector('.vw-model-info[data-state=model]', { timeout: 30000 });
   steps.reviewerModel = await lesions(page);
   steps.reviewerModelInfo = await page.locator('.vw-model-info').innerText();
   await screenshot('12a-review-model-masks');
-  await page.uncheck('input[data-action=show-model]');
+  await page.check('input[data-action=show-difference]');
+  await page.waitForSelector('.vw-model-info[data-state=difference]', { timeout: 30000 });
+  steps.reviewerDifference = await page.evaluate(() => {
+    const info = document.querySelector('.vw-model-info');
+    const w = window.__workspace;
+    return {
+      agree: Number(info.dataset.agree), added: Number(info.dataset.added), removed: Number(info.dataset.removed),
+      text: info.innerText,
+      shown: { agree: w.labelmapVoxels(253), added: w.labelmapVoxels(254), removed: w.labelmapVoxels(255) },
+    };
+  });
+  await screenshot('12b-review-difference');
+  await page.check('input[data-action=show-final]');
   await page.waitForSelector('.vw-model-info[data-state=final]');
   steps.reviewerFinal = await lesions(page);
   await page.click('button[data-action=reject]'); // without a comment: refused in the page

@@ -168,9 +168,17 @@ def test_annotation_loop(run_browser: BrowserRunner, live_server: Any, worker: W
     # the reviewer: read-only, the same voxels, an empty rejection refused, then rejected
     assert r["reviewerLesions"][0]["voxels"] == final
     assert r["reviewerBrushDisabled"] is True
-    # model vs final toggle: the last model version (propagate), then the submitted mask
+    # model vs final: the last model version (propagate), then the submitted mask
     assert r["reviewerModel"][0]["voxels"] == model[-1]["voxel_count"] != final, r
     assert r["reviewerModelInfo"] == "Model masks of 1 of 1 lesions"
+    # the difference view: what the annotator added to and removed from the model's mask
+    d = r["reviewerDifference"]
+    assert d["agree"] + d["removed"] == model[-1]["voxel_count"], d
+    assert d["agree"] + d["added"] == final, d
+    assert d["added"] + d["removed"] > 0 and d["agree"] > 0, d
+    assert d["shown"] == {"agree": d["agree"], "added": d["added"], "removed": d["removed"]}, d
+    dice = 2 * d["agree"] / (2 * d["agree"] + d["added"] + d["removed"])
+    assert f"Dice model vs submitted {dice:.3f}" in d["text"], d
     assert r["reviewerFinal"][0]["voxels"] == final
     assert r["reviewerHasSubmit"] is False
     assert "needs a comment" in r["emptyRejectText"]

@@ -20,7 +20,7 @@ import { prepareSeries } from '../viewer/prepare';
 import type { Layout, Orientation, ToolName } from '../viewer/types';
 import type { Viewer, ViewerElements } from '../viewer/viewer';
 import { installUnloadGuard } from '../workspace/autosave';
-import { replaceSegment } from '../workspace/labelmap';
+import { DIFFERENCE, differenceLabelmap, replaceSegment } from '../workspace/labelmap';
 import { boxFromCorners, boxPrompt, propagatePrompt, type SegmentProgress } from '../workspace/segmentJob';
 import { WorkspaceSession } from '../workspace/session';
 import { isMac, installWorkspaceShortcuts, ShortcutRegistry, WORKSPACE_SHORTCUTS } from '../workspace/shortcuts';
@@ -588,44 +588,93 @@ export async function workspacePage(root: HTMLElement, ctx: PageContext, id: num
         result.replaceChildren(errorBanner(err, 'The review was not saved'));
       }
     };
-    // Model vs final: shows the lesions' latest model masks instead of the submitted ones.
-    const modelToggle = h('input', { type: 'checkbox', 'data-action': 'show-model' });
-    const modelInfo = h('span', { class: 'muted small vw-model-info' });
-    modelToggle.addEventListener('change', () => {
+    // Submitted, model, or their difference: the lesions' latest model masks against the
+    // submitted ones (what the annotator added, what they removed, Dice per lesion).
+    const views = ['final', 'model', 'difference'] as const;
+    const labels = { final: 'Submitted', model: "Model's", difference: 'Difference' };
+    const radios = views.map((view) => h('input', {
+      type: 'radio', name: 'vw-review-view', value: view, 'data-action': `show-${view}`, checked: view === 'final',
+    }));
+    const modelInfo = h('div', { class: 'muted small vw-model-info', 'data-state': 'final' }, 'Showing the submitted masks');
+    let models: Promise<{ segment: number; mask: Uint8Array | null }[]> | null = null;
+    const loadModels = (): Promise<{ segment: number; mask: Uint8Array | null }[]> => {
+      if (!ses) return Promise.resolve([]);
+      models ??= Promise.all(ses.lesions.entries.map(async (entry) => {
+        const versions = await listMaskVersions(entry.lesion.id, { signal: ctx.signal });
+        const model = versions.filter((v) => v.source === 'model').sort((a, b) => b.id - a.id)[0];
+        const mask = model ? (await fetchMaskData(model.id, { signal: ctx.signal })).voxels : null;
+        return { segment: entry.segment, mask };
+      }));
+      models.catch(() => { models = null; }); // try again next time
+      return models;
+    };
+    const restyle = (): void => {
       if (!ses) return;
-      if (!modelToggle.checked) {
+      for (const entry of ses.lesions.entries) ready.setSegmentStyle(entry.segment, entry.color, entry.visible);
+    };
+    const show = async (view: (typeof views)[number]): Promise<void> => {
+      if (!ses) return;
+      if (view === 'final') {
         ready.setLabelmap(ses.labelmapData);
-        modelInfo.textContent = 'Showing the submitted masks';
         modelInfo.dataset.state = 'final';
+        modelInfo.replaceChildren('Showing the submitted masks');
         return;
       }
-      modelToggle.disabled = true;
-      modelInfo.textContent = 'Loading the model masks…';
-      void (async () => {
-        const shown = ses.labelmapData.slice();
-        let found = 0;
-        for (const entry of ses.lesions.entries) {
-          const versions = await listMaskVersions(entry.lesion.id, { signal: ctx.signal });
-          const model = versions.filter((v) => v.source === 'model').sort((a, b) => b.id - a.id)[0];
-          const mask = model ? (await fetchMaskData(model.id, { signal: ctx.signal })).voxels : new Uint8Array(shown.length);
-          if (model) found++;
-          replaceSegment(shown, entry.segment, mask);
+      for (const radio of radios) radio.disabled = true;
+      modelInfo.replaceChildren('Loading the model masks…');
+      try {
+        const masks = await loadModels();
+        const current = radios.find((r) => r.checked)?.value;
+        if (current !== view) return; // switched meanwhile
+        if (view === 'model') {
+          const shown = ses.labelmapData.slice();
+          for (const { segment, mask } of masks) replaceSegment(shown, segment, mask ?? new Uint8Array(shown.length));
+          ready.setLabelmap(shown);
+          restyle();
+          const found = masks.filter((m) => m.mask).length;
+          modelInfo.replaceChildren(`Model masks of ${found} of ${masks.length} lesions`);
+        } else {
+          const diff = differenceLabelmap(ses.labelmapData, masks);
+          ready.setLabelmap(diff.labelmap);
+          ready.setSegmentStyle(DIFFERENCE.agree, [150, 160, 175], true);
+          ready.setSegmentStyle(DIFFERENCE.added, [40, 200, 90], true);
+          ready.setSegmentStyle(DIFFERENCE.removed, [235, 70, 60], true);
+          const total = diff.lesions.reduce((t, l) => ({
+            agree: t.agree + l.agree, added: t.added + l.added, removed: t.removed + l.removed,
+          }), { agree: 0, added: 0, removed: 0 });
+          Object.assign(modelInfo.dataset, {
+            agree: String(total.agree), added: String(total.added), removed: String(total.removed),
+          });
+          const swatch = (rgb: string): HTMLElement => h('span', { class: 'vw-swatch', style: `background: rgb(${rgb})` });
+          modelInfo.replaceChildren(
+            h('div', null, swatch('40, 200, 90'), ` added by the annotator: ${total.added} voxels`),
+            h('div', null, swatch('235, 70, 60'), ` removed from the model's: ${total.removed}`),
+            h('div', null, swatch('150, 160, 175'), ` in both: ${total.agree}`),
+            ...diff.lesions.map((l) => {
+              const name = ses.lesions.bySegment(l.segment)?.lesion.lesion_class ?? `lesion ${l.segment}`;
+              return h('div', { class: 'vw-dice' }, `${name}: Dice model vs submitted ${l.dice.toFixed(3)}`);
+            }),
+          );
         }
-        if (!modelToggle.checked) return; // switched back meanwhile
-        ready.setLabelmap(shown);
-        modelInfo.textContent = `Model masks of ${found} of ${ses.lesions.entries.length} lesions`;
-        modelInfo.dataset.state = 'model';
-      })().catch((err: unknown) => {
-        modelToggle.checked = false;
+        modelInfo.dataset.state = view;
+      } catch (err) {
+        if (isAbort(err)) return;
         modelInfo.replaceChildren(errorBanner(err, 'Could not load the model masks'));
-      }).finally(() => {
-        modelToggle.disabled = false;
+      } finally {
+        for (const radio of radios) radio.disabled = false;
+      }
+    };
+    for (const radio of radios) {
+      radio.addEventListener('change', () => {
+        if (radio.checked) void show(radio.value as (typeof views)[number]);
       });
-    });
+    }
     accept.addEventListener('click', () => void decide('accept'));
     reject.addEventListener('click', () => void decide('reject'));
     actionSlot.append(h('h2', null, 'Review'), h('p', { class: 'muted' }, `Annotated by ${task.assignee ?? 'nobody'}.`),
-      h('label', { class: 'vw-control' }, modelToggle, ' Show the model\'s masks'), modelInfo,
+      h('fieldset', { class: 'vw-review-view' }, h('legend', null, 'Show'),
+        ...radios.map((radio) => h('label', { class: 'vw-control' }, radio, ` ${labels[radio.value as (typeof views)[number]]}`))),
+      modelInfo,
       comment, h('div', { class: 'vw-review-buttons' }, accept, reject), result);
   }
 

@@ -73,3 +73,55 @@ export function composeLabelmap(
   }
   return labelmap;
 }
+
+/** The labelmap values of the reviewer's difference view (above any lesion's segment). */
+export const DIFFERENCE = { agree: 253, added: 254, removed: 255 } as const;
+
+export interface LesionDifference {
+  segment: number;
+  /** Voxels in both the model's mask and the final one. */
+  agree: number;
+  /** In the final mask only: what the annotator added. */
+  added: number;
+  /** In the model's mask only: what the annotator removed. */
+  removed: number;
+  /** Dice of the two masks (1 when both are empty). */
+  dice: number;
+}
+
+/**
+ * The reviewer's difference view: for each lesion, its final voxels (segment in `final`) against
+ * its model mask (none: an empty mask), as DIFFERENCE.agree / added / removed in a new labelmap,
+ * with the counts and the Dice per lesion.
+ */
+export function differenceLabelmap(
+  final: Uint8Array,
+  models: { segment: number; mask: Uint8Array | null }[],
+): { labelmap: Uint8Array<ArrayBuffer>; lesions: LesionDifference[] } {
+  const labelmap = new Uint8Array(final.length);
+  const lesions = models.map(({ segment, mask }) => {
+    if (mask && mask.length !== final.length) {
+      throw new Error(`segment ${segment}: the model mask has ${mask.length} voxels, not ${final.length}`);
+    }
+    let agree = 0;
+    let added = 0;
+    let removed = 0;
+    for (let i = 0; i < final.length; i++) {
+      const inFinal = final[i] === segment;
+      const inModel = mask !== null && mask[i] !== 0;
+      if (inFinal && inModel) {
+        agree++;
+        labelmap[i] = DIFFERENCE.agree;
+      } else if (inFinal) {
+        added++;
+        labelmap[i] = DIFFERENCE.added;
+      } else if (inModel) {
+        removed++;
+        labelmap[i] = DIFFERENCE.removed;
+      }
+    }
+    const total = 2 * agree + added + removed;
+    return { segment, agree, added, removed, dice: total ? (2 * agree) / total : 1 };
+  });
+  return { labelmap, lesions };
+}
