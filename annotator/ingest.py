@@ -281,7 +281,8 @@ def _import_series(
     finally:
         series.image = None  # the volume is stored (or not): free its memory
     _mark_files(result, series, IMPORTED, "")
-    warm_series_metadata(Series.objects.get(pk=summary.series_id))
+    if summary.series_id is not None:
+        warm_series_metadata(Series.objects.get(pk=summary.series_id))
     return summary
 
 

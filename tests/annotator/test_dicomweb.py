@@ -237,7 +237,7 @@ def test_series_bulkdata_is_every_frame_in_one_response(dw: dict[str, Any]) -> N
     length, in the series' order, equal to what the frames resource gives one by one."""
     client, base = dw["client"], dw["base"]
     metadata = client.get(f"{base}/metadata").json()
-    accept = f'multipart/related; type="application/octet-stream"; transfer-syntax={ExplicitVRLittleEndian}'
+    accept = OCTET_LE
     response = client.get(base, HTTP_ACCEPT=accept)
     assert response.status_code == 200
     assert response["Content-Type"].startswith('multipart/related; type="application/octet-stream"')
