@@ -100,7 +100,7 @@ export async function workspacePage(root: HTMLElement, ctx: PageContext, id: num
   });
   const brushLabel = h('span', { class: 'vw-size' }, '5 mm');
   const presets = h('div', { class: 'vw-presets' });
-  const cine = h('button', { type: 'button', class: 'btn', hidden: true }, 'Play');
+  const cine = h('button', { type: 'button', class: 'btn', hidden: true, 'data-action': 'cine' }, 'Play');
   const pageTools: { name: PageTool; label: string; title: string }[] = [
     ...TOOLS.map((t) => ({ name: t.name as PageTool, label: t.label, title: `${t.label} (${t.key.toUpperCase()})` })),
     { name: 'box', label: 'Box', title: 'Box prompt: drag a rectangle on the axial view (R)' },
@@ -254,8 +254,8 @@ export async function workspacePage(root: HTMLElement, ctx: PageContext, id: num
     const hasLesion = Boolean(ses?.lesions.selected);
     for (const [name, button] of toolButtons) {
       const needsLabelmap = editingTools.has(name);
-      const needsVolume = name === 'crosshairs';
-      button.disabled = (ready.stackOnly && (needsLabelmap || needsVolume))
+      const needsViews = name === 'crosshairs'; // crosshairs join views: a cine has one
+      button.disabled = (ready.stackOnly && needsLabelmap) || ((ready.stackOnly || ready.cine) && needsViews)
         || (needsLabelmap && !canEdit())
         || (needsLabelmap && name !== 'box' && !hasLesion);
     }
@@ -734,6 +734,9 @@ export async function workspacePage(root: HTMLElement, ctx: PageContext, id: num
       if (label) label.hidden = true;
     }
     presets.hidden = true;
+  } else if (ready.cine) {
+    const label = layoutSelect.closest('label'); // one view of the frames
+    if (label) label.hidden = true;
   }
   if (ready.cine) {
     cine.hidden = false;

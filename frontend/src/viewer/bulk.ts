@@ -11,6 +11,34 @@ interface StreamingTexture {
   update3DFromRaw(): unknown;
 }
 
+/** Volume geometry for the frames of one multi-frame instance: frame k is slice k, 1 mm apart
+ * (no slice positions), pixels at the instance's spacing (1 mm where it gives none), grey. */
+function cineProps(imageIds: string[], volumeId: string) {
+  const plane = (metaData.get('imagePlaneModule', imageIds[0] as string) ?? {}) as {
+    rows?: number; columns?: number; pixelSpacing?: number[]; frameOfReferenceUID?: string;
+  };
+  if (!plane.rows || !plane.columns) throw new Error('the series metadata gives no image size');
+  const [rowSpacing, columnSpacing] = plane.pixelSpacing?.every((v) => v > 0) ? plane.pixelSpacing : [1, 1];
+  const spacing = [columnSpacing ?? 1, rowSpacing ?? 1, 1];
+  const direction = [1, 0, 0, 0, 1, 0, 0, 0, 1];
+  return {
+    dimensions: [plane.columns, plane.rows, imageIds.length],
+    spacing,
+    origin: [0, 0, 0],
+    direction,
+    imageIds,
+    volumeId,
+    metadata: {
+      ...utilities.makeVolumeMetadata(imageIds),
+      SamplesPerPixel: 1,
+      PhotometricInterpretation: 'MONOCHROME2',
+      ImageOrientationPatient: direction.slice(0, 6),
+      PixelSpacing: [rowSpacing, columnSpacing],
+      FrameOfReferenceUID: plane.frameOfReferenceUID ?? '',
+    },
+  };
+}
+
 interface PixelModule {
   bitsAllocated?: number;
   pixelRepresentation?: number;
@@ -32,8 +60,9 @@ export class SeriesVolume {
   private readonly sourceIds: string[];
   private readonly texture: StreamingTexture;
 
-  constructor(volumeId: string, imageIds: string[]) {
-    const props = utilities.generateVolumePropsFromImageIds(imageIds, volumeId);
+  /** `cine`: the frames of one multi-frame instance (no slice positions), in frame order. */
+  constructor(volumeId: string, imageIds: string[], cine = false) {
+    const props = cine ? cineProps(imageIds, volumeId) : utilities.generateVolumePropsFromImageIds(imageIds, volumeId);
     const [nx, ny, nz] = props.dimensions as [number, number, number];
     this.sliceSize = nx * ny;
     this.sourceIds = props.imageIds;
@@ -53,9 +82,22 @@ export class SeriesVolume {
     if (!texture) throw new Error('the local volume has no texture');
     this.texture = texture;
     // createLocalVolume gives every slice the volume's origin: tools look slices up by position
+    const { origin, spacing, direction } = props as { origin: number[]; spacing: number[]; direction: number[] };
+    const normal = direction.slice(6, 9);
     (this.volume.imageIds ?? []).forEach((localId, k) => {
-      const plane = metaData.get('imagePlaneModule', this.sourceIds[k] as string);
-      if (plane) utilities.genericMetadataProvider.add(localId, { type: 'imagePlaneModule', metadata: plane });
+      const plane = {
+        frameOfReferenceUID: props.metadata.FrameOfReferenceUID,
+        rows: ny,
+        columns: nx,
+        imageOrientationPatient: direction.slice(0, 6),
+        rowCosines: direction.slice(0, 3),
+        columnCosines: direction.slice(3, 6),
+        imagePositionPatient: origin.map((o, i) => o + k * (spacing[2] as number) * (normal[i] as number)),
+        pixelSpacing: [spacing[1], spacing[0]],
+        rowPixelSpacing: spacing[1],
+        columnPixelSpacing: spacing[0],
+      };
+      utilities.genericMetadataProvider.add(localId, { type: 'imagePlaneModule', metadata: plane });
     });
   }
 
@@ -66,9 +108,20 @@ export class SeriesVolume {
     const imageId = this.sourceIds[k] as string;
     const pixel = metaData.get('imagePixelModule', imageId) as PixelModule;
     const bits = pixel.bitsAllocated ?? 16;
+    const samples = pixel.samplesPerPixel ?? 1;
     const size = this.sliceSize;
-    if (data.length !== size * (bits / 8)) {
-      throw new Error(`slice ${k + 1} has ${data.length} bytes, expected ${size * (bits / 8)}`);
+    if (data.length !== size * samples * (bits / 8)) {
+      throw new Error(`slice ${k + 1} has ${data.length} bytes, expected ${size * samples * (bits / 8)}`);
+    }
+    const out = this.scalars.subarray(k * size, (k + 1) * size);
+    if (samples === 3) {
+      // colour (decoded to RGB by the server): its luminance, as the server's volume holds it
+      for (let i = 0, j = 0; i < size; i++, j += 3) {
+        out[i] = 0.299 * (data[j] as number) + 0.587 * (data[j + 1] as number) + 0.114 * (data[j + 2] as number);
+      }
+      this.filled[k] = true;
+      this.texture.setUpdatedFrame(k);
+      return;
     }
     const lut = (metaData.get('modalityLutModule', imageId) ?? {}) as { rescaleSlope?: number; rescaleIntercept?: number };
     const slope = Number(lut.rescaleSlope ?? 1) || 1;
@@ -80,7 +133,6 @@ export class SeriesVolume {
       : pixel.pixelRepresentation === 1
         ? new Int16Array(aligned.buffer, aligned.byteOffset, size)
         : new Uint16Array(aligned.buffer, aligned.byteOffset, size);
-    const out = this.scalars.subarray(k * size, (k + 1) * size);
     out.set(stored); // native conversion; the rescale then runs on one array type only
     if (slope !== 1 || intercept !== 0) rescale(out, slope, intercept);
     this.filled[k] = true;
@@ -106,6 +158,38 @@ export class SeriesVolume {
   /** Uploads the slices filled since the last call to the views' texture. */
   upload(): void {
     if (this.texture.getUpdatedFrames().some(Boolean)) this.texture.update3DFromRaw();
+  }
+
+  /**
+   * A display window for a volume without window presets: its 0.5th to 99.5th percentile (of a
+   * sample of about a million voxels, through a 4096-bin histogram).
+   */
+  robustRange(): { lower: number; upper: number } {
+    const values = this.scalars;
+    const step = Math.max(1, Math.floor(values.length / 1_000_000));
+    let min = Infinity;
+    let max = -Infinity;
+    for (let i = 0; i < values.length; i += step) {
+      const v = values[i] as number;
+      if (v < min) min = v;
+      if (v > max) max = v;
+    }
+    if (!(max > min)) return { lower: min - 1, upper: min + 1 };
+    const bins = new Uint32Array(4096);
+    const scale = (bins.length - 1) / (max - min);
+    let n = 0;
+    for (let i = 0; i < values.length; i += step, n++) bins[Math.floor(((values[i] as number) - min) * scale)]! += 1;
+    const at = (fraction: number): number => {
+      let seen = 0;
+      for (let b = 0; b < bins.length; b++) {
+        seen += bins[b] as number;
+        if (seen >= fraction * n) return min + b / scale;
+      }
+      return max;
+    };
+    const lower = at(0.005);
+    const upper = at(0.995);
+    return upper > lower ? { lower, upper } : { lower: min, upper: max };
   }
 
   /** Throws unless every slice was filled. */

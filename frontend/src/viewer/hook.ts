@@ -21,6 +21,7 @@ export function installHook(): WorkspaceHook {
     lesions: notReady,
     saveState: () => '',
     selectedLesion: () => null,
+    sliceIndex: notReady,
   };
   window.__workspace = hook;
   return hook;

@@ -61,12 +61,15 @@ describe('the bytes of a series as one bulk download', () => {
     expect(seriesPixelBytes([instance(512, 512, 16), instance(512, 512, 16), instance(4, 3, 8)])).toBe(2 * 524288 + 12);
   });
 
+  it('counts every frame of a multi-frame instance and the three samples of colour', () => {
+    const cine = instance(8, 8, 8, { '00280008': { vr: 'IS', Value: ['30'] }, '00280002': { vr: 'US', Value: [3] } });
+    expect(seriesPixelBytes([cine])).toBe(30 * 64 * 3);
+  });
+
   it('is null where the viewer loads frame by frame', () => {
     expect(seriesPixelBytes([instance(8, 8, 16)])).toBeNull(); // one image
-    const cine = instance(8, 8, 8, { '00280008': { vr: 'IS', Value: ['30'] } });
-    expect(seriesPixelBytes([cine, cine])).toBeNull();
-    const rgb = instance(8, 8, 8, { '00280002': { vr: 'US', Value: [3] } });
-    expect(seriesPixelBytes([rgb, rgb])).toBeNull();
+    const rgb16 = instance(8, 8, 16, { '00280002': { vr: 'US', Value: [3] } });
+    expect(seriesPixelBytes([rgb16, rgb16])).toBeNull();
     expect(seriesPixelBytes([instance(8, 8, 32), instance(8, 8, 32)])).toBeNull();
     expect(seriesPixelBytes([instance(8, 8, 16), { '00280100': { vr: 'US', Value: [16] } }])).toBeNull();
   });

@@ -50,21 +50,24 @@ export async function fetchSeriesMetadata(uids: SeriesUids, signal?: AbortSignal
 
 /**
  * The bytes of the series' pixels as its bulk data carries them (explicit VR little endian), or
- * null where the viewer loads it frame by frame instead: a single image, a multi-frame instance,
- * colour, or other than 8 or 16 bits allocated.
+ * null where the viewer loads it frame by frame instead: a single image, samples other than one
+ * (grey) or three (colour, 8 bits), or other than 8 or 16 bits allocated. A multi-frame instance
+ * (ultrasound cine) counts all its frames.
  */
 export function seriesPixelBytes(instances: DicomJson[]): number | null {
-  if (instances.length < 2) return null;
   let total = 0;
+  let frames = 0;
   for (const instance of instances) {
     const number = (tag: string): number => Number(instance[tag]?.Value?.[0] ?? NaN);
-    const frames = Number(instance['00280008']?.Value?.[0] ?? 1) || 1;
+    const count = Number(instance['00280008']?.Value?.[0] ?? 1) || 1;
     const samples = Number(instance['00280002']?.Value?.[0] ?? 1);
     const bits = number('00280100');
     const rows = number('00280010');
     const columns = number('00280011');
-    if (frames !== 1 || samples !== 1 || (bits !== 8 && bits !== 16) || !(rows > 0 && columns > 0)) return null;
-    total += rows * columns * (bits / 8);
+    if (!(rows > 0 && columns > 0) || (bits !== 8 && bits !== 16)) return null;
+    if (samples !== 1 && !(samples === 3 && bits === 8)) return null;
+    total += count * rows * columns * samples * (bits / 8);
+    frames += count;
   }
-  return total;
+  return frames >= 2 ? total : null;
 }

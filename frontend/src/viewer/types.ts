@@ -63,6 +63,8 @@ export interface WorkspaceHook {
   saveState(): string;
   /** The selected lesion's id, or null. */
   selectedLesion(): number | null;
+  /** The slice (a cine: the frame) a view shows, 0-based. */
+  sliceIndex(viewportId: string): number;
 }
 
 declare global {

@@ -61,7 +61,7 @@ export interface Viewer extends LabelmapAccess {
   playCine(play: boolean): void;
   /** The voxel [i, j, k] under a page point of a view (fractional; not clamped). */
   pageToVoxel(viewportId: string, page: [number, number]): [number, number, number];
-  /** The slice index a view shows. */
+  /** The volume index of the slice a view shows (k for the axial view). */
   sliceIndex(viewportId: string): number;
   /** Colour ([r, g, b] 0..255) and visibility of one segment in every view (best effort). */
   setSegmentStyle(segment: number, color: [number, number, number] | null, visible: boolean): void;
@@ -184,7 +184,8 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
   const stack = engine.getViewport(KEY_VIEWPORT) as Types.IStackViewport;
   options.onProgress(0, 1, 'Loading the key slice');
   const firstRender = once(keyElement, Enums.Events.IMAGE_RENDERED);
-  await stack.setStack(images.multiFrame ? imageIds : [imageIds[keyIndex] as string], 0);
+  // a cine's frames become a volume when their pixels come in one download; else the stack plays them
+  await stack.setStack(images.multiFrame && !download ? imageIds : [imageIds[keyIndex] as string], 0);
   if (preset) stack.setProperties({ voiRange: voiFor(preset) });
   stack.render();
   await firstRender;
@@ -193,10 +194,13 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
   hook.viewports = [KEY_VIEWPORT];
   signal.throwIfAborted();
 
-  if (images.multiFrame || imageIds.length < 2) {
+  const cine = images.multiFrame;
+  const fps = images.frameTimeMs ? Math.max(1, Math.round(1000 / images.frameTimeMs)) : 15;
+  if (imageIds.length < 2 || (cine && !(download && (await download.accepted)))) {
+    if (cine && download) await stack.setStack(imageIds, 0); // the server would not send them in one
     const label = elements.keyCell.querySelector('.vw-label');
     if (label) label.textContent = images.multiFrame ? `Cine · ${imageIds.length} frames` : 'Image';
-    return stackOnlyViewer(engine, stack, keyElement, images, hook, disposers);
+    return stackOnlyViewer(engine, stack, keyElement, images, fps, hook, disposers);
   }
 
   // 2. The volume and its views. The key slice stays on screen as a still picture while they are
@@ -204,9 +208,16 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
   // when one of its viewports is torn down after them).
   const still = freeze(keyElement);
   engine.disableElement(KEY_VIEWPORT);
-  const ids: string[] = [...ORIENTATIONS];
+  // a cine (frames in time, no positions) is one view of its frames; a volume three
+  const shownOrientations: readonly Orientation[] = cine ? ['axial'] : ORIENTATIONS;
+  const ids: string[] = [...shownOrientations];
+  if (cine) {
+    applyLayout(elements, 'axial');
+    const label = elements.cells.axial.querySelector('.vw-label');
+    if (label) label.textContent = `Frames · ${imageIds.length}`;
+  }
   const setUpViews = async (volumeId: string): Promise<{ volumeViewports: Types.IVolumeViewport[]; labelmap: Labelmap }> => {
-    for (const orientation of ORIENTATIONS) {
+    for (const orientation of shownOrientations) {
       const element = elements.cells[orientation].querySelector<HTMLDivElement>('.vw-element');
       if (!element) throw new Error(`no element for ${orientation}`);
       engine.enableElement({
@@ -227,12 +238,14 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
   };
 
   let volume: Types.IImageVolume;
+  // without a project preset: a window from the data (the views were set up before it arrived)
+  let defaultWindow: Types.VOIRange | null = null;
   let views: { volumeViewports: Types.IVolumeViewport[]; labelmap: Labelmap };
   if (download && (await download.accepted)) {
     // The series' pixels in one request: the views are set up (and draw once, unseen, which
     // creates the volume's texture) while it downloads; each slice is written into the volume as
     // it arrives and uploaded to the texture every 250 ms, so little is left to do at the end.
-    const target = new SeriesVolume(`workspace-volume-${uids.series}`, imageIds);
+    const target = new SeriesVolume(`workspace-volume-${uids.series}`, imageIds, cine);
     volume = target.volume;
     views = await setUpViews(volume.volumeId);
     download.drainTo(target.fill);
@@ -257,6 +270,7 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
     }
     if (uploadError) throw uploadError;
     target.checkComplete();
+    defaultWindow = target.robustRange();
   } else {
     // Frame by frame, decoded in the browser (compressed, colour, other bit depths).
     showVolumeProgress = true;
@@ -268,6 +282,7 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
   }
   const { volumeId } = volume;
   const { volumeViewports, labelmap } = views;
+  if (cine) disposers.push(() => toolUtilities.cine.stopClip((volumeViewports[0] as Types.IVolumeViewport).element));
   performance.mark('viewer:volume-loaded');
 
   // 3. The saved masks, the tools, and the views take the key slice's place.
@@ -307,11 +322,14 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
 
   // Slice to the key slice in the axial view; sagittal / coronal through the middle.
   const axial = engine.getViewport('axial') as Types.IVolumeViewport;
-  await utilities.jumpToSlice(axial.element, { imageIndex: keyIndex });
-  if (preset) {
-    for (const vp of volumeViewports) vp.setProperties({ voiRange: voiFor(preset) }, volumeId);
+  // by position, not by the view's own slice numbering (which may run the other way)
+  const [ni, nj] = volume.dimensions;
+  axial.jumpToWorld(utilities.transformIndexToWorld(volume.imageData as never, [ni / 2, nj / 2, keyIndex] as Types.Point3));
+  const startWindow = preset ? voiFor(preset) : defaultWindow;
+  if (startWindow) {
+    for (const vp of volumeViewports) vp.setProperties({ voiRange: startWindow }, volumeId);
     // the threshold brush paints the voxels inside the chosen window
-    tools.setThresholdRange(voiFor(preset).lower, voiFor(preset).upper);
+    tools.setThresholdRange(startWindow.lower, startWindow.upper);
   }
 
   engine.resize(true, false);
@@ -335,15 +353,32 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
   hook.labelmapVoxels = (segment?: number) => labelmap.count(segment);
   hook.setTool = (name) => tools.set(name);
   hook.setBrushSize = (mm) => tools.setBrushSize(mm);
+  /** The volume index (along the axis the view looks down) of the slice a view shows. */
+  const volumeSlice = (viewportId: string): number => {
+    const vp = engine.getViewport(viewportId);
+    if (!vp) throw new Error(`no viewport ${viewportId}`);
+    const { focalPoint, viewPlaneNormal } = vp.getCamera();
+    if (!focalPoint || !viewPlaneNormal) throw new Error(`viewport ${viewportId} has no camera`);
+    const imageData = volume.imageData as never;
+    const at = utilities.transformWorldToIndexContinuous(imageData, focalPoint);
+    const ahead = utilities.transformWorldToIndexContinuous(imageData, [
+      focalPoint[0] + viewPlaneNormal[0], focalPoint[1] + viewPlaneNormal[1], focalPoint[2] + viewPlaneNormal[2],
+    ] as Types.Point3);
+    const step = [0, 1, 2].map((a) => Math.abs((ahead[a] ?? 0) - (at[a] ?? 0)));
+    const axis = step.indexOf(Math.max(...step));
+    return Math.round(at[axis] ?? 0);
+  };
+  hook.sliceIndex = volumeSlice;
 
   return {
     stackOnly: false,
-    cine: false,
+    cine,
     dimensions: labelmap.dimensions,
     getLabelmap: () => labelmap.getLabelmap(),
     setLabelmap: (data: Uint8Array) => labelmap.setLabelmap(data),
     onEdit: (cb: (edit: LabelmapEdit) => void) => labelmap.onEdit(cb),
     setLayout(layout: Layout) {
+      if (cine) return; // one view of the frames
       // fit each view to its new size (camera reset), but stay on the slice each one showed
       const slices = volumeViewports.map((vp) => vp.getSliceIndex());
       applyLayout(elements, layout);
@@ -363,7 +398,12 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
       tools.setThresholdRange(voiFor(next).lower, voiFor(next).upper);
       engine.renderViewports(ids);
     },
-    playCine: () => undefined,
+    playCine(play: boolean) {
+      if (!cine) return;
+      const { element } = volumeViewports[0] as Types.IVolumeViewport;
+      if (play) toolUtilities.cine.playClip(element, { framesPerSecond: fps, loop: true });
+      else toolUtilities.cine.stopClip(element);
+    },
     pageToVoxel(viewportId: string, page: [number, number]): [number, number, number] {
       const vp = engine.getViewport(viewportId);
       if (!vp) throw new Error(`no viewport ${viewportId}`);
@@ -373,11 +413,7 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
       const ijk = utilities.transformWorldToIndexContinuous(volume.imageData as never, world);
       return [ijk[0], ijk[1], ijk[2]];
     },
-    sliceIndex(viewportId: string): number {
-      const vp = engine.getViewport(viewportId) as Types.IVolumeViewport | undefined;
-      if (!vp) throw new Error(`no viewport ${viewportId}`);
-      return vp.getSliceIndex();
-    },
+    sliceIndex: volumeSlice,
     setSegmentStyle(segment: number, color: [number, number, number] | null, visible: boolean) {
       for (const id of ids) {
         try {
@@ -405,10 +441,10 @@ function stackOnlyViewer(
   stack: Types.IStackViewport,
   element: HTMLDivElement,
   images: SeriesImages,
+  fps: number,
   hook: WorkspaceHook,
   disposers: (() => void)[],
 ): Viewer {
-  const fps = images.frameTimeMs ? Math.max(1, Math.round(1000 / images.frameTimeMs)) : 15;
   const tools = createTools(TOOL_GROUP_ID, ENGINE_ID, [KEY_VIEWPORT]);
   hook.setTool = (name) => tools.set(name);
   hook.labelmapVoxels = () => 0;
