@@ -24,7 +24,6 @@ from pydicom.uid import generate_uid
 
 from annotator import storage
 from annotator.dicom.synthesis import iter_instances, to_bytes
-from annotator.dicomweb.wado import warm_series_metadata
 from annotator.errors import InvalidInput
 from annotator.models import Instance, Series, Study, Volume
 from annotator.video import VIDEO_SUFFIXES, read_video
@@ -226,7 +225,6 @@ def volume_import(
                     pixel_type=image.GetPixelIDTypeAsString(),
                 )
                 task = task_create(series=series)
-    warm_series_metadata(series)
     return ImportedVolume(series=series, volume=volume, task=task)
 
 

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotator.api import current_user, get_visible
+from annotator.dicomweb.wado import warm_series_metadata
 from annotator.errors import InvalidInput
 from annotator.label_import import volume_with_labels_import
 from annotator.models import Lesion, Pseudonym
@@ -195,6 +196,7 @@ class VolumeUploadView(APIView):
                 labels_filename=labels.name or "labels",
                 description=description,
             )
+        warm_series_metadata(imported.series)  # now that it stays (labels may refuse it)
         body: dict[str, Any] = {
             "series": imported.series.pk,
             "volume": imported.volume.pk,

@@ -193,12 +193,16 @@ def test_the_whole_corpus_through_the_service(
     for outcome in report.rejected_files:
         if outcome.sop_instance_uid:
             assert not Instance.objects.filter(sop_instance_uid=outcome.sop_instance_uid).exists()
-    # Every stored file is named by a row, and every row's file is there: no orphans.
+    # Every stored file is named by a row, and every row's file is there: no orphans. Besides
+    # them: each imported series' DICOMweb metadata, built at import, in its derived folder.
     stored = {p.relative_to(media_root).as_posix() for p in media_root.rglob("*") if p.is_file()}
     named = set(Instance.objects.values_list("storage_key", flat=True)) | set(
         Volume.objects.values_list("storage_key", flat=True)
     )
-    assert stored == named
+    derived = {key for key in stored if "/derived/dicomweb-metadata-" in key}
+    assert stored - derived == named
+    prefixes = {s.original_prefix.removesuffix("original/") for s in Series.objects.all()}
+    assert {key.split("derived/")[0] for key in derived} == prefixes
     for outcome in report.files:
         if outcome.status == IMPORTED:
             instance = Instance.objects.get(sop_instance_uid=outcome.sop_instance_uid)

@@ -9,6 +9,7 @@ from django.contrib.auth.models import Permission
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from annotator.dicomweb.wado import warm_series_metadata
 from annotator.volumes import volume_import
 from inference.engine import make_ct_phantom, write_phantom
 from projects.models import Project, Role
@@ -57,10 +58,11 @@ class Command(BaseCommand):
                 path = Path(tmp) / f"phantom-{seed}.nii.gz"
                 write_phantom(make_ct_phantom(seed=seed), path)
                 with open(path, "rb") as f:
-                    volume_import(
+                    imported = volume_import(
                         project=project,
                         file=f,
                         filename=path.name,
                         description=f"Phantom {seed + 1}",
                     )
+                warm_series_metadata(imported.series)
         self.stdout.write(f"demo project {DEMO_SLUG!r} created with {volumes} volumes")
