@@ -26,6 +26,8 @@ export function frameKey(url: string): string | null {
 export class SeriesDownload {
   readonly accepted: Promise<boolean>;
   readonly finished: Promise<void>;
+  /** The body has ended well (all frames taken). */
+  complete = false;
   received = 0;
   private early = new Map<string, Uint8Array>();
   private sink: ((key: string, data: Uint8Array) => void) | null = null;
@@ -52,6 +54,7 @@ export class SeriesDownload {
         this.onBytes?.(this.received);
       }
       reader.end();
+      this.complete = true;
     });
     this.accepted.catch(() => undefined);
     this.finished.catch(() => undefined); // awaited (and reported) by the caller

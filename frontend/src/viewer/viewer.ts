@@ -249,16 +249,21 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
     volume = target.volume;
     views = await setUpViews(volume.volumeId);
     download.drainTo(target.fill);
-    await target.firstDraw(async () => {
-      const drawn = once(views.volumeViewports[0]!.element, Enums.Events.IMAGE_RENDERED);
-      engine.renderViewport(ids[0] as string);
-      await drawn;
-    });
+    const drawnOnce = !download.complete;
+    if (drawnOnce) {
+      // still downloading: one draw now (unseen) creates the texture, so the rest can go up as
+      // it comes; when everything is already here, the views' first real draw uploads it all
+      await target.firstDraw(async () => {
+        const drawn = once(views.volumeViewports[0]!.element, Enums.Events.IMAGE_RENDERED);
+        engine.renderViewport(ids[0] as string);
+        await drawn;
+      });
+    }
     showVolumeProgress = true;
     let uploadError: unknown = null;
     const uploads = setInterval(() => {
       try {
-        target.upload();
+        if (drawnOnce) target.upload();
       } catch (err) {
         uploadError ??= err;
       }
