@@ -13,12 +13,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from pydicom.data import get_testdata_file
 
 from tests.browser.harness import BrowserRunner
-from tests.support.api import Api
+from tests.support.api import Api, project_with_team
 from tests.support.worker import Worker
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -36,20 +34,14 @@ def mask_zyx(api: Api, mask_id: int) -> np.ndarray:
 def test_cine_mask_on_the_first_frame_propagates_forward(
     run_browser: BrowserRunner, live_server: Any, worker: Worker
 ) -> None:
-    users = get_user_model().objects
-    manager = users.create_user("mgr", password="mgr-pw")
-    manager.user_permissions.add(Permission.objects.get(codename="add_project"))
-    users.create_user("ann", password="ann-pw")
-    mgr = Api(live_server.url, "mgr", "mgr-pw")
-    ann = Api(live_server.url, "ann", "ann-pw")
     project = {
         "name": "Cine",
         "slug": "cine",
         "modality": "US",
         "lesion_classes": [{"name": "mass"}],
     }
-    mgr.call("POST", "/projects/", 201, json=project)
-    mgr.call("POST", "/projects/cine/members/", 201, json={"username": "ann", "role": "annotator"})
+    api = project_with_team(live_server.url, project, ann="annotator")
+    mgr, ann = api["mgr"], api["ann"]
     with open(str(CLIP), "rb") as f:
         files = [("files", ("clip.dcm", f.read(), "application/dicom"))]
     report = mgr.call("POST", "/projects/cine/imports/", 201, files=files).json()

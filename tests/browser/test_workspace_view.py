@@ -16,11 +16,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 
 from tests.browser.harness import BrowserRunner
-from tests.support.api import Api
+from tests.support.api import project_with_team
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -36,12 +34,6 @@ PRESETS = [
 
 def imported_task(live_server: Any) -> dict[str, Any]:
     """Imports SERIES, claims its task as the annotator and saves a box mask on one lesion."""
-    users = get_user_model().objects
-    manager = users.create_user("mgr", password="mgr-pw")
-    manager.user_permissions.add(Permission.objects.get(codename="add_project"))
-    users.create_user("ann", password="ann-pw")
-    mgr = Api(live_server.url, "mgr", "mgr-pw")
-    ann = Api(live_server.url, "ann", "ann-pw")
     project = {
         "name": "Workspace",
         "slug": "ws",
@@ -49,8 +41,8 @@ def imported_task(live_server: Any) -> dict[str, Any]:
         "lesion_classes": [{"name": "tumour"}],
         "window_presets": PRESETS,
     }
-    mgr.call("POST", "/projects/", 201, json=project)
-    mgr.call("POST", "/projects/ws/members/", 201, json={"username": "ann", "role": "annotator"})
+    api = project_with_team(live_server.url, project, ann="annotator")
+    mgr, ann = api["mgr"], api["ann"]
     files = sorted(SERIES.glob("*.dcm"))
     handles = [("files", (f.name, f.read_bytes(), "application/dicom")) for f in files]
     report = mgr.call("POST", "/projects/ws/imports/", 201, files=handles).json()

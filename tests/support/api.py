@@ -33,3 +33,23 @@ class Api:
             time.sleep(0.2)
             job = self.call("GET", f"/jobs/{job['id']}/").json()
         return job
+
+
+def project_with_team(base: str, project: dict[str, Any], **members: str) -> dict[str, Api]:
+    """Users ``mgr`` (who may create projects) and one per ``members`` (name=role, password
+    "<name>-pw"); ``mgr`` creates ``project`` and adds them. Returns each user's Api by name.
+    Needs the database (a live-server test)."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
+    users = get_user_model().objects
+    manager = users.create_user("mgr", password="mgr-pw")
+    manager.user_permissions.add(Permission.objects.get(codename="add_project"))
+    for name in members:
+        users.create_user(name, password=f"{name}-pw")
+    api = {name: Api(base, name, f"{name}-pw") for name in ("mgr", *members)}
+    api["mgr"].call("POST", "/projects/", 201, json=project)
+    for name, role in members.items():
+        member = {"username": name, "role": role}
+        api["mgr"].call("POST", f"/projects/{project['slug']}/members/", 201, json=member)
+    return api
