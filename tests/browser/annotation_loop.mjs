@@ -3,15 +3,7 @@
 // lets the autosave finish, reloads, submits; the reviewer rejects with a comment; the annotator
 // sees the comment. Real mouse and keyboard input throughout; numbers come from window.__workspace.
 // params: slug, annotator [user, pw], reviewer [user, pw], size [x, y, z], comment.
-import { scenario } from './harness.mjs';
-
-async function stroke(page, points) {
-  const [first, ...rest] = points;
-  await page.mouse.move(first[0], first[1]);
-  await page.mouse.down();
-  for (const [x, y] of rest) await page.mouse.move(x, y, { steps: 4 });
-  await page.mouse.up();
-}
+import { scenario, stroke } from './harness.mjs';
 
 async function waitReady(page) {
   await page.waitForFunction(() => window.__workspace?.ready || window.__workspace?.error, null, {

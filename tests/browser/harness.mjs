@@ -77,6 +77,15 @@ export async function canvasStats(page, viewportId) {
   }, viewportId);
 }
 
+/** A drag with the real mouse through `points` (page px): press at the first, release at the last. */
+export async function stroke(page, points) {
+  const [first, ...rest] = points;
+  await page.mouse.move(first[0], first[1]);
+  await page.mouse.down();
+  for (const [x, y] of rest) await page.mouse.move(x, y, { steps: 4 });
+  await page.mouse.up();
+}
+
 function errorText(err) {
   return err instanceof Error ? (err.stack ?? `${err.name}: ${err.message}`) : String(err);
 }

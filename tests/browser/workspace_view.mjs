@@ -1,15 +1,7 @@
 // The task workspace on a real imported series: waits for window.__workspace.ready, checks that
 // the three views show non-uniform pixels, brushes with real mouse events (labelmap grows), erases
 // (it shrinks) and keeps screenshots. params: username, password, task_id, centre_voxel [i, j, k].
-import { canvasStats, scenario } from './harness.mjs';
-
-async function stroke(page, points) {
-  const [first, ...rest] = points;
-  await page.mouse.move(first[0], first[1]);
-  await page.mouse.down();
-  for (const [x, y] of rest) await page.mouse.move(x, y, { steps: 4 });
-  await page.mouse.up();
-}
+import { canvasStats, scenario, stroke } from './harness.mjs';
 
 await scenario(async ({ page, params, login, open, screenshot, mark }) => {
   await login(params.username, params.password);

@@ -1,23 +1,10 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { json, lastCall } from './fetchMock';
 import { ApiError, parseApiError, readCookie, request, sameOriginPath } from './client';
 import { getPage, importFromPacs, listTasks, nextTask, reviewTask, searchPacs } from './endpoints';
 
 // Mocks at the HTTP edge only: `fetch` and `document.cookie`.
 const fetchMock = vi.fn<typeof fetch>();
-
-function json(status: number, body: unknown): Response {
-  return new Response(JSON.stringify(body), {
-    status,
-    headers: { 'Content-Type': 'application/json' },
-  });
-}
-
-function lastCall(): { url: string; init: RequestInit; headers: Record<string, string> } {
-  const call = fetchMock.mock.calls.at(-1);
-  if (!call) throw new Error('fetch was not called');
-  const [url, init = {}] = call;
-  return { url: String(url), init, headers: (init.headers ?? {}) as Record<string, string> };
-}
 
 beforeEach(() => {
   fetchMock.mockReset();
@@ -39,7 +26,7 @@ describe('CSRF and credentials', () => {
     fetchMock.mockResolvedValue(json(200, { id: 4, state: 'accepted' }));
     await reviewTask(4, 'accept', 'Looks good');
 
-    const { url, init, headers } = lastCall();
+    const { url, init, headers } = lastCall(fetchMock);
     expect(url).toBe('/api/tasks/4/review/');
     expect(init.method).toBe('POST');
     expect(init.credentials).toBe('same-origin');
@@ -51,15 +38,15 @@ describe('CSRF and credentials', () => {
   it.each(['PATCH', 'DELETE', 'put'])('sends X-CSRFToken on %s', async (method) => {
     fetchMock.mockResolvedValue(json(200, {}));
     await request(method, '/api/x/');
-    expect(lastCall().headers['X-CSRFToken']).toBe('tok+en');
-    expect(lastCall().init.method).toBe(method.toUpperCase());
+    expect(lastCall(fetchMock).headers['X-CSRFToken']).toBe('tok+en');
+    expect(lastCall(fetchMock).init.method).toBe(method.toUpperCase());
   });
 
   it('does not send the CSRF header or a body on GET', async () => {
     fetchMock.mockResolvedValue(json(200, { count: 0, next: null, previous: null, results: [] }));
     await listTasks('liver ct', { mine: true, state: 'submitted' });
 
-    const { url, init, headers } = lastCall();
+    const { url, init, headers } = lastCall(fetchMock);
     expect(url).toBe('/api/projects/liver%20ct/tasks/?mine=1&state=submitted');
     expect(init.method).toBe('GET');
     expect(init.credentials).toBe('same-origin');
@@ -71,7 +58,7 @@ describe('CSRF and credentials', () => {
     vi.stubGlobal('document', { cookie: 'sessionid=abc' });
     fetchMock.mockResolvedValue(json(200, {}));
     await request('POST', '/api/x/');
-    expect(lastCall().headers).not.toHaveProperty('X-CSRFToken');
+    expect(lastCall(fetchMock).headers).not.toHaveProperty('X-CSRFToken');
   });
 });
 
@@ -79,8 +66,8 @@ describe('responses', () => {
   it('resolves a 204 to null (empty queue)', async () => {
     fetchMock.mockResolvedValue(new Response(null, { status: 204 }));
     await expect(nextTask('lung')).resolves.toBeNull();
-    expect(lastCall().url).toBe('/api/projects/lung/tasks/next/');
-    expect(lastCall().headers['X-CSRFToken']).toBe('tok+en');
+    expect(lastCall(fetchMock).url).toBe('/api/projects/lung/tasks/next/');
+    expect(lastCall(fetchMock).headers['X-CSRFToken']).toBe('tok+en');
   });
 
   it('resolves a 200 with the claimed task', async () => {
@@ -91,7 +78,7 @@ describe('responses', () => {
   it('follows absolute DRF pagination links on the same origin', async () => {
     fetchMock.mockResolvedValue(json(200, { count: 3, next: null, previous: null, results: [] }));
     await getPage('http://testserver/api/projects/?page=2');
-    expect(lastCall().url).toBe('/api/projects/?page=2');
+    expect(lastCall(fetchMock).url).toBe('/api/projects/?page=2');
     expect(sameOriginPath('/api/tasks/?page=3&mine=1')).toBe('/api/tasks/?page=3&mine=1');
   });
 });
@@ -173,20 +160,20 @@ describe('manager endpoints', () => {
   it('filters tasks by round', async () => {
     fetchMock.mockResolvedValue(json(200, { count: 0, next: null, previous: null, results: [] }));
     await listTasks('lung', { state: 'assigned', round: 0 });
-    expect(lastCall().url).toBe('/api/projects/lung/tasks/?state=assigned&round=0');
+    expect(lastCall(fetchMock).url).toBe('/api/projects/lung/tasks/?state=assigned&round=0');
   });
 
   it('sends only the PACS filters that are filled in', async () => {
     fetchMock.mockResolvedValue(json(200, []));
     await searchPacs('lung', { PatientID: ' 123* ', PatientName: '', StudyDate: '20240101-20240131' });
-    expect(lastCall().url).toBe('/api/projects/lung/pacs/studies/?PatientID=123*&StudyDate=20240101-20240131');
+    expect(lastCall(fetchMock).url).toBe('/api/projects/lung/pacs/studies/?PatientID=123*&StudyDate=20240101-20240131');
   });
 
   it('resolves a PACS import that imported nothing (400) with its report', async () => {
     const report = { counts: { files: 1, 'files rejected': 1, series: 0 }, series: [], files: [] };
     fetchMock.mockResolvedValue(json(400, report));
     await expect(importFromPacs('lung', ['1.2.3'])).resolves.toEqual(report);
-    expect(JSON.parse(String(lastCall().init.body))).toEqual({ study_uids: ['1.2.3'] });
+    expect(JSON.parse(String(lastCall(fetchMock).init.body))).toEqual({ study_uids: ['1.2.3'] });
   });
 
   it('rejects a PACS import that failed before any report', async () => {

@@ -1,6 +1,7 @@
 import { gzipSync } from 'node:zlib';
 import { gunzipSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { json, lastCall } from './fetchMock';
 import { ApiError, parseApiError } from './client';
 import {
   acceptTask, createLesion, deleteLesion, fetchMaskData, getJob, listMaskVersions, maskConflict,
@@ -9,17 +10,6 @@ import {
 } from './endpoints';
 
 const fetchMock = vi.fn<typeof fetch>();
-
-function json(status: number, body: unknown): Response {
-  return new Response(JSON.stringify(body), { status, headers: { 'Content-Type': 'application/json' } });
-}
-
-function lastCall(): { url: string; init: RequestInit; headers: Record<string, string> } {
-  const call = fetchMock.mock.calls.at(-1);
-  if (!call) throw new Error('fetch was not called');
-  const [url, init = {}] = call;
-  return { url: String(url), init, headers: (init.headers ?? {}) as Record<string, string> };
-}
 
 beforeEach(() => {
   fetchMock.mockReset();
@@ -33,25 +23,25 @@ describe('lesions', () => {
   it('creates, updates the class and deletes', async () => {
     fetchMock.mockResolvedValueOnce(json(201, { id: 5, lesion_class: 'tumour' }));
     await createLesion(3, { lesion_class: 'tumour', key_slice: 4, box: [1, 2, 3, 4] });
-    expect(lastCall().url).toBe('/api/tasks/3/lesions/');
-    expect(lastCall().init.method).toBe('POST');
-    expect(JSON.parse(String(lastCall().init.body))).toEqual({ lesion_class: 'tumour', key_slice: 4, box: [1, 2, 3, 4] });
+    expect(lastCall(fetchMock).url).toBe('/api/tasks/3/lesions/');
+    expect(lastCall(fetchMock).init.method).toBe('POST');
+    expect(JSON.parse(String(lastCall(fetchMock).init.body))).toEqual({ lesion_class: 'tumour', key_slice: 4, box: [1, 2, 3, 4] });
 
     fetchMock.mockResolvedValueOnce(json(200, { id: 5, lesion_class: 'cyst' }));
     await updateLesion(5, { lesion_class: 'cyst' });
-    expect(lastCall()).toMatchObject({ url: '/api/lesions/5/', init: { method: 'PATCH' } });
-    expect(JSON.parse(String(lastCall().init.body))).toEqual({ lesion_class: 'cyst' });
+    expect(lastCall(fetchMock)).toMatchObject({ url: '/api/lesions/5/', init: { method: 'PATCH' } });
+    expect(JSON.parse(String(lastCall(fetchMock).init.body))).toEqual({ lesion_class: 'cyst' });
 
     fetchMock.mockResolvedValueOnce(new Response(null, { status: 204 }));
     await expect(deleteLesion(5)).resolves.toBeNull();
-    expect(lastCall()).toMatchObject({ url: '/api/lesions/5/', init: { method: 'DELETE' } });
-    expect(lastCall().headers['X-CSRFToken']).toBe('tok');
+    expect(lastCall(fetchMock)).toMatchObject({ url: '/api/lesions/5/', init: { method: 'DELETE' } });
+    expect(lastCall(fetchMock).headers['X-CSRFToken']).toBe('tok');
   });
 
   it('lists the mask history', async () => {
     fetchMock.mockResolvedValueOnce(json(200, [{ id: 1 }, { id: 2 }]));
     await expect(listMaskVersions(9)).resolves.toEqual([{ id: 1 }, { id: 2 }]);
-    expect(lastCall().url).toBe('/api/lesions/9/masks/');
+    expect(lastCall(fetchMock).url).toBe('/api/lesions/9/masks/');
   });
 });
 
@@ -60,7 +50,7 @@ describe('mask versions', () => {
     fetchMock.mockResolvedValueOnce(json(201, { id: 8, parent: 7 }));
     const voxels = new Uint8Array([0, 1, 1, 0, 0, 0]);
     await saveMask(4, 7, voxels);
-    const { url, init, headers } = lastCall();
+    const { url, init, headers } = lastCall(fetchMock);
     expect(url).toBe('/api/lesions/4/masks/');
     expect(init.method).toBe('POST');
     // multipart: the browser sets Content-Type with the boundary
@@ -77,7 +67,7 @@ describe('mask versions', () => {
   it('sends an empty parent for a first mask (DRF reads it as null)', async () => {
     fetchMock.mockResolvedValueOnce(json(201, { id: 1, parent: null }));
     await saveMaskVersion(4, null, new Uint8Array([1]));
-    expect((lastCall().init.body as FormData).get('parent')).toBe('');
+    expect((lastCall(fetchMock).init.body as FormData).get('parent')).toBe('');
   });
 
   it('recognises the stale-parent 409 and reads the latest version from it', async () => {
@@ -108,7 +98,7 @@ describe('mask versions', () => {
       headers: { 'Content-Type': 'application/octet-stream', 'X-Mask-Shape': '2,3,4' },
     }));
     const data = await fetchMaskData(6);
-    expect(lastCall().url).toBe('/api/masks/6/data/');
+    expect(lastCall(fetchMock).url).toBe('/api/masks/6/data/');
     expect(data.shape).toEqual([2, 3, 4]);
     expect(data.voxels).toEqual(voxels);
   });
@@ -142,12 +132,12 @@ describe('segmentation and jobs', () => {
       mask_slice: 5, z_range: [2, 8] as [number, number],
     };
     await expect(requestSegmentation(3, prompt)).resolves.toMatchObject({ id: 77 });
-    expect(lastCall().url).toBe('/api/lesions/3/segment/');
-    expect(JSON.parse(String(lastCall().init.body))).toEqual(prompt);
+    expect(lastCall(fetchMock).url).toBe('/api/lesions/3/segment/');
+    expect(JSON.parse(String(lastCall(fetchMock).init.body))).toEqual(prompt);
 
     fetchMock.mockResolvedValueOnce(json(200, { id: 77, state: 'running', progress: 0.5 }));
     await getJob(77);
-    expect(lastCall()).toMatchObject({ url: '/api/jobs/77/', init: { method: 'GET' } });
+    expect(lastCall(fetchMock)).toMatchObject({ url: '/api/jobs/77/', init: { method: 'GET' } });
   });
 });
 
@@ -159,24 +149,24 @@ describe('effort, submit and review', () => {
     };
     fetchMock.mockResolvedValueOnce(json(201, batch));
     await postEffort(2, batch, { keepalive: true });
-    expect(lastCall().url).toBe('/api/tasks/2/effort/');
-    expect(lastCall().init.keepalive).toBe(true);
-    expect(JSON.parse(String(lastCall().init.body))).toEqual(batch);
+    expect(lastCall(fetchMock).url).toBe('/api/tasks/2/effort/');
+    expect(lastCall(fetchMock).init.keepalive).toBe(true);
+    expect(JSON.parse(String(lastCall(fetchMock).init.body))).toEqual(batch);
   });
 
   it('submits and reviews', async () => {
     fetchMock.mockResolvedValueOnce(json(200, { id: 2, state: 'submitted' }));
     await expect(submitTask(2)).resolves.toMatchObject({ state: 'submitted' });
-    expect(lastCall().url).toBe('/api/tasks/2/submit/');
+    expect(lastCall(fetchMock).url).toBe('/api/tasks/2/submit/');
 
     fetchMock.mockResolvedValueOnce(json(201, { id: 1, decision: 'accept', comment: '' }));
     await acceptTask(2);
-    expect(JSON.parse(String(lastCall().init.body))).toEqual({ decision: 'accept', comment: '' });
+    expect(JSON.parse(String(lastCall(fetchMock).init.body))).toEqual({ decision: 'accept', comment: '' });
 
     fetchMock.mockResolvedValueOnce(json(201, { id: 2, decision: 'reject', comment: 'slice 4' }));
     await rejectTask(2, 'slice 4');
-    expect(lastCall().url).toBe('/api/tasks/2/review/');
-    expect(JSON.parse(String(lastCall().init.body))).toEqual({ decision: 'reject', comment: 'slice 4' });
+    expect(lastCall(fetchMock).url).toBe('/api/tasks/2/review/');
+    expect(JSON.parse(String(lastCall(fetchMock).init.body))).toEqual({ decision: 'reject', comment: 'slice 4' });
   });
 
   it('surfaces the submit conflict of an unmasked lesion', async () => {
