@@ -191,6 +191,9 @@ export async function workspacePage(root: HTMLElement, ctx: PageContext, id: num
     const { createViewer } = await viewerModule;
     const progressShown = { phase: '', at: 0 };
     const keyLesion = [...lesions].sort((a, b) => a.id - b.id).find((l) => l.key_slice !== null);
+    // the lesions and masks as they are now (not as the page found them), beside the volume
+    const saved = WorkspaceSession.loadSaved(task.id);
+    saved.catch(() => undefined); // reported where it is awaited
     viewer = await createViewer({
       elements,
       series: await series,
@@ -213,7 +216,7 @@ export async function workspacePage(root: HTMLElement, ctx: PageContext, id: num
     if (!viewer.stackOnly) {
       session = await WorkspaceSession.open({
         task, lesionClasses: project.lesion_classes, host: viewer, editable,
-      });
+      }, { saved });
       performance.mark('viewer:session-open');
     }
   } catch (err) {

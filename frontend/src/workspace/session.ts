@@ -62,6 +62,12 @@ export interface SessionOptions {
   historyBytes?: number;
 }
 
+/** A task's lesions (by id) and the latest mask of each that has one, by segment (1, 2, ...). */
+export interface SavedLesions {
+  lesions: Lesion[];
+  masks: { segment: number; voxels: Uint8Array }[];
+}
+
 const defaultApi: SessionApi = {
   listLesions: (id) => listLesions(id),
   fetchMaskData: (id) => fetchMaskData(id),
@@ -110,21 +116,37 @@ export class WorkspaceSession {
   }
 
   /**
-   * Loads the task's lesions and their latest masks, shows the composed labelmap in the
-   * viewer and starts listening to its edits (and, when editable, tracking effort).
+   * The task's lesions and their latest masks, as open() needs them: start it while the viewer
+   * loads (open's `saved`) so that the requests overlap the volume's download.
    */
-  static async open(options: SessionOptions, { trackEffort = true }: { trackEffort?: boolean } = {}): Promise<WorkspaceSession> {
+  static loadSaved(taskId: number, api: Partial<SessionApi> = {}): Promise<SavedLesions> {
+    const { listLesions: list, fetchMaskData: fetchData } = { ...defaultApi, ...api };
+    return list(taskId).then(async (listed) => {
+      const lesions = [...listed].sort((a, b) => a.id - b.id);
+      const masks = await Promise.all(lesions.map(async (lesion, i) => {
+        if (!lesion.latest_mask) return null;
+        const data = await fetchData(lesion.latest_mask.id);
+        return { segment: i + 1, voxels: data.voxels };
+      }));
+      return { lesions, masks: masks.filter((m) => m !== null) };
+    });
+  }
+
+  /**
+   * Loads the task's lesions and their latest masks (or takes `saved`, from loadSaved()), shows
+   * the composed labelmap in the viewer and starts listening to its edits (and, when editable,
+   * tracking effort).
+   */
+  static async open(
+    options: SessionOptions,
+    { trackEffort = true, saved }: { trackEffort?: boolean; saved?: Promise<SavedLesions> } = {},
+  ): Promise<WorkspaceSession> {
     const api: SessionApi = { ...defaultApi, ...options.api };
-    const lesions = [...(await api.listLesions(options.task.id))].sort((a, b) => a.id - b.id);
-    const masks = await Promise.all(lesions.map(async (lesion, i) => {
-      if (!lesion.latest_mask) return null;
-      const data = await api.fetchMaskData(lesion.latest_mask.id);
-      return { segment: i + 1, voxels: data.voxels };
-    }));
+    const { lesions, masks } = await (saved ?? WorkspaceSession.loadSaved(options.task.id, api));
     const dims = options.host.dimensions;
     const voxelCount = options.voxelCount ?? (dims ? dims[0] * dims[1] * dims[2] : undefined);
     if (voxelCount === undefined) throw new Error('the session needs voxelCount or host.dimensions');
-    const labelmap = composeLabelmap(voxelCount, masks.filter((m) => m !== null));
+    const labelmap = composeLabelmap(voxelCount, masks);
     const session = new WorkspaceSession(options, api, labelmap, lesions);
     options.host.setLabelmap(labelmap);
     session.unsubscribe = options.host.onEdit((edit) => session.handleEdit(edit));
