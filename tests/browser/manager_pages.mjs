@@ -7,6 +7,8 @@
 // step "preannotate": start the batch pre-annotation of the open round and watch it finish, then
 // on the tasks page release the task and assign it back from the side panel, and read its audit
 // trail.
+// step "train": on the rounds page train a model on rounds 0..1 and wait for the job, make the
+// new model active in the models table, and open round 2.
 // params: username, password, step, name, slug, classes [names], member, volume (a file path).
 
 import { scenario } from './harness.mjs';
@@ -136,9 +138,42 @@ async function preannotate({ page, params, open, screenshot, mark }) {
   return out;
 }
 
+async function train({ page, params, open, screenshot, mark }) {
+  const out = {};
+  page.on('dialog', (dialog) => void dialog.accept());
+
+  // Rounds: train on the accepted tasks of rounds 0..1 and watch the job on the train queue.
+  await open(`#/projects/${params.slug}/rounds`);
+  await page.getByRole('button', { name: 'Train on rounds 0–1' }).click();
+  await page.waitForFunction(
+    () => /^(Trained|Training failed)/.test(document.querySelector('#training .progress-text')?.textContent ?? ''),
+    null,
+    { timeout: 120000 },
+  );
+  out.training = await page.locator('#training .progress-text').innerText();
+  await screenshot('trained');
+  mark('model trained');
+
+  // Models: make the new model active, then open round 2: it pre-annotates with that model.
+  await page.getByRole('button', { name: 'Show it in the models' }).click();
+  const models = page.locator('table[aria-label="Model versions"] tbody tr');
+  await models.first().waitFor();
+  out.models_before = await models.allInnerTexts();
+  await page.getByRole('button', { name: /^Make .* active$/ }).first().click();
+  await page.getByText('is the active model').waitFor();
+  out.models_after = await page.locator('table[aria-label="Model versions"] tbody tr').allInnerTexts();
+  await page.getByRole('button', { name: 'Open round 2' }).click();
+  await page.getByText('Round 2 is open.').waitFor();
+  out.rounds = await page.locator('table[aria-label=Rounds] tbody tr').allInnerTexts();
+  await screenshot('model-active');
+  mark('round 2 opened');
+  return out;
+}
+
 await scenario(async (ctx) => {
   await ctx.login(ctx.params.username, ctx.params.password);
   if (ctx.params.step === 'setup') return setup(ctx);
   if (ctx.params.step === 'preannotate') return preannotate(ctx);
+  if (ctx.params.step === 'train') return train(ctx);
   throw new Error(`unknown step ${ctx.params.step}`);
 });

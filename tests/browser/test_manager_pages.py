@@ -6,8 +6,10 @@ field errors first), adds an annotator on the settings page (an unknown username
 report. The annotator then puts two box prompts on the task over the API (what the viewer does),
 and the manager starts the round's batch pre-annotation on the rounds page and watches a separate
 Celery worker finish it; last, the task is released and assigned back from the tasks page's side
-panel, whose audit trail shows both. Screenshots land in test-artifacts/browser/ (or
-$BROWSER_ARTIFACTS).
+panel, whose audit trail shows both. Once the task is accepted, the manager trains a model on
+rounds 0-1 from the rounds page (a training job the worker runs), makes it the active model in the
+models table and opens round 2, which is pre-annotated with it. Screenshots land in
+test-artifacts/browser/ (or $BROWSER_ARTIFACTS).
 """
 
 from pathlib import Path
@@ -114,3 +116,24 @@ def test_manager_creates_imports_and_preannotates(
     task.refresh_from_db()
     assert (task.state, task.assignee and task.assignee.username) == ("assigned", "ann")
     assert "\tAssigned\tann\t" in pre["row"]
+
+    # the annotator submits the pre-annotated task and the manager accepts it over the API;
+    # then, on the rounds page, a model is trained on it, made active, and round 2 opened
+    ann.call("POST", f"/tasks/{task.pk}/submit/")
+    mgr = Api(live_server.url, "mgr", "mgr-pw")
+    mgr.call("POST", f"/tasks/{task.pk}/review/", json={"decision": "accept"})
+    record = run_browser("manager_pages.mjs", step="train", timeout=240, **params)
+    trained = record["result"]
+    assert len(record["artifacts"]) == 2, record["artifacts"]
+    version = project.model_versions.get()
+    assert trained["training"].startswith(f"Trained “{version.name}”"), trained["training"]
+    assert version.trained_from_rounds.count() == 2
+    assert "run_training_job[" in worker.output()
+    # made active from the models table: the badge moved, and round 2 pre-annotates with it
+    assert "Make active" in trained["models_before"][0]
+    after = trained["models_after"][0]
+    assert "Active" in after and "Make active" not in after
+    project.refresh_from_db()
+    assert project.active_model_version == version
+    assert Round.objects.get(project=project, number=2).model_version == version
+    assert trained["rounds"][0].startswith(f"2\tOpen\t{version.name}")

@@ -29,6 +29,7 @@ import type {
   SegmentRequest,
   Task,
   TaskState,
+  TrainingJob,
 } from './types';
 
 type Opts = { signal?: AbortSignal };
@@ -302,6 +303,20 @@ export function openRound(slug: string, opts: Opts = {}): Promise<Round> {
 
 export function listModelVersions(slug: string, opts: Opts = {}): Promise<ModelVersion[]> {
   return request<ModelVersion[]>('GET', `/api/projects/${seg(slug)}/model-versions/`, opts);
+}
+
+/** Makes a model version the project's active one: the next round opened pre-annotates with it. */
+export function promoteModelVersion(slug: string, id: number, opts: Opts = {}): Promise<unknown> {
+  return request<unknown>('POST', `/api/projects/${seg(slug)}/model-versions/${id}/promote/`, opts);
+}
+
+/** Queues the training of the project's model on the accepted tasks of rounds 0..`round`. */
+export function trainRound(slug: string, round: number, opts: Opts = {}): Promise<TrainingJob> {
+  return request<TrainingJob>('POST', `/api/projects/${seg(slug)}/rounds/${round}/train/`, opts);
+}
+
+export function getTrainingJob(id: number, opts: Opts = {}): Promise<TrainingJob> {
+  return request<TrainingJob>('GET', `/api/training-jobs/${id}/`, opts);
 }
 
 function preannotateUrl(slug: string, round: number): string {

@@ -313,6 +313,25 @@ export interface ModelVersion {
   created: string;
 }
 
+export type TrainingJobState = 'queued' | 'running' | 'succeeded' | 'failed';
+
+export interface TrainingJob {
+  id: number;
+  project: string;
+  round: number;
+  state: TrainingJobState;
+  /** 0..1 */
+  progress: number;
+  progress_done: number;
+  progress_total: number;
+  error: string;
+  /** The model it trained, once it succeeded. */
+  result: ModelVersion | null;
+  created: string;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
 export interface PreannotationFailure {
   job: number;
   lesion: number;

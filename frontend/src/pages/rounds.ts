@@ -14,6 +14,7 @@ import { isManager, managerHead, managersOnly } from '../ui/managerNav';
 import { fraction, progressBar } from '../ui/progress';
 import { dataTable } from '../ui/table';
 import type { PageContext } from './page';
+import { modelsCard, trainingCard } from './training';
 
 /** How often the page asks for the progress while jobs are queued or running. */
 export const POLL_MS = 2000;
@@ -172,7 +173,7 @@ export async function roundsPage(root: HTMLElement, ctx: PageContext, slug: stri
     cardController?.abort();
     cardController = new AbortController();
     const cardSignal = cardController.signal;
-    detail.replaceChildren(preannotationCard(project, round, cardSignal));
+    detail.replaceChildren(preannotationCard(project, round, cardSignal), trainingCard(project, round, cardSignal));
     table.querySelectorAll('tr[data-round]').forEach((tr) => {
       tr.classList.toggle('selected', tr.getAttribute('data-round') === String(round.number));
     });
@@ -232,6 +233,7 @@ export async function roundsPage(root: HTMLElement, ctx: PageContext, slug: stri
       rounds.length === 0 ? emptyState('No rounds yet.') : h('div', { class: 'table-wrap' }, table),
     ),
     detail,
+    modelsCard(project, versions, ctx.signal),
   );
   const initial = open ?? last;
   if (initial) show(initial);

@@ -1,0 +1,29 @@
+import { describe, expect, it } from 'vitest';
+import type { TrainingJob } from '../api';
+import { backendLabel, metricSummary, trainingText } from './training';
+
+const job: TrainingJob = {
+  id: 4, project: 'p', round: 1, state: 'queued', progress: 0, progress_done: 0, progress_total: 0,
+  error: '', result: null, created: '2026-11-27T10:00:00Z', started_at: null, finished_at: null,
+};
+
+describe('model versions', () => {
+  it('names the backends', () => {
+    expect(backendLabel('inference.engine.medsam2.MedSAM2Backend')).toBe('MedSAM2');
+    expect(backendLabel('inference.engine.learned.LearnedBackend')).toBe('Learned (default)');
+    expect(backendLabel('somewhere.else.CustomBackend')).toBe('CustomBackend');
+  });
+
+  it('shows the numeric Dice, loss and case figures only', () => {
+    expect(metricSummary({ validation_dice: 0.81234, cases: 12, seconds: 3.2, note: 'dice' })).toBe('validation dice 0.812 · cases 12');
+    expect(metricSummary({})).toBe('');
+  });
+
+  it('says what each training state means', () => {
+    expect(trainingText(job)).toMatch(/train queue/);
+    expect(trainingText({ ...job, state: 'running', progress_done: 3, progress_total: 10 })).toBe('Training: 3 of 10 steps');
+    expect(trainingText({ ...job, state: 'failed', error: 'no training cases' })).toBe('Training failed: no training cases');
+    expect(trainingText({ ...job, state: 'failed' })).toMatch(/no reason recorded/);
+    expect(trainingText({ ...job, state: 'succeeded', result: null })).toMatch(/Trained a new model/);
+  });
+});

@@ -1,0 +1,157 @@
+// The Rounds page's model cards: train a model on the accepted tasks of rounds 0..N (a job on the
+// workers' train queue, polled), and the project's model versions with the one to pre-annotate
+// the next round with ("Make active").
+
+import {
+  getTrainingJob, promoteModelVersion, trainRound,
+  type ModelVersion, type Project, type Round, type TrainingJob,
+} from '../api';
+import { href, navigate } from '../router';
+import { setFlash } from '../store';
+import { h } from '../ui/dom';
+import { emptyState, errorBanner, isAbort } from '../ui/feedback';
+import { setBusy } from '../ui/forms';
+import { formatDate } from '../ui/format';
+import { progressBar } from '../ui/progress';
+import { dataTable } from '../ui/table';
+
+/** How often a running training job is asked for its progress. */
+export const TRAIN_POLL_MS = 3000;
+
+const BACKENDS: [RegExp, string][] = [
+  [/medsam2/i, 'MedSAM2'],
+  [/learned/i, 'Learned (default)'],
+  [/classical|default/i, 'Default'],
+];
+
+/** A readable name for a backend's import path. */
+export function backendLabel(backend: string): string {
+  return BACKENDS.find(([pattern]) => pattern.test(backend))?.[1] ?? backend.split('.').at(-1) ?? backend;
+}
+
+/** The model's headline figures: its numeric metrics whose names say Dice, loss or cases. */
+export function metricSummary(metrics: Record<string, unknown>): string {
+  const shown = Object.entries(metrics)
+    .filter(([key, value]) => typeof value === 'number' && /dice|loss|cases|steps|lesions/i.test(key))
+    .slice(0, 4)
+    .map(([key, value]) => {
+      const v = value as number;
+      return `${key.replace(/_/g, ' ')} ${Number.isInteger(v) ? v : v.toFixed(3)}`;
+    });
+  return shown.join(' · ');
+}
+
+/** What a training job's state means for the manager. */
+export function trainingText(job: TrainingJob): string {
+  switch (job.state) {
+    case 'queued':
+      return 'Queued on the train queue: a training worker will pick it up.';
+    case 'running':
+      return `Training: ${job.progress_done} of ${job.progress_total} steps`;
+    case 'succeeded':
+      return `Trained ${job.result ? `“${job.result.name}”` : 'a new model'}. Make it active to pre-annotate the next round with it.`;
+    default:
+      return `Training failed: ${job.error || 'no reason recorded'}`;
+  }
+}
+
+/** Train on rounds 0..round; polls the job until it ends, then offers to reload the page. */
+export function trainingCard(project: Project, round: Round, signal: AbortSignal): HTMLElement {
+  const bar = progressBar(`Training on rounds 0 to ${round.number}`);
+  const slot = h('div', { class: 'slot' });
+  const body = h('div');
+  const button = h('button', { type: 'button', class: 'btn' }, `Train on rounds 0–${round.number}`);
+  let timer: number | undefined;
+  signal.addEventListener('abort', () => window.clearTimeout(timer), { once: true });
+
+  const render = (job: TrainingJob): void => {
+    const done = job.state === 'succeeded' || job.state === 'failed';
+    bar.set(done ? 1 : job.state === 'queued' ? null : job.progress, trainingText(job));
+    bar.setTone(job.state === 'failed' ? 'error' : job.state === 'succeeded' ? 'success' : 'normal');
+    body.replaceChildren(bar.el);
+    if (job.state === 'succeeded') {
+      const reload = h('button', { type: 'button', class: 'btn btn-small' }, 'Show it in the models');
+      reload.addEventListener('click', () => navigate(href.rounds(project.slug)));
+      body.append(reload);
+    }
+    setBusy(button, !done, 'Training…');
+    if (!done && !signal.aborted) timer = window.setTimeout(() => void poll(job.id), TRAIN_POLL_MS);
+  };
+  const poll = async (id: number): Promise<void> => {
+    try {
+      render(await getTrainingJob(id, { signal }));
+    } catch (err) {
+      if (isAbort(err)) return;
+      slot.replaceChildren(errorBanner(err, 'Could not refresh the training job'));
+      timer = window.setTimeout(() => void poll(id), TRAIN_POLL_MS * 3);
+    }
+  };
+  button.addEventListener('click', async () => {
+    setBusy(button, true, 'Queuing…');
+    slot.replaceChildren();
+    try {
+      render(await trainRound(project.slug, round.number, { signal }));
+    } catch (err) {
+      if (isAbort(err)) return;
+      setBusy(button, false);
+      slot.replaceChildren(errorBanner(err, 'Could not start the training'));
+    }
+  });
+
+  return h('section', { class: 'card', id: 'training' },
+    h('div', { class: 'card-head' }, h('h2', null, 'Train the next model'), button),
+    h('p', { class: 'hint' },
+      `Trains on the masks the reviewers accepted in rounds 0 to ${round.number}: a MedSAM2 model is fine-tuned from its ` +
+      'checkpoint, the default backend trains its learned model. The new model pre-annotates the next round once it is active.'),
+    slot,
+    body,
+  );
+}
+
+/** The project's model versions, newest first, with the active one marked. */
+export function modelsCard(project: Project, versions: ModelVersion[], signal: AbortSignal): HTMLElement {
+  const slot = h('div', { class: 'slot' });
+  const activate = async (version: ModelVersion, button: HTMLButtonElement): Promise<void> => {
+    if (!window.confirm(`Make “${version.name}” the active model? The next round opened is pre-annotated with it.`)) return;
+    setBusy(button, true, 'Activating…');
+    try {
+      await promoteModelVersion(project.slug, version.id, { signal });
+      setFlash(`“${version.name}” is the active model: the next round opened is pre-annotated with it.`);
+      navigate(href.rounds(project.slug));
+    } catch (err) {
+      if (isAbort(err)) return;
+      setBusy(button, false);
+      slot.replaceChildren(errorBanner(err, 'Could not make the model active'));
+    }
+  };
+  const table = dataTable<ModelVersion>(versions, {
+    label: 'Model versions',
+    columns: [
+      { header: 'Model', cell: (v) => h('span', { class: 'strong', title: v.checkpoint || 'no weights file' }, v.name) },
+      { header: 'Backend', cell: (v) => h('span', { title: v.backend }, backendLabel(v.backend)) },
+      { header: 'Trained on', cell: (v) => (v.trained_from_rounds.length ? `rounds ${v.trained_from_rounds.join(', ')}` : '—') },
+      { header: 'Metrics', cell: (v) => h('span', { class: 'muted small' }, metricSummary(v.metrics) || '—') },
+      { header: 'Created', cell: (v) => h('span', { class: 'muted' }, formatDate(v.created)) },
+      {
+        header: 'Active',
+        cell: (v) => {
+          if (project.active_model_version === v.id) return h('span', { class: 'badge badge-round-open' }, 'Active');
+          const button = h('button', { type: 'button', class: 'btn btn-small', 'aria-label': `Make ${v.name} active` }, 'Make active');
+          button.addEventListener('click', () => void activate(v, button));
+          return button;
+        },
+      },
+    ],
+  });
+  return h('section', { class: 'card', id: 'models' },
+    h('h2', null, 'Models'),
+    h('p', { class: 'hint' },
+      project.active_model_version === null
+        ? 'No model is active: a new round is pre-annotated by the newest model trained here, or the untrained default.'
+        : 'A new round is pre-annotated by the active model.'),
+    slot,
+    versions.length === 0 ? emptyState('No model versions yet: train one after a round’s tasks are accepted.') : table,
+    h('p', { class: 'muted small' }, 'Whether a model saves work: the active time per lesion and the cost reduction per round are on the ',
+      h('a', { href: href.dashboard(project.slug) }, 'dashboard'), '.'),
+  );
+}
