@@ -1,0 +1,176 @@
+"""manage.py simulate_campaign: a simulated annotator over rounds, on a tiny synthetic folder."""
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from django.core.management import CommandError, call_command
+
+from inference.evaluation import LesionCase
+from inference.simulation import CostModel, lesion_outcome, split_by_patient
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SHAPE = (16, 40, 40)  # z, y, x
+SPACING = (1.0, 1.0, 2.0)  # x, y, z in mm
+
+
+def blob_pair(folder: Path, pair_id: str, seed: int) -> dict[str, Any]:
+    """A noisy MR-like image with one bright ellipsoid and its label map (value 1)."""
+    rng = np.random.default_rng(seed)
+    zz, yy, xx = np.ogrid[: SHAPE[0], : SHAPE[1], : SHAPE[2]]
+    cz, cy, cx = 8 + rng.uniform(-1, 1), 20 + rng.uniform(-4, 4), 20 + rng.uniform(-4, 4)
+    ry, rx = rng.uniform(5, 8), rng.uniform(5, 8)
+    lesion = ((zz - cz) / 3.2) ** 2 + ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
+    image = np.where(lesion, 300.0, 100.0) + rng.normal(0, 15, SHAPE)
+    for array, name in ((image.astype(np.float32), "image"), (lesion.astype(np.uint8), "label")):
+        itk = sitk.GetImageFromArray(array)
+        itk.SetSpacing(SPACING)
+        sitk.WriteImage(itk, str(folder / f"{pair_id}_{name}.nii.gz"))
+    return {
+        "id": pair_id,
+        "image": f"{pair_id}_image.nii.gz",
+        "label": f"{pair_id}_label.nii.gz",
+        "modality": "MR FLAIR",
+        "kind": "lesion",
+        "label_names": {"1": "tumour"},
+    }
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Five lesions of four patients (p1 imaged twice, in CT and MR: one patient)."""
+    folder = tmp_path_factory.mktemp("pairs")
+    ids = ["synth_p1_ct", "synth_p1_mr", "synth_p2", "synth_p3", "synth_p4"]
+    pairs = [blob_pair(folder, pair_id, seed) for seed, pair_id in enumerate(ids)]
+    (folder / "pairs.json").write_text(json.dumps({"pairs": pairs}))
+    return folder
+
+
+def simulate(*args: Any) -> str:
+    out = io.StringIO()
+    call_command("simulate_campaign", *map(str, args), stdout=out)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def campaign(data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """One two-round campaign with a cost model from a file, one value overridden by a flag."""
+    out = tmp_path_factory.mktemp("campaign")
+    config = out / "cost.json"
+    config.write_text(json.dumps({"manual_slice_s": 60, "box_s": 7, "review_slice_s": 1.5}))
+    text = simulate(
+        "--data", data, "--rounds", 2, "--report", out / "report",
+        "--cost-config", config, "--correction-factor", 0.5,
+    )  # fmt: skip
+    return text, out / "report"
+
+
+def test_the_report_figures_are_consistent(campaign: tuple[str, Path]) -> None:
+    text, out = campaign
+    report = json.loads((out / "report.json").read_text())
+    rows, rounds = report["lesions"], report["rounds"]
+    assert len(rows) == 5 and [r["round"] for r in rounds] == [0, 1]
+    assert sum(r["lesions"] for r in rounds) == 5
+    assert rounds[0]["training_cases"] == 0  # round 0: no model yet
+    assert rounds[1]["training_cases"] == rounds[0]["lesions"]  # trained on round 0's lesions
+    for summary in rounds:
+        mine = [row for row in rows if row["round"] == summary["round"]]
+        manual = sum(row["manual_s"] for row in mine)
+        assisted = sum(row["assisted_s"] for row in mine)
+        assert summary["cost_reduction"] == pytest.approx(1 - assisted / manual)
+        assert summary["manual_s_per_lesion"] == pytest.approx(manual / len(mine))
+        assert summary["mean_dice"] == pytest.approx(np.mean([row["dice"] for row in mine]))
+        assert summary["corrected_slices"] == sum(row["corrected_slices"] for row in mine)
+        untrained = sum(row["untrained_assisted_s"] for row in mine)
+        assert summary["untrained_cost_reduction"] == pytest.approx(1 - untrained / manual)
+    # Round 0 has no model: its figures are the untrained ones.
+    assert rounds[0]["untrained_cost_reduction"] == rounds[0]["cost_reduction"]
+    assert rounds[0]["untrained_mean_dice"] == rounds[0]["mean_dice"]
+    # Patients stay together: p1's CT and MR lesions are in the same round.
+    p1 = {row["round"] for row in rows if row["patient"] == "synth_p1"}
+    assert len(p1) == 1
+    last = text.strip().splitlines()[-1]
+    assert last == report["result"]
+    assert last == (
+        "RESULT simulate_campaign "
+        f"round0_cost_reduction={rounds[0]['cost_reduction']:.3f} "
+        f"last_round_cost_reduction={rounds[1]['cost_reduction']:.3f} rounds=2 lesions=5"
+    )
+    png = (out / "cost_per_lesion.png").read_bytes()
+    assert png.startswith(PNG_MAGIC) and len(png) > 5_000
+
+
+def test_the_cost_model_from_file_and_flags_is_honoured(campaign: tuple[str, Path]) -> None:
+    _, out = campaign
+    report = json.loads((out / "report.json").read_text())
+    assert report["cost_model"] == {
+        "manual_slice_s": 60.0,
+        "box_s": 7.0,
+        "review_slice_s": 1.5,
+        "correction_factor": 0.5,  # the flag wins over the file and the default
+    }
+    for row in report["lesions"]:
+        assert row["manual_s"] == 60.0 * row["reference_slices"]
+        assert row["assisted_s"] == pytest.approx(
+            7.0 + 1.5 * row["reviewed_slices"] + 0.5 * 60.0 * row["corrected_slices"]
+        )
+
+
+def reference_ball() -> np.ndarray:
+    zz, yy, xx = np.ogrid[:10, :20, :20]
+    return ((zz - 5) / 3.5) ** 2 + ((yy - 10) / 6) ** 2 + ((xx - 10) / 6) ** 2 <= 1.0
+
+
+def test_a_perfect_prediction_costs_only_the_box_and_the_review() -> None:
+    ref = reference_ball()
+    slices = int(ref.any(axis=(1, 2)).sum())
+    outcome = lesion_outcome(ref.copy(), ref, CostModel())
+    assert outcome.dice == 1.0 and outcome.corrected_slices == 0
+    assert outcome.reviewed_slices == outcome.reference_slices == slices
+    assert outcome.assisted_s == 5.0 + 2.0 * slices
+    assert outcome.manual_s == 30.0 * slices
+
+
+def test_a_missed_or_added_slice_needs_correction() -> None:
+    ref = reference_ball()
+    top = int(np.flatnonzero(ref.any(axis=(1, 2)))[-1])
+    missed = ref.copy()
+    missed[top] = False
+    outcome = lesion_outcome(missed, ref, CostModel())
+    assert outcome.corrected_slices == 1 and outcome.reviewed_slices == outcome.reference_slices
+    added = ref.copy()
+    added[top + 1, 8:12, 8:12] = True  # a slice the reference does not have
+    outcome = lesion_outcome(added, ref, CostModel(correction_factor=0.5))
+    assert outcome.corrected_slices == 1
+    assert outcome.reviewed_slices == outcome.reference_slices + 1
+    assert outcome.assisted_s == 5.0 + 2.0 * outcome.reviewed_slices + 15.0
+
+
+def test_the_split_is_by_patient_balanced_and_seeded() -> None:
+    cases = [LesionCase(f"x_p{p}_{m}", None, "MR") for p in range(6) for m in ("ct", "mr")]
+    cases += [LesionCase("x_p9", None, "MR")]
+    groups = split_by_patient(cases, 3, seed=1)
+    assert sorted(len(g) for g in groups) == [4, 4, 5]
+    for group in groups:
+        for case in group:
+            assert all(c in group for c in cases if c.patient == case.patient)
+    assert groups == split_by_patient(cases, 3, seed=1)
+    with pytest.raises(ValueError, match="cannot fill"):
+        split_by_patient(cases[:2], 2, seed=0)
+
+
+def test_clear_errors(tmp_path: Path, data: Path) -> None:
+    with pytest.raises(CommandError, match=r"no pairs\.json"):
+        simulate("--data", tmp_path / "absent", "--report", tmp_path / "out")
+    bad = tmp_path / "cost.json"
+    bad.write_text(json.dumps({"manual_slice": 10}))
+    with pytest.raises(CommandError, match="unknown keys"):
+        simulate("--data", data, "--report", tmp_path / "out", "--cost-config", bad)
+    with pytest.raises(CommandError, match="must be a number >= 0"):
+        simulate("--data", data, "--report", tmp_path / "out", "--box-s", -1)
+    with pytest.raises(CommandError, match="cannot fill"):
+        simulate("--data", data, "--report", tmp_path / "out", "--rounds", 5)
