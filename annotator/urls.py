@@ -8,7 +8,7 @@ from annotator import ingest_views
 from annotator import views as annotator_views
 from annotator.frontend import app_page
 from inference import views as inference_views
-from projects import dashboard_views
+from projects import dashboard_views, export_views
 from projects import views as project_views
 
 api = [
@@ -55,6 +55,11 @@ api = [
         "projects/<slug:slug>/rounds/<int:number>/export/",
         project_views.RoundExportView.as_view(),
         name="round-export",
+    ),
+    path(
+        "projects/<slug:slug>/rounds/<int:number>/export/files/",
+        export_views.RoundExportFilesView.as_view(),
+        name="round-export-files",
     ),
     path(
         "projects/<slug:slug>/rounds/<int:number>/preannotate/",

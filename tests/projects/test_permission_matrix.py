@@ -537,6 +537,12 @@ TABLE: list[Row] = [
     Row("pseudonyms", "GET", "/api/projects/{alpha}/pseudonyms/", managers()),
     Row("round-export", "GET", "/api/projects/{alpha}/rounds/{round}/export/", managers()),
     Row(
+        "round-export-files",
+        "GET",
+        "/api/projects/{alpha}/rounds/{round}/export/files/?formats=nifti",
+        managers(),
+    ),
+    Row(
         "round-preannotate", "GET", "/api/projects/{alpha}/rounds/{round}/preannotate/", managers()
     ),
     Row(
