@@ -14,7 +14,7 @@ import { isManager, managerHead, managersOnly } from '../ui/managerNav';
 import { fraction, progressBar } from '../ui/progress';
 import { dataTable } from '../ui/table';
 import type { PageContext } from './page';
-import { modelsCard, trainingCard } from './training';
+import { exportCard, modelsCard, trainingCard } from './training';
 
 /** How often the page asks for the progress while jobs are queued or running. */
 export const POLL_MS = 2000;
@@ -173,7 +173,9 @@ export async function roundsPage(root: HTMLElement, ctx: PageContext, slug: stri
     cardController?.abort();
     cardController = new AbortController();
     const cardSignal = cardController.signal;
-    detail.replaceChildren(preannotationCard(project, round, cardSignal), trainingCard(project, round, cardSignal));
+    detail.replaceChildren(
+      preannotationCard(project, round, cardSignal), exportCard(project, round), trainingCard(project, round, cardSignal),
+    );
     table.querySelectorAll('tr[data-round]').forEach((tr) => {
       tr.classList.toggle('selected', tr.getAttribute('data-round') === String(round.number));
     });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { TrainingJob } from '../api';
-import { backendLabel, metricSummary, trainingText } from './training';
+import { backendLabel, exportUrl, metricSummary, trainingText } from './training';
 
 const job: TrainingJob = {
   id: 4, project: 'p', round: 1, state: 'queued', progress: 0, progress_done: 0, progress_total: 0,
@@ -25,5 +25,11 @@ describe('model versions', () => {
     expect(trainingText({ ...job, state: 'failed', error: 'no training cases' })).toBe('Training failed: no training cases');
     expect(trainingText({ ...job, state: 'failed' })).toMatch(/no reason recorded/);
     expect(trainingText({ ...job, state: 'succeeded', result: null })).toMatch(/Trained a new model/);
+  });
+});
+
+describe('round export', () => {
+  it('asks for the chosen formats', () => {
+    expect(exportUrl('liver trial', 2, ['nifti', 'dicom-seg'])).toBe('/api/projects/liver%20trial/rounds/2/export/files/?formats=nifti,dicom-seg');
   });
 });

@@ -1,6 +1,6 @@
-// The Rounds page's model cards: train a model on the accepted tasks of rounds 0..N (a job on the
-// workers' train queue, polled), and the project's model versions with the one to pre-annotate
-// the next round with ("Make active").
+// The Rounds page's cards for a round's results: export its accepted cases, train a model on the
+// accepted tasks of rounds 0..N (a job on the workers' train queue, polled), and the project's
+// model versions with the one to pre-annotate the next round with ("Make active").
 
 import {
   getTrainingJob, promoteModelVersion, trainRound,
@@ -53,6 +53,44 @@ export function trainingText(job: TrainingJob): string {
     default:
       return `Training failed: ${job.error || 'no reason recorded'}`;
   }
+}
+
+export const EXPORT_FORMATS: { id: string; label: string }[] = [
+  { id: 'nifti', label: 'NIfTI images and instance label maps' },
+  { id: 'medsam2-npz', label: 'MedSAM2 training npz' },
+  { id: 'nnunet', label: 'nnU-Net v2 raw dataset' },
+  { id: 'dicom-seg', label: 'DICOM SEG, referencing the source series' },
+];
+
+/** The zip download of a round's export in `formats` (with its manifest). */
+export function exportUrl(slug: string, round: number, formats: string[]): string {
+  const base = `/api/projects/${encodeURIComponent(slug)}/rounds/${round}/export/files/`;
+  return `${base}?formats=${formats.map(encodeURIComponent).join(',')}`;
+}
+
+/** Download the round's accepted cases in the chosen formats. */
+export function exportCard(project: Project, round: Round): HTMLElement {
+  const link = h('a', { class: 'btn', download: '' }, 'Download the export');
+  const boxes = EXPORT_FORMATS.map((f) => h('input', { type: 'checkbox', value: f.id, checked: true }));
+  const update = (): void => {
+    const chosen = boxes.filter((b) => b.checked).map((b) => b.value);
+    link.setAttribute('href', exportUrl(project.slug, round.number, chosen));
+    link.classList.toggle('disabled', chosen.length === 0);
+    link.setAttribute('aria-disabled', String(chosen.length === 0));
+  };
+  boxes.forEach((b) => b.addEventListener('change', update));
+  link.addEventListener('click', (evt) => {
+    if (link.getAttribute('aria-disabled') === 'true') evt.preventDefault();
+  });
+  update();
+  return h('section', { class: 'card', id: 'export' },
+    h('div', { class: 'card-head' }, h('h2', null, `Export round ${round.number}`), link),
+    h('p', { class: 'hint' },
+      'The accepted cases of this round, with a manifest of who annotated and reviewed each, with which model, ' +
+      'their effort, and a fixed train / validation split. The same round gives the same files.'),
+    h('fieldset', { class: 'formats' }, h('legend', null, 'Formats'),
+      EXPORT_FORMATS.map((f, i) => h('label', { class: 'check' }, boxes[i], ` ${f.label}`))),
+  );
 }
 
 /** Train on rounds 0..round; polls the job until it ends, then offers to reload the page. */
