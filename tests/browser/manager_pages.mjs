@@ -7,10 +7,11 @@
 // step "preannotate": start the batch pre-annotation of the open round and watch it finish, then
 // on the tasks page release the task and assign it back from the side panel, and read its audit
 // trail.
-// step "train": on the rounds page train a model on rounds 0..1 and wait for the job, make the
+// step "train": on the rounds page download the round's export (two formats), train a model on rounds 0..1 and wait for the job, make the
 // new model active in the models table, and open round 2.
 // params: username, password, step, name, slug, classes [names], member, volume (a file path).
 
+import path from 'node:path';
 import { scenario } from './harness.mjs';
 
 /** A tab of the manager pages' navigation. */
@@ -142,8 +143,20 @@ async function train({ page, params, open, screenshot, mark }) {
   const out = {};
   page.on('dialog', (dialog) => void dialog.accept());
 
-  // Rounds: train on the accepted tasks of rounds 0..1 and watch the job on the train queue.
+  // Rounds: download the round's export (NIfTI and DICOM SEG only).
   await open(`#/projects/${params.slug}/rounds`);
+  const exportCard = page.locator('#export');
+  await exportCard.getByLabel('MedSAM2 training npz').uncheck();
+  await exportCard.getByLabel('nnU-Net v2 raw dataset').uncheck();
+  const [download] = await Promise.all([
+    page.waitForEvent('download'),
+    exportCard.getByRole('link', { name: 'Download the export' }).click(),
+  ]);
+  out.export_zip = path.join(params.out_dir, 'export.zip');
+  await download.saveAs(out.export_zip);
+  mark('export downloaded');
+
+  // Train on the accepted tasks of rounds 0..1 and watch the job on the train queue.
   await page.getByRole('button', { name: 'Train on rounds 0–1' }).click();
   await page.waitForFunction(
     () => /^(Trained|Training failed)/.test(document.querySelector('#training .progress-text')?.textContent ?? ''),

@@ -12,6 +12,8 @@ models table and opens round 2, which is pre-annotated with it. Screenshots land
 test-artifacts/browser/ (or $BROWSER_ARTIFACTS).
 """
 
+import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +127,18 @@ def test_manager_creates_imports_and_preannotates(
     record = run_browser("manager_pages.mjs", step="train", timeout=240, **params)
     trained = record["result"]
     assert len(record["artifacts"]) == 2, record["artifacts"]
+    # the export as chosen on the page: the accepted task in NIfTI and DICOM SEG, no npz
+    with zipfile.ZipFile(trained["export_zip"]) as archive:
+        names = set(archive.namelist())
+        manifest = json.loads(archive.read("manifest.json"))
+    assert [case["task"] for case in manifest["cases"]] == [task.pk]
+    assert sorted(manifest["formats"]) == ["dicom-seg", "nifti"]
+    case = manifest["cases"][0]["case"]
+    assert {f"images/{case}.nii.gz", f"labels/{case}.nii.gz"} <= names
+    assert not any(name.startswith(("medsam2/", "nnunet/")) for name in names)
+    # an uploaded NIfTI volume has no DICOM series for a SEG to reference: said, not failed
+    assert [s["format"] for s in manifest["skipped"]] == ["dicom-seg"]
+    assert not any(name.startswith("dicom-seg/") for name in names)
     version = project.model_versions.get()
     assert trained["training"].startswith(f"Trained “{version.name}”"), trained["training"]
     assert version.trained_from_rounds.count() == 2
