@@ -229,6 +229,9 @@ PACS_DICOMWEB_PASSWORD = env.str("PACS_DICOMWEB_PASSWORD", default="")
 INFERENCE_BACKEND = env.str(
     "INFERENCE_BACKEND", default="inference.engine.default.ClassicalBackend"
 )
+# MedSAM2 fine-tuning on the train queue (inference/finetuning.py): "recipe" (the published
+# recipe, GPU workers) or "smoke" (two steps on small crops, CPU).
+MEDSAM2_TRAIN_CONFIG = env.str("MEDSAM2_TRAIN_CONFIG", default="recipe")
 
 LOGGING = {
     "version": 1,

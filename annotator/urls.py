@@ -76,6 +76,11 @@ api = [
         inference_views.ModelVersionListView.as_view(),
         name="model-versions",
     ),
+    path(
+        "projects/<slug:slug>/model-versions/<int:pk>/promote/",
+        inference_views.ModelVersionPromoteView.as_view(),
+        name="model-version-promote",
+    ),
     path("projects/<slug:slug>/tasks/", project_views.TaskListView.as_view(), name="tasks"),
     path("projects/<slug:slug>/tasks/next/", project_views.TaskNextView.as_view(), name="next"),
     path("tasks/<int:pk>/", project_views.TaskDetailView.as_view(), name="task"),

@@ -1,11 +1,15 @@
-"""Training the project's learned model on its accepted masks, as a job on the ``train`` queue.
+"""Training the project's model on its accepted masks, as a job on the ``train`` queue; promoting
+a trained version to the project's active model.
 
-A manager asks for it after a round (``training_request``); a worker runs it
-(``training_run``): every accepted task of the project's rounds up to the chosen one gives one
-training case per lesion (the lesion's final mask version, the one the reviewer accepted, as the
-reference; its key slice and box as the prompt). The model file goes to the file storage under
-``models/<project>/``, and a new :class:`ModelVersion` names it; the next round opened uses the
-project's newest trained model (``projects.services.round_open``).
+When the project's current model is MedSAM2, the job fine-tunes it (``inference.finetuning``);
+otherwise it trains the per-project learned model, as follows. A manager asks for it after a
+round (``training_request``); a worker runs it (``training_run``): every accepted task of the
+project's rounds up to the chosen one gives one training case per lesion (the lesion's final
+mask version, the one the reviewer accepted, as the reference; its key slice and box as the
+prompt). The model file goes to the file storage under ``models/<project>/``, and a new
+:class:`ModelVersion` names it; the next round opened uses the project's active model, else its
+newest trained one (``projects.services.round_open``); ``model_version_promote`` makes a
+version the active one.
 """
 
 import logging
@@ -24,16 +28,18 @@ from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 from django.utils import timezone
 
 from annotator import storage
-from annotator.errors import Conflict
+from annotator.errors import Conflict, InvalidInput
 from annotator.models import Lesion, MaskVersion, Volume
 from annotator.services import mask_version_load
 from annotator.volumes import volume_read
 from inference.engine import EngineError, ImageVolume, LesionPrompt, key_slice_and_box
+from inference.finetuning import Trained, finetune_start, medsam2_train
 from inference.jobs import claim, fail, still_mine
 from inference.models import ModelVersion, TrainingJob
 from inference.services import project_window
 from projects.access import require_role
-from projects.models import Role, Round, Task
+from projects.audit import audit_record
+from projects.models import Project, Role, Round, Task
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +70,27 @@ def training_request(*, round: Round, user: User) -> TrainingJob:
     return job
 
 
+def model_version_promote(*, project: Project, version: ModelVersion, user: User) -> Project:
+    """Make ``version`` (one of the project's own, or a site-wide one) the project's active model
+    (managers): rounds opened from now on pre-annotate with it; the open round keeps its model.
+    Recorded in the audit trail with the version it replaced."""
+    require_role(user, project, Role.MANAGER)
+    if version.project_id not in (None, project.pk):
+        raise InvalidInput(f"model version {version.pk} belongs to another project")
+    with transaction.atomic():
+        project = type(project).objects.select_for_update().get(pk=project.pk)
+        previous = project.active_model_version_id
+        project.active_model_version = version
+        project.save(update_fields=["active_model_version"])
+        audit_record(
+            project=project,
+            actor=user,
+            action="model.promoted",
+            data={"model_version": version.pk, "name": version.name, "previous": previous},
+        )
+    return project
+
+
 def training_lesions(round_: Round) -> QuerySet[Lesion]:
     """The lesions of the accepted tasks of ``round_``'s project, rounds up to ``round_``,
     that have a mask; each with its versions prefetched newest first."""
@@ -86,11 +113,12 @@ def training_run(*, job_id: int) -> TrainingJob | None:
     """Train, store the model file and record it as a new ModelVersion; a failure (no accepted
     masks, a broken volume) is written on the job with its reason.
 
+    The project's current model decides what is trained: a MedSAM2 model is fine-tuned from its
+    checkpoint (:mod:`inference.finetuning`), anything else trains the learned model.
+
     Idempotent like ``segmentation_run``: a redelivered message for a finished job does nothing,
     and of two attempts only the latest claim records its model (the other's file is deleted).
     """
-    from inference.engine.learned import train
-
     job = claim(TrainingJob, job_id, reset={"progress_done": 0})
     if job is None:
         return None
@@ -98,37 +126,31 @@ def training_run(*, job_id: int) -> TrainingJob | None:
     try:
         started = time.perf_counter()
         round_ = job.round
-        lesions = list(training_lesions(round_))
-        if not lesions:
-            fail(
-                job,
-                f"no training cases: no accepted task of rounds 0..{round_.number} has a lesion "
-                "with a mask",
-            )
-            job.refresh_from_db()
-            return job
-        still_mine(job).update(progress_total=len(lesions) + 1)
-        stats: dict[str, Any] = {"sources": {}, "skipped": []}
-        model = train(_cases(job, lesions, stats), seed=SEED)
-        seconds = time.perf_counter() - started
-
         with tempfile.TemporaryDirectory(prefix="annotator-train-") as tmp:
-            local = Path(tmp) / "model.joblib"
-            model.save(local)
-            key = f"models/{round_.project.slug}/training-{job.pk}-{uuid.uuid4().hex[:8]}.joblib"
-            with open(local, "rb") as f:
+            start = finetune_start(round_)
+            if start is None:
+                trained = _train_learned(job, Path(tmp))
+            else:
+                trained = medsam2_train(job, start, Path(tmp))
+            if trained is None:  # failed with its reason
+                job.refresh_from_db()
+                return job
+            key = (
+                f"models/{round_.project.slug}/training-{job.pk}-{uuid.uuid4().hex[:8]}"
+                f"{trained.file.suffix}"
+            )
+            with open(trained.file, "rb") as f:
                 written.append(storage.save_file(key, f))
+        seconds = time.perf_counter() - started
         rounds = list(
             Round.objects.filter(project_id=job.project_id, number__lte=round_.number).order_by(
                 "number"
             )
         )
         metrics = {
-            **model.meta,
+            **trained.metrics,
             "seconds": round(seconds, 2),
             "rounds": [r.number for r in rounds],
-            "tasks": len({lesion.task_id for lesion in lesions}),
-            **stats,
         }
         with transaction.atomic():
             # Compare-and-set first, as in segmentation_run: only the latest claim records.
@@ -139,16 +161,17 @@ def training_run(*, job_id: int) -> TrainingJob | None:
                 return job
             version = ModelVersion.objects.create(
                 project_id=job.project_id,
-                name=f"learned r{round_.number} (job {job.pk})",
-                backend=LEARNED_BACKEND,
+                name=trained.name,
+                backend=trained.backend,
                 checkpoint=written[0],
                 metrics=metrics,
             )
             version.trained_from_rounds.set(rounds)
+            total = TrainingJob.objects.get(pk=job.pk).progress_total
             still_mine(job).update(
                 state=TrainingJob.State.SUCCEEDED,
                 result=version,
-                progress_done=len(lesions) + 1,
+                progress_done=total,
                 finished_at=timezone.now(),
             )
     except EngineError as exc:
@@ -163,6 +186,37 @@ def training_run(*, job_id: int) -> TrainingJob | None:
         fail(job, f"internal error: {type(exc).__name__}: {exc}")
     job.refresh_from_db()
     return job
+
+
+def _train_learned(job: TrainingJob, tmp: Path) -> Trained | None:
+    """The learned model on every accepted lesion's final mask; None when the job was failed
+    (no case)."""
+    from inference.engine.learned import train
+
+    round_ = job.round
+    lesions = list(training_lesions(round_))
+    if not lesions:
+        fail(
+            job,
+            f"no training cases: no accepted task of rounds 0..{round_.number} has a lesion "
+            "with a mask",
+        )
+        return None
+    still_mine(job).update(progress_total=len(lesions) + 1)
+    stats: dict[str, Any] = {"sources": {}, "skipped": []}
+    model = train(_cases(job, lesions, stats), seed=SEED)
+    local = tmp / "model.joblib"
+    model.save(local)
+    return Trained(
+        file=local,
+        backend=LEARNED_BACKEND,
+        name=f"learned r{round_.number} (job {job.pk})",
+        metrics={
+            **model.meta,
+            "tasks": len({lesion.task_id for lesion in lesions}),
+            **stats,
+        },
+    )
 
 
 def _cases(job: TrainingJob, lesions: list[Lesion], stats: dict[str, Any]) -> Iterator[Any]:

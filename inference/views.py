@@ -16,9 +16,10 @@ from inference.serializers import (
     TrainingJobSerializer,
 )
 from inference.services import segmentation_request
-from inference.training import training_request
+from inference.training import model_version_promote, training_request
 from projects.access import require_role, visible_tasks
 from projects.models import Role, Round
+from projects.serializers import ProjectSerializer
 from projects.views import project_for
 
 
@@ -49,6 +50,20 @@ class ModelVersionListView(APIView):
         project = project_for(request, slug)
         versions = ModelVersion.objects.filter(Q(project=project) | Q(project__isnull=True))
         return Response(ModelVersionSerializer(versions, many=True).data)
+
+
+class ModelVersionPromoteView(APIView):
+    @extend_schema(request=None, responses=ProjectSerializer)
+    def post(self, request: Request, slug: str, pk: int) -> Response:
+        """Make the model version the project's active model (managers): rounds opened from now
+        on pre-annotate with it. Returns the project."""
+        project = project_for(request, slug)
+        user = current_user(request)
+        require_role(user, project, Role.MANAGER)
+        versions = ModelVersion.objects.filter(Q(project=project) | Q(project__isnull=True))
+        version = get_visible(versions, pk=pk)
+        project = model_version_promote(project=project, version=version, user=user)
+        return Response(ProjectSerializer(project, context={"request": request}).data)
 
 
 PreannotationProgress = inline_serializer(

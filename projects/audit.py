@@ -18,6 +18,7 @@ ACTIONS = (
     "task.reopened",
     "review.created",
     "mask.saved",
+    "model.promoted",
 )
 
 

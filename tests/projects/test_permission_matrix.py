@@ -554,6 +554,12 @@ TABLE: list[Row] = [
     ),
     Row("round-train", "POST", "/api/projects/{alpha}/rounds/{round}/train/", managers(202)),
     Row("model-versions", "GET", "/api/projects/{alpha}/model-versions/", members()),
+    Row(
+        "model-version-promote",
+        "POST",
+        "/api/projects/{alpha}/model-versions/{site_model}/promote/",
+        managers(),
+    ),
     # tasks
     Row("tasks", "GET", "/api/projects/{alpha}/tasks/", members(), check=check_tasks),
     Row(
