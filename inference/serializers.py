@@ -72,6 +72,10 @@ class InferenceJobSerializer(serializers.ModelSerializer):
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
+    trained_from_rounds = serializers.SlugRelatedField(
+        slug_field="number", many=True, read_only=True, help_text="round numbers"
+    )
+
     class Meta:
         model = ModelVersion
         fields = [

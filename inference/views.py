@@ -48,7 +48,9 @@ class ModelVersionListView(APIView):
     def get(self, request: Request, slug: str) -> Response:
         """The project's own models and the site-wide ones it can use."""
         project = project_for(request, slug)
-        versions = ModelVersion.objects.filter(Q(project=project) | Q(project__isnull=True))
+        versions = ModelVersion.objects.filter(
+            Q(project=project) | Q(project__isnull=True)
+        ).prefetch_related("trained_from_rounds")
         return Response(ModelVersionSerializer(versions, many=True).data)
 
 

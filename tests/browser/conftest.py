@@ -1,5 +1,6 @@
 """Fixtures of the browser tests: ``run_browser`` (harness.py) and a real Celery ``worker``."""
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,18 @@ def run_browser(request: pytest.FixtureRequest, tmp_path: Path) -> BrowserRunner
 
 
 @pytest.fixture
-def worker(live_server: Any, media_root: Path, tmp_path: Path) -> Iterator[Worker]:
-    """A real `celery worker` process on the same database, broker and files as the server."""
-    with running_worker(media_root=media_root, log=tmp_path / "worker.log") as process:
-        yield process
+def worker(
+    request: pytest.FixtureRequest, live_server: Any, media_root: Path, tmp_path: Path
+) -> Iterator[Worker]:
+    """A real `celery worker` process on the same database, broker and files as the server;
+    its log is kept beside the test's screenshots."""
+    log = tmp_path / "worker.log"
+    try:
+        with running_worker(media_root=media_root, log=log) as process:
+            yield process
+    finally:
+        module = Path(str(request.node.path)).stem
+        kept = artifacts_root() / safe_name(f"{module}.{request.node.name}")
+        if log.exists():
+            kept.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(log, kept / "worker.log")

@@ -174,9 +174,11 @@ async function train({ page, params, open, screenshot, mark }) {
   out.models_before = await models.allInnerTexts();
   await page.getByRole('button', { name: /^Make .* active$/ }).first().click();
   await page.getByText('is the active model').waitFor();
+  await page.locator('table[aria-label="Model versions"] .badge', { hasText: 'Active' }).waitFor();
   out.models_after = await page.locator('table[aria-label="Model versions"] tbody tr').allInnerTexts();
   await page.getByRole('button', { name: 'Open round 2' }).click();
   await page.getByText('Round 2 is open.').waitFor();
+  await page.locator('table[aria-label=Rounds] tbody tr').nth(2).waitFor();
   out.rounds = await page.locator('table[aria-label=Rounds] tbody tr').allInnerTexts();
   await screenshot('model-active');
   mark('round 2 opened');

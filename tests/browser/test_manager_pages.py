@@ -123,7 +123,7 @@ def test_manager_creates_imports_and_preannotates(
     # then, on the rounds page, a model is trained on it, made active, and round 2 opened
     ann.call("POST", f"/tasks/{task.pk}/submit/")
     mgr = Api(live_server.url, "mgr", "mgr-pw")
-    mgr.call("POST", f"/tasks/{task.pk}/review/", json={"decision": "accept"})
+    mgr.call("POST", f"/tasks/{task.pk}/review/", 201, json={"decision": "accept"})
     record = run_browser("manager_pages.mjs", step="train", timeout=240, **params)
     trained = record["result"]
     assert len(record["artifacts"]) == 2, record["artifacts"]
@@ -145,6 +145,7 @@ def test_manager_creates_imports_and_preannotates(
     assert "run_training_job[" in worker.output()
     # made active from the models table: the badge moved, and round 2 pre-annotates with it
     assert "Make active" in trained["models_before"][0]
+    assert "\trounds 0, 1\t" in trained["models_before"][0]
     after = trained["models_after"][0]
     assert "Active" in after and "Make active" not in after
     project.refresh_from_db()

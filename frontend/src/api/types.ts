@@ -309,6 +309,7 @@ export interface ModelVersion {
   backend: string;
   checkpoint: string;
   metrics: Record<string, unknown>;
+  /** Round numbers. */
   trained_from_rounds: number[];
   created: string;
 }
