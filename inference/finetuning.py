@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +28,7 @@ from django.utils.module_loading import import_string
 from inference.engine import EngineError
 from inference.engine.base import BACKEND_ALIASES
 from inference.engine.medsam2 import MedSAM2Backend
-from inference.jobs import fail, still_mine
+from inference.jobs import fail, progress_writer
 from inference.models import ModelVersion, TrainingJob
 from projects.models import Round
 
@@ -131,19 +129,6 @@ class Trained:
     metrics: dict[str, Any]
 
 
-def _progress(job: TrainingJob, offset: int) -> Callable[[int, int], None]:
-    last = 0.0
-
-    def write(done: int, total: int) -> None:
-        nonlocal last
-        now = time.perf_counter()
-        if now - last > 0.5 or done == total:
-            last = now
-            still_mine(job).update(progress_done=offset + done, progress_total=offset + total + 1)
-
-    return write
-
-
 def medsam2_train(job: TrainingJob, start: Start, tmp: Path) -> Trained | None:
     """Export, fine-tune from ``start``, evaluate; None when the job was failed with the reason
     (nothing to start from, no case). A :class:`FinetuneError` (no usable case) propagates."""
@@ -168,9 +153,13 @@ def medsam2_train(job: TrainingJob, start: Start, tmp: Path) -> Trained | None:
             f"train split ({len(validation)} validation cases)",
         )
         return None
-    result = finetune(base, train, tmp / "medsam2.pt", config, progress=_progress(job, 0))
+    result = finetune(
+        base, train, tmp / "medsam2.pt", config, progress=progress_writer(job, tail=1)
+    )
     offset = result.steps
-    after = evaluate(result.checkpoint, validation, config, progress=_progress(job, offset))
+    after = evaluate(
+        result.checkpoint, validation, config, progress=progress_writer(job, offset=offset, tail=1)
+    )
     before = (
         evaluate(base, validation, config)
         if config.eval_baseline and after.get("dice_mean") is not None

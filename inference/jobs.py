@@ -9,6 +9,8 @@ runs keep getting killed fails after :data:`MAX_ATTEMPTS` with the reason, inste
 """
 
 import logging
+import time
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from django.db import models, transaction
@@ -56,6 +58,23 @@ def still_mine(job: Any) -> Any:
     """The job's row, if this attempt still owns it (running, same token): a queryset to
     ``update`` as a compare-and-set."""
     return type(job)._default_manager.filter(pk=job.pk, state="running", started_at=job.started_at)
+
+
+def progress_writer(job: Any, *, offset: int = 0, tail: int = 0) -> Callable[[int, int], None]:
+    """A progress callback ``(done, total)`` that writes ``offset + done`` of ``offset + total +
+    tail`` on the job (while this attempt owns it), at most twice a second and always at the end."""
+    last = 0.0
+
+    def write(done: int, total: int) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        if now - last > 0.5 or done == total:
+            last = now
+            still_mine(job).update(
+                progress_done=offset + done, progress_total=offset + total + tail
+            )
+
+    return write
 
 
 def fail(job: Any, message: str) -> None:

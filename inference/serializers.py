@@ -2,6 +2,7 @@ from rest_framework import serializers
 
 from inference.models import InferenceJob, ModelVersion, TrainingJob
 from inference.services import MAX_POINTS
+from projects.models import Round
 
 
 def _points(help_text: str) -> serializers.ListField:
@@ -72,7 +73,7 @@ class InferenceJobSerializer(serializers.ModelSerializer):
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
-    trained_from_rounds = serializers.SlugRelatedField(
+    trained_from_rounds: serializers.SlugRelatedField[Round] = serializers.SlugRelatedField(
         slug_field="number", many=True, read_only=True, help_text="round numbers"
     )
 

@@ -31,7 +31,7 @@ from annotator.services import (
 from annotator.volumes import volume_read
 from inference.engine import EngineError, ImageVolume, LesionPrompt, SegmentationBackend
 from inference.engine import load_backend as engine_load_backend
-from inference.jobs import claim, fail, still_mine
+from inference.jobs import claim, fail, progress_writer, still_mine
 from inference.models import InferenceJob
 from projects.models import Project
 
@@ -248,16 +248,7 @@ def segmentation_run(*, job_id: int) -> InferenceJob | None:
         backend = load_backend(
             job.backend, job.model_version.checkpoint if job.model_version else ""
         )
-        last_write = 0.0
-
-        def progress(done: int, total: int) -> None:
-            nonlocal last_write
-            now = time.perf_counter()
-            if now - last_write > 0.5 or done == total:
-                last_write = now
-                still_mine(job).update(progress_done=done, progress_total=total)
-
-        result = backend.segment(engine_volume, [prompt], progress=progress)
+        result = backend.segment(engine_volume, [prompt], progress=progress_writer(job))
         timings["engine"] = result.timings
         saved = time.perf_counter()
         with transaction.atomic():

@@ -16,7 +16,7 @@ import logging
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from annotator.services import mask_version_load
 from annotator.volumes import volume_read
 from inference.engine import EngineError, ImageVolume, LesionPrompt, key_slice_and_box
 from inference.finetuning import Trained, finetune_start, medsam2_train
-from inference.jobs import claim, fail, still_mine
+from inference.jobs import claim, fail, progress_writer, still_mine
 from inference.models import ModelVersion, TrainingJob
 from inference.services import project_window
 from projects.access import require_role
@@ -223,7 +223,7 @@ def _cases(job: TrainingJob, lesions: list[Lesion], stats: dict[str, Any]) -> It
     """One training case per lesion, read lazily: one volume in memory at a time."""
     from inference.engine.learned import TrainingCase
 
-    progress = _progress_writer(job)
+    progress = progress_writer(job, tail=1)
     cached: tuple[int, ImageVolume] | None = None
     for done, lesion in enumerate(lesions, start=1):
         final = next(iter(lesion.mask_versions.all()))
@@ -241,7 +241,7 @@ def _cases(job: TrainingJob, lesions: list[Lesion], stats: dict[str, Any]) -> It
             prompt = LesionPrompt(str(lesion.pk), key_slice, box)  # type: ignore[arg-type]
             stats["sources"][final.source] = stats["sources"].get(final.source, 0) + 1
             yield TrainingCase(cached[1], prompt, reference)
-        progress(done)
+        progress(done, len(lesions))
 
 
 def _engine_volume(volume: Volume, lesion: Lesion) -> ImageVolume:
@@ -254,16 +254,3 @@ def _engine_volume(volume: Volume, lesion: Lesion) -> ImageVolume:
         modality=volume.series.modality,
         window=project_window(lesion.task.round.project),
     )
-
-
-def _progress_writer(job: TrainingJob) -> Callable[[int], None]:
-    last_write = 0.0
-
-    def write(done: int) -> None:
-        nonlocal last_write
-        now = time.perf_counter()
-        if now - last_write > 0.5:
-            last_write = now
-            still_mine(job).update(progress_done=done)
-
-    return write

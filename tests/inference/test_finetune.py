@@ -199,7 +199,7 @@ def test_a_medsam2_project_fine_tunes_promotes_and_pre_annotates_with_the_new_mo
     write_phantom(small, tmp_path / "small.nii.gz")
     with open(tmp_path / "small.nii.gz", "rb") as f:
         task = volume_import(project=project, file=f, filename="small.nii.gz").task
-    assert task.round.number == 1
+    assert task is not None and task.round.number == 1
     k, box = 2, (14, 14, 30, 30)
     lesion = Lesion.objects.create(task=task, lesion_class="tumour", key_slice=k, box=list(box))
     with django_capture_on_commit_callbacks(execute=True):
@@ -213,7 +213,7 @@ def test_a_medsam2_project_fine_tunes_promotes_and_pre_annotates_with_the_new_mo
     used = services.load_backend(version.backend, version.checkpoint)
     assert isinstance(used, MedSAM2Backend)
     assert used.describe()["checkpoint"] == services.checkpoint_path(version.checkpoint)
-    assert Path(used.describe()["checkpoint"]).read_bytes() == (
+    assert Path(str(used.describe()["checkpoint"])).read_bytes() == (
         default_storage.open(version.checkpoint).read()
     )
 

@@ -28,7 +28,7 @@ from tests.annotator.test_dicom_reading import FLIPPED, write_ct_series
 
 pytestmark = pytest.mark.django_db
 
-WINDOW = {"name": "soft", "center": 0, "width": 1000}
+WINDOW: dict[str, Any] = {"name": "soft", "center": 0, "width": 1000}
 
 
 @dataclass
@@ -172,9 +172,10 @@ def test_round_trip_in_every_format(world: World, tmp_path: Path) -> None:
             assert npz["imgs"].dtype == np.uint8 and npz["imgs"].shape == expected.shape
             assert npz["spacing"].dtype == np.float64
             np.testing.assert_array_equal(npz["spacing"], image.GetSpacing())
-            low = WINDOW["center"] - WINDOW["width"] / 2
-            hu = np.clip(volume_array(volume).astype(np.float64), low, low + WINDOW["width"])
-            windowed = ((hu - low) / WINDOW["width"] * 255.0).astype(np.uint8)
+            width = float(WINDOW["width"])
+            low = float(WINDOW["center"]) - width / 2
+            hu = np.clip(volume_array(volume).astype(np.float64), low, low + width)
+            windowed = ((hu - low) / width * 255.0).astype(np.uint8)
             np.testing.assert_array_equal(npz["imgs"], windowed)
 
         # nnU-Net: semantic labels, the project's class index
