@@ -16,10 +16,11 @@ import logging
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import SimpleITK as sitk
 from celery.exceptions import SoftTimeLimitExceeded
 from django.contrib.auth.models import User
@@ -32,13 +33,14 @@ from annotator.errors import Conflict, InvalidInput
 from annotator.models import Lesion, MaskVersion, Volume
 from annotator.services import mask_version_load
 from annotator.volumes import volume_read
-from inference.engine import EngineError, ImageVolume, LesionPrompt, key_slice_and_box
+from inference.engine import EngineError, ImageVolume, LesionPrompt, dice, key_slice_and_box
 from inference.finetuning import Trained, finetune_start, medsam2_train
 from inference.jobs import claim, fail, progress_writer, still_mine
 from inference.models import ModelVersion, TrainingJob
 from inference.services import project_window
 from projects.access import require_role
 from projects.audit import audit_record
+from projects.exports import case_split
 from projects.models import Project, Role, Round, Task
 
 log = logging.getLogger(__name__)
@@ -189,8 +191,11 @@ def training_run(*, job_id: int) -> TrainingJob | None:
 
 
 def _train_learned(job: TrainingJob, tmp: Path) -> Trained | None:
-    """The learned model on every accepted lesion's final mask; None when the job was failed
-    (no case)."""
+    """The learned model on the final masks of the accepted lesions of the export's "train"
+    split, scored on its "validation" split against the model the round pre-annotated with (Dice
+    before and after, so that a manager sees whether the new model helps before making it
+    active). When every case is in the validation split, it trains on all of them and says that
+    nothing was held out. None when the job was failed (no case)."""
     from inference.engine.learned import train
 
     round_ = job.round
@@ -202,28 +207,87 @@ def _train_learned(job: TrainingJob, tmp: Path) -> Trained | None:
             "with a mask",
         )
         return None
-    still_mine(job).update(progress_total=len(lesions) + 1)
+    split = {lesion.pk: case_split(lesion.task) for lesion in lesions}
+    held_out = [lesion for lesion in lesions if split[lesion.pk] == "validation"]
+    fitted = [lesion for lesion in lesions if split[lesion.pk] != "validation"]
+    if not fitted:
+        fitted, held_out = lesions, []
+    still_mine(job).update(progress_total=len(fitted) + len(held_out) + 1)
     stats: dict[str, Any] = {"sources": {}, "skipped": []}
-    model = train(_cases(job, lesions, stats), seed=SEED)
+    model = train(_cases(job, fitted, stats), seed=SEED)
     local = tmp / "model.joblib"
     model.save(local)
+    validation, before = _validate_learned(job, round_, held_out, model, offset=len(fitted))
+    if not held_out:
+        validation["note"] = (
+            "nothing held out: every accepted case is in the validation split, so the model was "
+            "trained on all of them"
+        )
     return Trained(
         file=local,
         backend=LEARNED_BACKEND,
         name=f"learned r{round_.number} (job {job.pk})",
         metrics={
             **model.meta,
-            "tasks": len({lesion.task_id for lesion in lesions}),
+            "tasks": len({lesion.task_id for lesion in fitted}),
             **stats,
+            "validation": validation,
+            **({"validation_before": before} if before is not None else {}),
         },
     )
 
 
-def _cases(job: TrainingJob, lesions: list[Lesion], stats: dict[str, Any]) -> Iterator[Any]:
-    """One training case per lesion, read lazily: one volume in memory at a time."""
+def _validate_learned(
+    job: TrainingJob, round_: Round, lesions: list[Lesion], model: Any, *, offset: int
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Dice of the new model and of the round's own model (the untrained default when it had
+    none, or had another backend) on held-out lesions, box-prompted as in pre-annotation."""
+    from inference.engine.learned import LearnedBackend
+    from inference.services import load_backend
+
+    if not lesions:
+        return {"cases": 0, "lesions": 0, "dice_mean": None}, None
+    current = round_.model_version
+    if current is not None and current.backend == LEARNED_BACKEND:
+        baseline = load_backend(current.backend, current.checkpoint)
+        baseline_name = current.name
+    else:
+        baseline, baseline_name = LearnedBackend(), "untrained default"
+    candidate = LearnedBackend(model=model)
+    after: dict[str, float] = {}
+    before: dict[str, float] = {}
+    progress = progress_writer(job, offset=offset, tail=1)
+    stats: dict[str, Any] = {"sources": {}, "skipped": []}
+    for case in _cases(job, lesions, stats, progress=progress):
+        prompt = case.prompt
+        for backend, scores in ((candidate, after), (baseline, before)):
+            mask = backend.segment(case.volume, [prompt]).masks[prompt.lesion_id]
+            scores[prompt.lesion_id] = round(dice(mask, case.reference), 4)
+
+    def summary(scores: dict[str, float]) -> dict[str, Any]:
+        values = list(scores.values())
+        return {
+            "cases": len({lesion.task_id for lesion in lesions}),
+            "lesions": len(values),
+            "dice_mean": round(float(np.mean(values)), 4) if values else None,
+            "dice": scores,
+        }
+
+    return summary(after), {**summary(before), "model": baseline_name}
+
+
+def _cases(
+    job: TrainingJob,
+    lesions: list[Lesion],
+    stats: dict[str, Any],
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> Iterator[Any]:
+    """One case per lesion (its final mask, its box prompt), read lazily: one volume in memory
+    at a time. ``progress``: (done, total), by default the job's training progress."""
     from inference.engine.learned import TrainingCase
 
-    progress = progress_writer(job, tail=1)
+    progress = progress or progress_writer(job, tail=1)
     cached: tuple[int, ImageVolume] | None = None
     for done, lesion in enumerate(lesions, start=1):
         final = next(iter(lesion.mask_versions.all()))

@@ -25,6 +25,13 @@ pytestmark = pytest.mark.django_db
 URL = "/api/projects/alpha/rounds/0/train/"
 
 
+@pytest.fixture(autouse=True)
+def every_case_trains(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The export's split hashes the patient (here: a study UID made at import, so random):
+    every case on the train side unless a test says otherwise."""
+    monkeypatch.setattr(training, "case_split", lambda task: "train")
+
+
 def accept_task(workspace: dict[str, Any], phantom: Any) -> None:
     """The annotator claims the next task, masks every phantom lesion, the reviewer accepts."""
     annotator, project = workspace["annotator"], workspace["project"]
@@ -107,6 +114,50 @@ def test_training_makes_the_model_the_next_round_pre_annotates_with(
     assert mask.source == "model" and mask.author_model == version
     assert mask.author_backend == version.backend
     assert mask.inference_job.model_version == version
+
+
+def test_held_out_cases_score_the_new_model_against_the_round_s(
+    accepted: dict[str, Any],
+    client_for: Callable[[Any], Any],
+    django_capture_on_commit_callbacks: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The export's validation split is held out: the model trains on the rest, and the job
+    records the Dice of the new model and of the round's own (untrained) one on it."""
+    held = min(
+        accepted["project"]
+        .rounds.get(number=0)
+        .tasks.filter(state="accepted")
+        .values_list("pk", flat=True)
+    )
+    monkeypatch.setattr(
+        training, "case_split", lambda task: "validation" if task.pk == held else "train"
+    )
+    client = client_for(accepted["manager"])
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(URL)
+    job = TrainingJob.objects.get(pk=response.json()["id"])
+    assert job.state == "succeeded", job.error
+    metrics = job.result.metrics if job.result else {}
+    assert metrics["cases"] == 2 and metrics["tasks"] == 1  # the other task's two lesions
+    after, before = metrics["validation"], metrics["validation_before"]
+    assert after["cases"] == 1 and after["lesions"] == 2 and len(after["dice"]) == 2
+    assert before["model"] == "untrained default" and before["dice"].keys() == after["dice"].keys()
+    for scores in (after, before):
+        assert 0.0 < scores["dice_mean"] <= 1.0
+        assert scores["dice_mean"] == pytest.approx(sum(scores["dice"].values()) / 2, abs=1e-4)
+    assert job.progress_done == job.progress_total == 2 + 2 + 1
+
+    # every case on the validation side: trained on all of them, and said so
+    monkeypatch.setattr(training, "case_split", lambda task: "validation")
+    with django_capture_on_commit_callbacks(execute=True):
+        again = client.post(URL)
+    job = TrainingJob.objects.get(pk=again.json()["id"])
+    assert job.state == "succeeded", job.error
+    metrics = job.result.metrics if job.result else {}
+    assert metrics["cases"] == 4 and metrics["validation"]["dice_mean"] is None
+    assert "nothing held out" in metrics["validation"]["note"]
+    assert "validation_before" not in metrics
 
 
 def test_no_accepted_masks_fails_the_job_with_its_reason(

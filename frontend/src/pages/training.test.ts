@@ -19,6 +19,13 @@ describe('model versions', () => {
     expect(metricSummary({})).toBe('');
   });
 
+  it('leads with the held-out Dice against the model it replaces', () => {
+    const metrics = { cases: 8, validation: { dice_mean: 0.8123, cases: 2 }, validation_before: { dice_mean: 0.79 } };
+    expect(metricSummary(metrics)).toBe('validation Dice 0.812 (before 0.790) · cases 8');
+    expect(metricSummary({ validation: { dice_mean: null, note: 'no validation cases' } })).toBe('');
+    expect(metricSummary({ validation: { dice_mean: 0.5 } })).toBe('validation Dice 0.500');
+  });
+
   it('says what each training state means', () => {
     expect(trainingText(job)).toMatch(/train queue/);
     expect(trainingText({ ...job, state: 'running', progress_done: 3, progress_total: 10 })).toBe('Training: 3 of 10 steps');

@@ -29,15 +29,32 @@ export function backendLabel(backend: string): string {
   return BACKENDS.find(([pattern]) => pattern.test(backend))?.[1] ?? backend.split('.').at(-1) ?? backend;
 }
 
-/** The model's headline figures: its numeric metrics whose names say Dice, loss or cases. */
+/** A Dice (or other 0..1 figure) as shown in the models table. */
+const figure = (v: number): string => (Number.isInteger(v) ? String(v) : v.toFixed(3));
+
+function diceMean(value: unknown): number | null {
+  const mean = (value as { dice_mean?: unknown } | null | undefined)?.dice_mean;
+  return typeof mean === 'number' ? mean : null;
+}
+
+/**
+ * The model's headline figures: its Dice on the held-out validation cases against the model it
+ * replaces (what a manager needs before making it active), then the numeric metrics whose names
+ * say Dice, loss or cases.
+ */
 export function metricSummary(metrics: Record<string, unknown>): string {
-  const shown = Object.entries(metrics)
-    .filter(([key, value]) => typeof value === 'number' && /dice|loss|cases|steps|lesions/i.test(key))
-    .slice(0, 4)
-    .map(([key, value]) => {
-      const v = value as number;
-      return `${key.replace(/_/g, ' ')} ${Number.isInteger(v) ? v : v.toFixed(3)}`;
-    });
+  const shown: string[] = [];
+  const after = diceMean(metrics.validation);
+  if (after !== null) {
+    const before = diceMean(metrics.validation_before);
+    shown.push(`validation Dice ${figure(after)}${before === null ? '' : ` (before ${figure(before)})`}`);
+  }
+  for (const [key, value] of Object.entries(metrics)) {
+    if (shown.length >= 4) break;
+    if (typeof value === 'number' && /dice|loss|cases|steps|lesions/i.test(key)) {
+      shown.push(`${key.replace(/_/g, ' ')} ${figure(value)}`);
+    }
+  }
   return shown.join(' · ');
 }
 
@@ -186,7 +203,8 @@ export function modelsCard(project: Project, versions: ModelVersion[], signal: A
     h('p', { class: 'hint' },
       project.active_model_version === null
         ? 'No model is active: a new round is pre-annotated by the newest model trained here, or the untrained default.'
-        : 'A new round is pre-annotated by the active model.'),
+        : 'A new round is pre-annotated by the active model.',
+      ' Before making a model active, compare its Dice on the held-out validation cases with the model it replaces.'),
     slot,
     versions.length === 0 ? emptyState('No model versions yet: train one after a round’s tasks are accepted.') : table,
     h('p', { class: 'muted small' }, 'Whether a model saves work: the active time per lesion and the cost reduction per round are on the ',
