@@ -210,19 +210,23 @@ def _train_learned(job: TrainingJob, tmp: Path) -> Trained | None:
     split = {lesion.pk: case_split(lesion.task) for lesion in lesions}
     held_out = [lesion for lesion in lesions if split[lesion.pk] == "validation"]
     fitted = [lesion for lesion in lesions if split[lesion.pk] != "validation"]
+    note = None
     if not fitted:
         fitted, held_out = lesions, []
+        note = (
+            "nothing held out: every accepted case is in the validation split, so the model was "
+            "trained on all of them"
+        )
+    elif not held_out:
+        note = "no validation cases: no accepted case is in the validation split"
     still_mine(job).update(progress_total=len(fitted) + len(held_out) + 1)
     stats: dict[str, Any] = {"sources": {}, "skipped": []}
     model = train(_cases(job, fitted, stats), seed=SEED)
     local = tmp / "model.joblib"
     model.save(local)
     validation, before = _validate_learned(job, round_, held_out, model, offset=len(fitted))
-    if not held_out:
-        validation["note"] = (
-            "nothing held out: every accepted case is in the validation split, so the model was "
-            "trained on all of them"
-        )
+    if note:
+        validation["note"] = note
     return Trained(
         file=local,
         backend=LEARNED_BACKEND,

@@ -88,6 +88,8 @@ def test_training_makes_the_model_the_next_round_pre_annotates_with(
     assert version.metrics["cases"] == 4 and version.metrics["tasks"] == 2
     assert version.metrics["sources"] == {"human": 4} and version.metrics["rounds"] == [0]
     assert version.metrics["voxels"] > 0 and version.metrics["seconds"] > 0
+    assert version.metrics["validation"]["dice_mean"] is None
+    assert version.metrics["validation"]["note"].startswith("no validation cases")
     round0 = Round.objects.get(project=accepted["project"], number=0)
     assert list(version.trained_from_rounds.all()) == [round0]
     backend = services.load_backend(version.backend, version.checkpoint)

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { TrainingJob } from '../api';
-import { backendLabel, exportUrl, metricSummary, trainingText } from './training';
+import { backendLabel, exportUrl, metricSummary, roundsSpan, trainingText } from './training';
 
 const job: TrainingJob = {
   id: 4, project: 'p', round: 1, state: 'queued', progress: 0, progress_done: 0, progress_total: 0,
@@ -38,5 +38,12 @@ describe('model versions', () => {
 describe('round export', () => {
   it('asks for the chosen formats', () => {
     expect(exportUrl('liver trial', 2, ['nifti', 'dicom-seg'])).toBe('/api/projects/liver%20trial/rounds/2/export/files/?formats=nifti,dicom-seg');
+  });
+});
+
+describe('training', () => {
+  it('names the rounds it trains on', () => {
+    expect(roundsSpan(0)).toBe('round 0');
+    expect(roundsSpan(2)).toBe('rounds 0–2');
   });
 });

@@ -110,12 +110,17 @@ export function exportCard(project: Project, round: Round): HTMLElement {
   );
 }
 
+/** "rounds 0–2", or "round 0". */
+export function roundsSpan(last: number): string {
+  return last === 0 ? 'round 0' : `rounds 0–${last}`;
+}
+
 /** Train on rounds 0..round; polls the job until it ends, then offers to reload the page. */
 export function trainingCard(project: Project, round: Round, signal: AbortSignal): HTMLElement {
-  const bar = progressBar(`Training on rounds 0 to ${round.number}`);
+  const bar = progressBar(`Training on ${roundsSpan(round.number)}`);
   const slot = h('div', { class: 'slot' });
   const body = h('div');
-  const button = h('button', { type: 'button', class: 'btn' }, `Train on rounds 0–${round.number}`);
+  const button = h('button', { type: 'button', class: 'btn' }, `Train on ${roundsSpan(round.number)}`);
   let timer: number | undefined;
   signal.addEventListener('abort', () => window.clearTimeout(timer), { once: true });
 
@@ -156,7 +161,7 @@ export function trainingCard(project: Project, round: Round, signal: AbortSignal
   return h('section', { class: 'card', id: 'training' },
     h('div', { class: 'card-head' }, h('h2', null, 'Train the next model'), button),
     h('p', { class: 'hint' },
-      `Trains on the masks the reviewers accepted in rounds 0 to ${round.number}: a MedSAM2 model is fine-tuned from its ` +
+      `Trains on the masks the reviewers accepted in ${roundsSpan(round.number)}: a MedSAM2 model is fine-tuned from its ` +
       'checkpoint, the default backend trains its learned model. The new model pre-annotates the next round once it is active.'),
     slot,
     body,
