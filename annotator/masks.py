@@ -67,8 +67,10 @@ def encode_raw_gzip(mask: np.ndarray) -> bytes:
 
 
 def to_image(labels: np.ndarray, volume: Volume) -> sitk.Image:
-    """A label array on the volume's grid as a SimpleITK image carrying the volume's geometry."""
-    image = sitk.GetImageFromArray(np.ascontiguousarray(labels, dtype=np.uint8))
+    """A label array on the volume's grid as a SimpleITK image carrying the volume's geometry
+    (uint8, or uint16 where the labels are: more than 255 of them)."""
+    dtype = np.uint16 if labels.dtype == np.uint16 else np.uint8
+    image = sitk.GetImageFromArray(np.ascontiguousarray(labels, dtype=dtype))
     image.SetSpacing(volume.spacing)
     image.SetOrigin(volume.origin)
     image.SetDirection(volume.direction)

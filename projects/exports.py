@@ -44,7 +44,8 @@ from pydicom.uid import generate_uid
 
 from annotator import storage
 from annotator.errors import InvalidInput
-from annotator.models import Lesion, MaskVersion, Volume
+from annotator.masks import to_image
+from annotator.models import Lesion, MaskVersion
 from annotator.services import mask_version_load
 from inference.engine import ImageVolume
 from inference.engine.medsam2.preprocess import intensity_mapping
@@ -123,9 +124,10 @@ def _model_version(round_: Round) -> dict[str, Any] | None:
     return {"id": model.pk, "name": model.name, "backend": model.backend}
 
 
-def round_manifest(round_: Round) -> dict[str, Any]:
-    """Every accepted case of the round, its lesions' final masks, who made them and the effort."""
-    tasks = accepted_tasks(round_)
+def round_manifest(round_: Round, tasks: list[Task] | None = None) -> dict[str, Any]:
+    """Every accepted case of the round, its lesions' final masks, who made them and the effort.
+    ``tasks``: the round's :func:`accepted_tasks`, when the caller has them already."""
+    tasks = accepted_tasks(round_) if tasks is None else tasks
     efforts = {e.task: e for e in task_efforts(round_.tasks.filter(pk__in=[t.pk for t in tasks]))}
     cases = []
     for task in tasks:
@@ -214,14 +216,6 @@ def round_manifest(round_: Round) -> dict[str, Any]:
 
 def _label_dtype(top: int) -> type[np.unsignedinteger[Any]]:
     return np.uint8 if top <= np.iinfo(np.uint8).max else np.uint16
-
-
-def _label_image(labels: np.ndarray, volume: Volume) -> sitk.Image:
-    image = sitk.GetImageFromArray(np.ascontiguousarray(labels))
-    image.SetSpacing(volume.spacing)
-    image.SetOrigin(volume.origin)
-    image.SetDirection(volume.direction)
-    return image
 
 
 def _write_nifti(image: sitk.Image, path: Path) -> None:
@@ -318,13 +312,13 @@ def _export_case(
         if "nifti" in formats:
             (partial / "images").mkdir(exist_ok=True)
             shutil.copyfile(source, partial / "images" / f"{name}.nii.gz")
-            _write_nifti(_label_image(instances, volume), partial / "labels" / f"{name}.nii.gz")
+            _write_nifti(to_image(instances, volume), partial / "labels" / f"{name}.nii.gz")
             files["nifti"] = [f"images/{name}.nii.gz", f"labels/{name}.nii.gz"]
         if "nnunet" in formats:
             root = partial / "nnunet" / dataset
             (root / "imagesTr").mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, root / "imagesTr" / f"{name}_0000.nii.gz")
-            _write_nifti(_label_image(semantic, volume), root / "labelsTr" / f"{name}.nii.gz")
+            _write_nifti(to_image(semantic, volume), root / "labelsTr" / f"{name}.nii.gz")
             files["nnunet"] = [
                 f"nnunet/{dataset}/imagesTr/{name}_0000.nii.gz",
                 f"nnunet/{dataset}/labelsTr/{name}.nii.gz",
@@ -400,12 +394,13 @@ def export_round_files(
     into a sibling ``<out>.partial`` folder and renamed at the end, so ``out`` never holds a
     half-written export (an earlier export there is replaced)."""
     chosen = parse_formats(formats)
-    manifest = round_manifest(round_)
+    accepted = accepted_tasks(round_)
+    manifest = round_manifest(round_, accepted)
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
-        tasks = {t.pk: t for t in accepted_tasks(round_)}
+        tasks = {t.pk: t for t in accepted}
         classes = nnunet_classes(round_, list(tasks.values()))
         dataset = nnunet_name(round_)
         files: dict[str, list[str]] = {name: [] for name in chosen}
