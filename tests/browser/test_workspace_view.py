@@ -85,6 +85,10 @@ def test_workspace_renders_and_brushes(run_browser: BrowserRunner, live_server: 
     )
     result = record["result"]
 
+    # the key slice was on screen, a real CT slice, before the viewer's chunk had loaded
+    key_slice = result["keySlice"]
+    assert key_slice is not None and key_slice["distinct"] > 32, key_slice
+    assert not key_slice["viewsShown"]
     assert result["viewports"] == ["axial", "sagittal", "coronal"]
     timings = result["timings"]
     assert 0 < timings["firstSliceMs"] <= timings["interactiveMs"], timings

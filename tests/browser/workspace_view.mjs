@@ -5,8 +5,26 @@ import { canvasStats, scenario, stroke } from './harness.mjs';
 
 await scenario(async ({ page, params, login, open, screenshot, mark }) => {
   await login(params.username, params.password);
+  // The key slice comes before the viewer's chunk (Cornerstone): hold that chunk back a second
+  // and look at the key slice alone.
+  const viewerChunk = /\/static\/assets\/viewer-[^/]*\.js$/;
+  await page.route(viewerChunk, async (route) => {
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    await route.continue();
+  });
   const started = Date.now();
   await page.goto(`/#/tasks/${params.task_id}/workspace`);
+  await page.waitForFunction(() => window.__workspace?.timings.firstSliceMs != null || window.__workspace?.error);
+  const keySlice = await page.evaluate(() => {
+    const canvas = document.querySelector('.vw-key canvas.vw-still');
+    if (!canvas) return null;
+    const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    const grey = new Set();
+    for (let i = 0; i < data.length; i += 4) grey.add(data[i]);
+    return { distinct: grey.size, viewsShown: window.__workspace.viewports.length > 0 };
+  });
+  await screenshot('workspace-key-slice');
+  await page.unroute(viewerChunk);
   await page.waitForFunction(() => window.__workspace?.ready || window.__workspace?.error, null, {
     timeout: params.ready_timeout_ms ?? 90000,
   });
@@ -81,6 +99,7 @@ await scenario(async ({ page, params, login, open, screenshot, mark }) => {
   await screenshot('workspace-sagittal');
 
   return {
+    keySlice,
     readyAfterMs,
     viewports: hook.viewports,
     timings: hook.timings,

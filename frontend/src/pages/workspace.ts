@@ -17,6 +17,7 @@ import { showShortcutHelp } from '../ui/shortcuts';
 import { installHook } from '../viewer/hook';
 import { LAYOUTS, ORIENTATIONS, applyLayout } from '../viewer/layout';
 import { prepareSeries } from '../viewer/prepare';
+import { drawKeyPreview } from '../viewer/preview';
 import type { Layout, Orientation, ToolName } from '../viewer/types';
 import type { Viewer, ViewerElements } from '../viewer/viewer';
 import { installUnloadGuard } from '../workspace/autosave';
@@ -187,16 +188,29 @@ export async function workspacePage(root: HTMLElement, ctx: PageContext, id: num
     if (window.__workspace === hook) delete window.__workspace;
   });
 
+  const keyLesion = [...lesions].sort((a, b) => a.id - b.id).find((l) => l.key_slice !== null);
+  // the key slice on screen while the viewer's chunk still loads
+  const preview = series.then(async ({ uids, metadata }) => {
+    const canvas = await drawKeyPreview(
+      elements.keyCell, uids, metadata, keyLesion?.key_slice ?? null, project.window_presets[0] ?? null, ctx.signal,
+    );
+    if (canvas) {
+      hook.timings.firstSliceMs = performance.now();
+      performance.mark('viewer:first-slice');
+    }
+    return canvas;
+  });
+  preview.catch(() => undefined); // reported where it is awaited
   try {
     const { createViewer } = await viewerModule;
     const progressShown = { phase: '', at: 0 };
-    const keyLesion = [...lesions].sort((a, b) => a.id - b.id).find((l) => l.key_slice !== null);
     // the lesions and masks as they are now (not as the page found them), beside the volume
     const saved = WorkspaceSession.loadSaved(task.id);
     saved.catch(() => undefined); // reported where it is awaited
     viewer = await createViewer({
       elements,
       series: await series,
+      preview: await preview,
       lesions: [], // the session composes the labelmap from the saved masks
       keySlice: keyLesion?.key_slice ?? null,
       presets: project.window_presets,

@@ -1,5 +1,5 @@
 // The volume the series' bulk data (download.ts) is written into, slice by slice as it arrives
-// (rescaled to Float32, which the views' texture takes without another conversion), and uploaded
+// (already Float32, which the views' texture takes without another conversion), and uploaded
 // to the views' texture while the rest downloads.
 
 import { metaData, utilities, volumeLoader, type Types } from '@cornerstonejs/core';
@@ -39,16 +39,10 @@ function cineProps(imageIds: string[], volumeId: string) {
   };
 }
 
-interface PixelModule {
-  bitsAllocated?: number;
-  pixelRepresentation?: number;
-  samplesPerPixel?: number;
-}
-
 /**
  * A local volume (Float32, modality LUT applied per slice) for `imageIds`, empty until fill()
  * writes each frame into its slice and marks it for the views' texture; upload() sends the slices
- * filled since the last call (once a view has drawn the volume: that creates the texture). The
+ * filled since the last call (once createTexture() has run). The
  * local slices carry the image plane of the DICOM slice they stand for.
  */
 export class SeriesVolume {
@@ -101,63 +95,52 @@ export class SeriesVolume {
     });
   }
 
-  /** Writes one frame (bytes as the bulk data carries them) into its slice. */
-  fill = (key: string, data: Uint8Array): void => {
+  /** Writes one frame (Float32 values, modality LUT applied: pixels.ts) into its slice. */
+  fill = (key: string, data: Float32Array): void => {
     const k = this.slices.get(key);
     if (k === undefined) return; // a frame of the series that is not in this volume
-    const imageId = this.sourceIds[k] as string;
-    const pixel = metaData.get('imagePixelModule', imageId) as PixelModule;
-    const bits = pixel.bitsAllocated ?? 16;
-    const samples = pixel.samplesPerPixel ?? 1;
-    const size = this.sliceSize;
-    if (data.length !== size * samples * (bits / 8)) {
-      throw new Error(`slice ${k + 1} has ${data.length} bytes, expected ${size * samples * (bits / 8)}`);
+    if (data.length !== this.sliceSize) {
+      throw new Error(`slice ${k + 1} has ${data.length} pixels, expected ${this.sliceSize}`);
     }
-    const out = this.scalars.subarray(k * size, (k + 1) * size);
-    if (samples === 3) {
-      // colour (decoded to RGB by the server): its luminance, as the server's volume holds it
-      for (let i = 0, j = 0; i < size; i++, j += 3) {
-        out[i] = 0.299 * (data[j] as number) + 0.587 * (data[j + 1] as number) + 0.114 * (data[j + 2] as number);
-      }
-      this.filled[k] = true;
-      this.texture.setUpdatedFrame(k);
-      return;
-    }
-    const lut = (metaData.get('modalityLutModule', imageId) ?? {}) as { rescaleSlope?: number; rescaleIntercept?: number };
-    const slope = Number(lut.rescaleSlope ?? 1) || 1;
-    const intercept = Number(lut.rescaleIntercept ?? 0) || 0;
-    // a 16-bit view needs an even offset: the part may start anywhere in the body
-    const aligned = bits === 16 && data.byteOffset % 2 ? data.slice() : data;
-    const stored = bits === 8
-      ? aligned
-      : pixel.pixelRepresentation === 1
-        ? new Int16Array(aligned.buffer, aligned.byteOffset, size)
-        : new Uint16Array(aligned.buffer, aligned.byteOffset, size);
-    out.set(stored); // native conversion; the rescale then runs on one array type only
-    if (slope !== 1 || intercept !== 0) rescale(out, slope, intercept);
+    this.scalars.set(data, k * this.sliceSize);
     this.filled[k] = true;
     this.texture.setUpdatedFrame(k);
   };
 
   /**
-   * Runs the views' first draw (it creates the texture, and marks every slice for upload) without
-   * uploading the slices that have not arrived: meanwhile the volume names images that are not in
-   * the cache for them, which the upload skips and leaves marked.
+   * Runs the views' first draw, which creates the texture (and marks every slice for upload),
+   * without uploading any slice: upload() sends them.
    */
-  async firstDraw(draw: () => Promise<void>): Promise<void> {
-    const volume = this.volume as unknown as { imageIds: string[] };
-    const real = volume.imageIds;
-    volume.imageIds = real.map((id, k) => (this.filled[k] ? id : `pending-slice-${k}`));
+  async createTexture(draw: () => Promise<void>): Promise<void> {
+    const restore = this.hide(() => true);
     try {
       await draw();
     } finally {
-      volume.imageIds = real;
+      restore();
     }
   }
 
-  /** Uploads the slices filled since the last call to the views' texture. */
+  /** Uploads the slices filled since the last call to the views' texture (not the empty ones:
+   * they stay marked until filled). */
   upload(): void {
-    if (this.texture.getUpdatedFrames().some(Boolean)) this.texture.update3DFromRaw();
+    if (!this.texture.getUpdatedFrames().some(Boolean)) return;
+    const restore = this.hide((k) => !this.filled[k]);
+    try {
+      this.texture.update3DFromRaw();
+    } finally {
+      restore();
+    }
+  }
+
+  /** Until the returned function runs, the volume names images that are not in the cache for
+   * the slices `hidden` picks: the texture's upload skips those and leaves them marked. */
+  private hide(hidden: (k: number) => boolean): () => void {
+    const volume = this.volume as unknown as { imageIds: string[] };
+    const real = volume.imageIds;
+    volume.imageIds = real.map((id, k) => (hidden(k) ? `pending-slice-${k}` : id));
+    return () => {
+      volume.imageIds = real;
+    };
   }
 
   /**
@@ -199,8 +182,4 @@ export class SeriesVolume {
       throw new Error(`${missing.length} of ${this.filled.length} slices are missing from the series' pixel data (${missing.slice(0, 5).join(', ')}…)`);
     }
   }
-}
-
-function rescale(values: Float32Array, slope: number, intercept: number): void {
-  for (let i = 0; i < values.length; i++) values[i] = (values[i] as number) * slope + intercept;
 }

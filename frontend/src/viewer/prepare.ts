@@ -3,6 +3,7 @@
 
 import type { Task } from '../api';
 import { SeriesDownload } from './download';
+import { framePlans } from './pixels';
 import { fetchSeriesMetadata, findSeriesUids, seriesPixelBytes } from './series';
 import type { DicomJson, SeriesUids } from './types';
 
@@ -18,5 +19,5 @@ export async function prepareSeries(task: Task, signal: AbortSignal): Promise<Pr
   const metadata = await fetchSeriesMetadata(uids, signal);
   performance.mark('viewer:metadata');
   const bytes = seriesPixelBytes(metadata);
-  return { uids, metadata, download: bytes ? new SeriesDownload(uids, signal, bytes) : null };
+  return { uids, metadata, download: bytes ? new SeriesDownload(uids, signal, bytes, framePlans(metadata)) : null };
 }

@@ -71,3 +71,54 @@ export function seriesPixelBytes(instances: DicomJson[]): number | null {
   }
   return frames >= 2 ? total : null;
 }
+
+/** One frame of the series: its instance, SOP instance UID and 1-based frame number. */
+export interface SeriesFrame {
+  instance: DicomJson;
+  sop: string;
+  frame: number;
+}
+
+export interface SeriesFrames {
+  /** Sorted along the slice normal (index 0 = lowest position along row x column, the order of
+   * the server's volume grid and masks); a multi-frame instance in frame order. */
+  frames: SeriesFrame[];
+  /** More than one frame in one instance without per-frame positions (cine / video). */
+  multiFrame: boolean;
+  frameTimeMs: number | null;
+}
+
+/** Every frame of every instance, in the volume's slice order. */
+export function seriesFrames(instances: DicomJson[]): SeriesFrames {
+  const numbers = (instance: DicomJson, tag: string): number[] => (instance[tag]?.Value ?? []).map(Number);
+  const entries: (SeriesFrame & { distance: number; order: number })[] = [];
+  let multiFrame = false;
+  let frameTimeMs: number | null = null;
+  instances.forEach((instance, order) => {
+    const sop = first(instance, '00080018');
+    const frames = Number(instance['00280008']?.Value?.[0] ?? 1) || 1;
+    const position = numbers(instance, '00200032');
+    const orientation = numbers(instance, '00200037');
+    let distance = Number(instance['00200013']?.Value?.[0] ?? order);
+    if (position.length === 3 && orientation.length === 6) {
+      const [r0, r1, r2, c0, c1, c2] = orientation as [number, number, number, number, number, number];
+      const normal = [r1 * c2 - r2 * c1, r2 * c0 - r0 * c2, r0 * c1 - r1 * c0];
+      distance = position.reduce((sum, p, i) => sum + p * (normal[i] ?? 0), 0);
+    }
+    if (frames > 1) {
+      multiFrame = true;
+      const frameTime = Number(instance['00181063']?.Value?.[0]);
+      if (Number.isFinite(frameTime) && frameTime > 0) frameTimeMs = frameTime;
+    }
+    for (let frame = 1; frame <= frames; frame++) {
+      entries.push({ instance, sop, frame, distance: frames > 1 ? frame : distance, order });
+    }
+  });
+  entries.sort((a, b) => a.distance - b.distance || a.order - b.order);
+  return { frames: entries.map(({ instance, sop, frame }) => ({ instance, sop, frame })), multiFrame, frameTimeMs };
+}
+
+/** The URL of one frame resource (WADO-RS). */
+export function frameUrl(uids: SeriesUids, frame: SeriesFrame): string {
+  return `${dicomwebRoot()}/studies/${uids.study}/series/${uids.series}/instances/${frame.sop}/frames/${frame.frame}`;
+}

@@ -40,6 +40,8 @@ export interface ViewerOptions {
   /** The series' metadata and pixel download, started by prepareSeries() (before this chunk). */
   series: PreparedSeries;
   lesions: ViewerLesion[];
+  /** The key slice, already on screen (preview.ts), or null: the viewer shows it itself. */
+  preview: HTMLCanvasElement | null;
   /** Slice index (z, volume grid) to show first; default the middle slice. */
   keySlice: number | null;
   presets: WindowPresetLike[];
@@ -172,42 +174,46 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
   ];
   let preset: WindowPresetLike | null = options.presets[0] ?? null;
 
-  // 1. Key slice first, in a stack view.
   const keyIndex = Math.min(
     Math.max(0, images.multiFrame ? 0 : (options.keySlice ?? Math.floor(imageIds.length / 2))),
     imageIds.length - 1,
   );
-  const keyElement = elements.keyCell.querySelector<HTMLDivElement>('.vw-element');
-  if (!keyElement) throw new Error('key cell has no element');
-  elements.keyCell.hidden = false;
-  engine.enableElement({ viewportId: KEY_VIEWPORT, type: Enums.ViewportType.STACK, element: keyElement });
-  const stack = engine.getViewport(KEY_VIEWPORT) as Types.IStackViewport;
-  options.onProgress(0, 1, 'Loading the key slice');
-  const firstRender = once(keyElement, Enums.Events.IMAGE_RENDERED);
-  // a cine's frames become a volume when their pixels come in one download; else the stack plays them
-  await stack.setStack(images.multiFrame && !download ? imageIds : [imageIds[keyIndex] as string], 0);
-  if (preset) stack.setProperties({ voiRange: voiFor(preset) });
-  stack.render();
-  await firstRender;
-  hook.timings.firstSliceMs = performance.now();
-  performance.mark('viewer:first-slice');
-  hook.viewports = [KEY_VIEWPORT];
-  signal.throwIfAborted();
-
   const cine = images.multiFrame;
   const fps = images.frameTimeMs ? Math.max(1, Math.round(1000 / images.frameTimeMs)) : 15;
-  if (imageIds.length < 2 || (cine && !(download && (await download.accepted)))) {
-    if (cine && download) await stack.setStack(imageIds, 0); // the server would not send them in one
-    const label = elements.keyCell.querySelector('.vw-label');
-    if (label) label.textContent = images.multiFrame ? `Cine · ${imageIds.length} frames` : 'Image';
-    return stackOnlyViewer(engine, stack, keyElement, images, fps, hook, disposers);
+  // 1. The key slice first: drawn already (preview.ts, before this chunk loaded), or in a stack
+  // view. It stays on screen as a still picture while the volume's views are set up under it.
+  let still: HTMLElement | null = options.preview;
+  if (!still) {
+    const keyElement = elements.keyCell.querySelector<HTMLDivElement>('.vw-element');
+    if (!keyElement) throw new Error('key cell has no element');
+    elements.keyCell.hidden = false;
+    engine.enableElement({ viewportId: KEY_VIEWPORT, type: Enums.ViewportType.STACK, element: keyElement });
+    const stack = engine.getViewport(KEY_VIEWPORT) as Types.IStackViewport;
+    options.onProgress(0, 1, 'Loading the key slice');
+    const firstRender = once(keyElement, Enums.Events.IMAGE_RENDERED);
+    // a cine's frames become a volume when their pixels come in one download; else the stack plays them
+    await stack.setStack(images.multiFrame && !download ? imageIds : [imageIds[keyIndex] as string], 0);
+    if (preset) stack.setProperties({ voiRange: voiFor(preset) });
+    stack.render();
+    await firstRender;
+    hook.timings.firstSliceMs = performance.now();
+    performance.mark('viewer:first-slice');
+    hook.viewports = [KEY_VIEWPORT];
+    signal.throwIfAborted();
+
+    if (imageIds.length < 2 || (cine && !(download && (await download.accepted)))) {
+      if (cine && download) await stack.setStack(imageIds, 0); // the server would not send them in one
+      const label = elements.keyCell.querySelector('.vw-label');
+      if (label) label.textContent = images.multiFrame ? `Cine · ${imageIds.length} frames` : 'Image';
+      return stackOnlyViewer(engine, stack, keyElement, images, fps, hook, disposers);
+    }
+    // its viewport goes first: the views of the shared WebGL context draw nothing when one of its
+    // viewports is torn down after them
+    still = freeze(keyElement);
+    engine.disableElement(KEY_VIEWPORT);
   }
 
-  // 2. The volume and its views. The key slice stays on screen as a still picture while they are
-  // set up under it (its viewport goes first: the views of the shared WebGL context draw nothing
-  // when one of its viewports is torn down after them).
-  const still = freeze(keyElement);
-  engine.disableElement(KEY_VIEWPORT);
+  // 2. The volume and its views.
   // a cine (frames in time, no positions) is one view of its frames; a volume three
   const shownOrientations: readonly Orientation[] = cine ? ['axial'] : ORIENTATIONS;
   const ids: string[] = [...shownOrientations];
@@ -216,7 +222,7 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
     const label = elements.cells.axial.querySelector('.vw-label');
     if (label) label.textContent = `Frames · ${imageIds.length}`;
   }
-  const setUpViews = async (volumeId: string): Promise<{ volumeViewports: Types.IVolumeViewport[]; labelmap: Labelmap }> => {
+  const setUpViews = async (volumeId: string): Promise<Types.IVolumeViewport[]> => {
     for (const orientation of shownOrientations) {
       const element = elements.cells[orientation].querySelector<HTMLDivElement>('.vw-element');
       if (!element) throw new Error(`no element for ${orientation}`);
@@ -229,41 +235,45 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
     }
     await setVolumesForViewports(engine, [{ volumeId }], ids);
     performance.mark('viewer:views-set');
+    return ids.map((id) => engine.getViewport(id) as Types.IVolumeViewport);
+  };
+  const addLabelmap = async (volumeId: string): Promise<Labelmap> => {
     const made = new Labelmap(SEGMENTATION_ID, LABELMAP_VOLUME_ID, volumeId);
     disposers.push(() => made.dispose());
     const representation = Object.fromEntries(ids.map((id) => [id, [{ segmentationId: SEGMENTATION_ID }]]));
     await segmentation.addLabelmapRepresentationToViewportMap(representation);
     performance.mark('viewer:labelmap-shown');
-    return { volumeViewports: ids.map((id) => engine.getViewport(id) as Types.IVolumeViewport), labelmap: made };
+    return made;
   };
 
   let volume: Types.IImageVolume;
   // without a project preset: a window from the data (the views were set up before it arrived)
   let defaultWindow: Types.VOIRange | null = null;
-  let views: { volumeViewports: Types.IVolumeViewport[]; labelmap: Labelmap };
+  let volumeViewports: Types.IVolumeViewport[];
+  let labelmap: Labelmap;
   if (download && (await download.accepted)) {
-    // The series' pixels in one request: the views are set up (and draw once, unseen, which
-    // creates the volume's texture) while it downloads; each slice is written into the volume as
-    // it arrives and uploaded to the texture every 250 ms, so little is left to do at the end.
+    // The series' pixels in one request, written into the volume slice by slice as they arrive.
+    // The views are set up meanwhile and draw once, unseen, which creates the volume's texture;
+    // the slices here by then go up to it while this thread builds the labelmap (the GPU process
+    // copies them), the rest every 250 ms as they come, so little is left to do at the end.
     const target = new SeriesVolume(`workspace-volume-${uids.series}`, imageIds, cine);
     volume = target.volume;
-    views = await setUpViews(volume.volumeId);
+    volumeViewports = await setUpViews(volume.volumeId);
+    // let in the frames the download worker sent meanwhile: the set-up kept them waiting
+    await new Promise((resolve) => setTimeout(resolve, 0));
     download.drainTo(target.fill);
-    const drawnOnce = !download.complete;
-    if (drawnOnce) {
-      // still downloading: one draw now (unseen) creates the texture, so the rest can go up as
-      // it comes; when everything is already here, the views' first real draw uploads it all
-      await target.firstDraw(async () => {
-        const drawn = once(views.volumeViewports[0]!.element, Enums.Events.IMAGE_RENDERED);
-        engine.renderViewport(ids[0] as string);
-        await drawn;
-      });
-    }
+    await target.createTexture(async () => {
+      const drawn = once(volumeViewports[0]!.element, Enums.Events.IMAGE_RENDERED);
+      engine.renderViewport(ids[0] as string);
+      await drawn;
+    });
+    target.upload();
+    labelmap = await addLabelmap(volume.volumeId);
     showVolumeProgress = true;
     let uploadError: unknown = null;
     const uploads = setInterval(() => {
       try {
-        if (drawnOnce) target.upload();
+        target.upload();
       } catch (err) {
         uploadError ??= err;
       }
@@ -275,6 +285,7 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
     }
     if (uploadError) throw uploadError;
     target.checkComplete();
+    target.upload();
     defaultWindow = target.robustRange();
   } else {
     // Frame by frame, decoded in the browser (compressed, colour, other bit depths).
@@ -283,10 +294,10 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
       imageIds,
     });
     await loadVolume(volume, imageIds, options.onProgress, signal);
-    views = await setUpViews(volume.volumeId);
+    volumeViewports = await setUpViews(volume.volumeId);
+    labelmap = await addLabelmap(volume.volumeId);
   }
   const { volumeId } = volume;
-  const { volumeViewports, labelmap } = views;
   if (cine) disposers.push(() => toolUtilities.cine.stopClip((volumeViewports[0] as Types.IVolumeViewport).element));
   performance.mark('viewer:volume-loaded');
 
