@@ -198,3 +198,42 @@ export function repaintOnlyPaintedView(
     for (const restore of restores) restore();
   };
 }
+
+/**
+ * A brush drag paints on `pointerrawupdate`, which the browser dispatches as soon as the input
+ * comes in, and not only on `mousemove`, which it holds for the next animation frame: where frames
+ * are slow (software compositing reads every frame back) the dab shows a frame sooner. A raw
+ * update goes to Cornerstone as a mousemove (at most one per `minIntervalMs`: a gaming mouse
+ * reports a thousand a second); the browser's own mousemove at a point already painted is dropped,
+ * any other goes through. Where the browser has no raw updates (not a secure context) nothing
+ * changes.
+ */
+export function paintOnRawInput(isPainting: (evt: MouseEvent) => boolean, minIntervalMs = 8): () => void {
+  let last: { x: number; y: number; at: number } | null = null;
+  const onRaw = (evt: Event): void => {
+    const pointer = evt as PointerEvent;
+    if (!pointer.isTrusted || pointer.pointerType !== 'mouse' || !isPainting(pointer)) return;
+    if (last && pointer.timeStamp - last.at < minIntervalMs) return;
+    last = { x: pointer.clientX, y: pointer.clientY, at: pointer.timeStamp };
+    document.dispatchEvent(new MouseEvent('mousemove', {
+      bubbles: true, cancelable: true, clientX: pointer.clientX, clientY: pointer.clientY,
+      screenX: pointer.screenX, screenY: pointer.screenY, button: 0, buttons: pointer.buttons,
+      ctrlKey: pointer.ctrlKey, shiftKey: pointer.shiftKey, altKey: pointer.altKey, metaKey: pointer.metaKey,
+    }));
+  };
+  const onMove = (evt: MouseEvent): void => {
+    if (!evt.isTrusted || !last) return;
+    if (Math.abs(evt.clientX - last.x) < 1 && Math.abs(evt.clientY - last.y) < 1) evt.stopImmediatePropagation();
+  };
+  const onUp = (): void => {
+    last = null;
+  };
+  window.addEventListener('pointerrawupdate', onRaw);
+  window.addEventListener('mousemove', onMove, true);
+  window.addEventListener('mouseup', onUp, true);
+  return () => {
+    window.removeEventListener('pointerrawupdate', onRaw);
+    window.removeEventListener('mousemove', onMove, true);
+    window.removeEventListener('mouseup', onUp, true);
+  };
+}
