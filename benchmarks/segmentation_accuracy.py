@@ -116,7 +116,7 @@ def main() -> None:
             others = [p for p in order if p != patient]
             share = others[: max(1, math.ceil(len(others) * r / (args.rounds - 1)))]
             examples = [
-                TrainingCase(item.volume, item.prompt, item.reference)
+                TrainingCase(item.volume, item.prompt, item.reference, patient=case.patient)
                 for case, item in zip(cases, loaded, strict=True)
                 if case.patient in share
             ]

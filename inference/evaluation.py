@@ -43,6 +43,12 @@ class LesionCase:
         PET, two SPECT time points) must never be split between training and scoring."""
         return patient_of(self.pair_id)
 
+    @property
+    def collection(self) -> str:
+        """The collection a case comes from, the pair id's first word (``brats2015``,
+        ``lu177``): cases of one collection share a protocol and a kind of lesion."""
+        return self.pair_id.split("_", 1)[0]
+
 
 # Lesion pairs of ../shared/data the default backend is evaluated on.
 LESION_CASES = [

@@ -1,7 +1,8 @@
 """A whole annotation campaign with a simulated annotator, round after round as the model learns.
 
 The lesions of a ``pairs.json`` data folder (:func:`~inference.evaluation.all_lesion_cases`) are
-split into rounds by patient (:func:`split_by_patient`). In each round, for each lesion, the
+split into rounds by patient, each round with a comparable mix of collections
+(:func:`split_by_patient`). In each round, for each lesion, the
 simulated annotator draws the box of the reference on its key slice, the project's default
 backend pre-segments the lesion, and the annotator re-contours every slice whose 2D Dice against
 the reference is under 0.9 (:data:`~inference.engine.metrics.SLICE_FIX_DICE`), slices the model
@@ -9,7 +10,7 @@ missed or added included. A perfect annotator then leaves exactly the reference,
 round the references of all rounds so far train the next round's model with the same
 :func:`~inference.engine.learned.train` the platform's training job calls
 (``inference/training.py``: one :class:`~inference.engine.learned.TrainingCase` per accepted
-lesion, its box as the prompt, seed 0). Round 0 has no model:
+lesion, its box as the prompt, its patient, seed 0). Round 0 has no model:
 :class:`~inference.engine.learned.LearnedBackend` without one is the classical backend, as for
 a new project.
 
@@ -150,6 +151,9 @@ class RoundSummary:
     lesions: int
     patients: list[str]
     training_cases: int  # lesions the round's model was trained on (0: no model)
+    # What training chose: draft settings, whether the classifier was kept, and why (the
+    # cross-validated figures); empty without a model.
+    model: dict[str, Any]
     mean_dice: float
     reviewed_slices: int
     corrected_slices: int
@@ -168,6 +172,7 @@ def summarise_round(
     outcomes: list[LesionOutcome],
     *,
     training_cases: int = 0,
+    model: dict[str, Any] | None = None,
     train_s: float = 0.0,
     round_s: float = 0.0,
 ) -> RoundSummary:
@@ -183,6 +188,7 @@ def summarise_round(
         lesions=n,
         patients=sorted({o.patient for o in outcomes}),
         training_cases=training_cases,
+        model=dict(model or {}),
         mean_dice=statistics.mean(o.dice for o in outcomes) if outcomes else 0.0,
         reviewed_slices=reviewed,
         corrected_slices=corrected,
@@ -198,13 +204,20 @@ def summarise_round(
 
 
 def split_by_patient(cases: list[LesionCase], rounds: int, *, seed: int) -> list[list[LesionCase]]:
-    """The lesions in ``rounds`` groups of roughly equal lesion counts, one patient's lesions
-    always in the same group (a patient's CT, MR and PET of one tumour are one annotation job,
-    and a model must not be scored on a patient it trained on).
+    """The lesions in ``rounds`` groups of comparable mix and roughly equal lesion counts, one
+    patient's lesions always in the same group (a patient's CT, MR and PET of one tumour are
+    one annotation job, and a model must not be scored on a patient it trained on).
 
-    Deterministic for a ``seed``: the patients in a seeded random order, then the largest first
-    (a stable sort, so ties keep the random order), each to the group with the fewest lesions
-    so far (the earliest on ties). Raises ValueError with fewer patients than rounds.
+    Stratified by collection (:attr:`~inference.evaluation.LesionCase.collection`), as a
+    campaign manager batches comparable cases: each collection's patients are dealt across the
+    rounds before any round gets a second one, so that a round-over-round comparison is not
+    one of different kinds of lesion (the three BraTS 2015 patients, one per round). Within
+    that, each patient goes to the round with the fewest lesions so far.
+
+    Deterministic for a ``seed``: the patients in a seeded random order; collections with
+    more patients first, then with more lesions, and within a collection the patients with
+    more lesions first (stable sorts, so ties keep the random order); the earliest round on
+    ties. Raises ValueError with fewer patients than rounds.
     """
     if rounds < 1:
         raise ValueError("rounds must be >= 1")
@@ -218,10 +231,17 @@ def split_by_patient(cases: list[LesionCase], rounds: int, *, seed: int) -> list
     rng = np.random.default_rng(seed)
     order = [str(p) for p in rng.permutation(sorted(by_patient))]
     order.sort(key=lambda p: -len(by_patient[p]))
-    groups: list[list[LesionCase]] = [[] for _ in range(rounds)]
+    strata: dict[str, list[str]] = {}
     for patient in order:
-        smallest = min(range(rounds), key=lambda r: len(groups[r]))
-        groups[smallest].extend(by_patient[patient])
+        strata.setdefault(by_patient[patient][0].collection, []).append(patient)
+    ranked = sorted(strata.values(), key=lambda s: (-len(s), -sum(len(by_patient[p]) for p in s)))
+    groups: list[list[LesionCase]] = [[] for _ in range(rounds)]
+    for stratum in ranked:
+        dealt = [0] * rounds
+        for patient in stratum:
+            target = min(range(rounds), key=lambda r: (dealt[r], len(groups[r])))
+            dealt[target] += 1
+            groups[target].extend(by_patient[patient])
     return [sorted(group, key=lambda c: c.name) for group in groups]
 
 
@@ -279,11 +299,14 @@ def run_campaign(
                 )
             round_outcomes.append(outcome)
             # The perfect annotator's final mask is the reference: it is what gets accepted.
-            corrected.append(TrainingCase(item.volume, item.prompt, item.reference))
+            corrected.append(
+                TrainingCase(item.volume, item.prompt, item.reference, patient=case.patient)
+            )
         summary = summarise_round(
             r,
             round_outcomes,
             training_cases=int(model.meta.get("cases", 0)) if model is not None else 0,
+            model=model.meta if model is not None else None,
             train_s=train_s,
             round_s=time.perf_counter() - t0,
         )
@@ -301,7 +324,12 @@ def run_campaign(
             t0 = time.perf_counter()
             model = train(corrected, seed=seed)
             train_s = time.perf_counter() - t0
-            log(f"trained on {len(corrected)} corrected lesions in {train_s:.1f} s")
+            log(
+                f"trained on {len(corrected)} corrected lesions in {train_s:.1f} s: "
+                f"settings {model.meta['settings'] or 'default'} ({model.meta['strategy']}), "
+                f"classifier {'kept' if model.classifier is not None else 'left out'}, "
+                f"cross-validated 1 - Dice {model.meta['cv_overlap_lost']}"
+            )
     return Campaign(cases, outcomes, summaries, time.perf_counter() - started)
 
 

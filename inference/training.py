@@ -103,7 +103,7 @@ def training_lesions(round_: Round) -> QuerySet[Lesion]:
             task__round__number__lte=round_.number,
             task__state=Task.State.ACCEPTED,
         )
-        .select_related("task__round__project", "task__series__volume")
+        .select_related("task__round__project", "task__series__volume", "task__series__study")
         .prefetch_related(
             Prefetch("mask_versions", queryset=MaskVersion.objects.order_by("-id")),
         )
@@ -308,7 +308,10 @@ def _cases(
                 key_slice, box = key_slice_and_box(reference)
             prompt = LesionPrompt(str(lesion.pk), key_slice, box)  # type: ignore[arg-type]
             stats["sources"][final.source] = stats["sources"].get(final.source, 0) + 1
-            yield TrainingCase(cached[1], prompt, reference)
+            # Cases of one patient are held out together when training validates its choices.
+            study = lesion.task.series.study
+            patient = study.patient_id or f"study {study.pk}"
+            yield TrainingCase(cached[1], prompt, reference, patient=patient)
         progress(done, len(lesions))
 
 

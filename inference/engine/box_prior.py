@@ -7,7 +7,8 @@ lesion from its surroundings; isodense lesions and the invisible edema of a whol
 give it nothing to say. So each voxel's log-odds of being lesion is a sum of three terms:
 
 - the shape prior: ``PRIOR_SLOPE * (1 - r)``, ``r`` the voxel's normalised distance from the
-  box's ellipsoid (half-height along the slice axis = the mean in-plane half-width in mm);
+  box's ellipsoid (half-height along the slice axis = ``depth`` times the mean in-plane
+  half-width in mm; 1 by default: roughly as deep as wide);
 - the intensity evidence: the log-likelihood ratio of the voxel's (smoothed) intensity between
   the box's core and everything outside the box on the key slice (the box being tight, nothing
   outside it on that slice is this lesion), from smoothed histograms, clipped, and weighted by
@@ -16,8 +17,9 @@ give it nothing to say. So each voxel's log-odds of being lesion is a sum of thr
 - the classical mask's vote (threshold and slice-wise propagation, :mod:`.default`), a small
   term that carries its connectivity where the evidence is ambiguous.
 
-The draft is where the log-odds, smoothed over about a voxel, exceed a small margin: on the key
-slice inside the box only, one 3D region connected to the box's core, holes filled per slice.
+The draft is where the log-odds, smoothed over about a voxel, exceed a small margin (plus
+``bias``: positive for a tighter draft, negative for a looser one); on the key slice inside the
+box only, one 3D region connected to the box's core, holes filled per slice.
 """
 
 from __future__ import annotations
@@ -49,12 +51,14 @@ def ellipsoid_radius(
     key: int,
     box: tuple[int, int, int, int],
     spacing: tuple[float, float, float],
+    depth: float = 1.0,
 ) -> tuple[FloatArray, FloatArray]:
-    """(r in 3D, r on the key slice): normalised distance from the box's ellipsoid, 1 on it."""
+    """(r in 3D, r on the key slice): normalised distance from the box's ellipsoid, 1 on it;
+    its half-height is ``depth`` times the mean in-plane half-width."""
     x0, y0, x1, y1 = box
     sx, sy, sz = spacing
     ax, ay = (x1 - x0 + 1) / 2, (y1 - y0 + 1) / 2
-    az = max((ax * sx + ay * sy) / 2 / sz, 0.5)
+    az = max(depth * (ax * sx + ay * sy) / 2 / sz, 0.5)
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     zz, yy, xx = np.ogrid[: shape[0], : shape[1], : shape[2]]
     in_plane = ((xx - cx) / ax) ** 2 + ((yy - cy) / ay) ** 2
@@ -96,11 +100,15 @@ def box_prior_draft(
     box: tuple[int, int, int, int],
     spacing: tuple[float, float, float],
     classical: BoolArray | None,
+    *,
+    depth: float = 1.0,
+    bias: float = 0.0,
 ) -> Draft:
     """The draft in a crop: ``image`` normalised and smoothed, ``key`` and ``box`` in crop
-    coordinates, ``classical`` the classical mask in the crop (None where it found nothing)."""
+    coordinates, ``classical`` the classical mask in the crop (None where it found nothing);
+    ``depth`` and ``bias`` as in the module docs."""
     shape = (int(image.shape[0]), int(image.shape[1]), int(image.shape[2]))
-    r, r_key = ellipsoid_radius(shape, key, box, spacing)
+    r, r_key = ellipsoid_radius(shape, key, box, spacing, depth)
     x0, y0, x1, y1 = box
     in_box = np.zeros(shape[1:], dtype=bool)
     in_box[y0 : y1 + 1, x0 : x1 + 1] = True
@@ -126,7 +134,7 @@ def box_prior_draft(
     sigma = min(1.0, (min(x1 - x0, y1 - y0) + 1) / 6)
     sx, sy, sz = spacing
     logit = ndimage.gaussian_filter(logit, (sigma * min(1.0, min(sx, sy) / sz), sigma, sigma))
-    mask = logit > MARGIN
+    mask = logit > MARGIN + bias
     mask[key] &= in_box
     anchor = np.zeros(shape, dtype=bool)
     anchor[key] = core & mask[key]

@@ -7,7 +7,8 @@ on the lesion's size, not the volume's):
 
 1. Crop a region of interest: the box plus an in-plane margin, and as many slices on each side
    of the key slice as the box's physical size allows (``z_reach`` times the box's larger
-   side in mm: lesions are roughly compact).
+   side in mm, or ``z_reach * depth`` for a prior deeper than wide: lesions are roughly
+   compact).
 2. Normalise intensities to [0, 1]: the CT window if given (as a scale only: nothing is
    clipped), otherwise the 0.5/99.5 percentiles of the crop. Smooth with a Gaussian of about
    one in-plane voxel (less for tiny boxes; the same physical width along z, so anisotropic
@@ -118,19 +119,45 @@ class ClassicalBackend(SegmentationBackend):
     Options (keyword, all optional): ``z_reach`` (how far the lesion may extend above and
     below the key slice, in multiples of the box's larger side in mm; default 0.75),
     ``margin`` (how far other slices may extend past the box, as a fraction of its size;
-    default 0.15), ``smoothing`` (Gaussian sigma in in-plane voxels; default 1.0, 0 disables).
+    default 0.15), ``smoothing`` (Gaussian sigma in in-plane voxels; default 1.0, 0 disables),
+    ``depth`` (the draft's ellipsoid prior: half-height over mean in-plane half-width; default
+    1.0) and ``bias`` (added to the draft's log-odds margin: > 0 tighter, < 0 looser; default
+    0.0). The defaults suit a new project; a trained model fits ``depth`` and ``bias`` to the
+    project's accepted lesions (:mod:`.learned`).
     """
 
     name = "default"
     version = "1.0"
 
-    def __init__(self, *, z_reach: float = 0.75, margin: float = 0.15, smoothing: float = 1.0):
-        for label, value in (("z_reach", z_reach), ("margin", margin), ("smoothing", smoothing)):
-            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+    def __init__(
+        self,
+        *,
+        z_reach: float = 0.75,
+        margin: float = 0.15,
+        smoothing: float = 1.0,
+        depth: float = 1.0,
+        bias: float = 0.0,
+    ):
+        options = {"z_reach": z_reach, "margin": margin, "smoothing": smoothing}
+        options |= {"depth": depth, "bias": bias}
+        for label, value in options.items():
+            if not (isinstance(value, int | float) and math.isfinite(value)):
+                raise ValueError(f"{label} must be a finite number, got {value!r}")
+            if label in ("z_reach", "margin", "smoothing") and value < 0:
                 raise ValueError(f"{label} must be a finite number >= 0, got {value!r}")
+        if depth <= 0:
+            raise ValueError(f"depth must be a finite number > 0, got {depth!r}")
         self.z_reach = float(z_reach)
         self.margin = float(margin)
         self.smoothing = float(smoothing)
+        self.depth = float(depth)
+        self.bias = float(bias)
+
+    @property
+    def reach(self) -> float:
+        """How far the region of interest and the propagation extend beyond the key slice, in
+        box sides: ``z_reach``, widened with a prior deeper than wide."""
+        return self.z_reach * max(1.0, self.depth)
 
     def describe(self) -> dict[str, object]:
         return {
@@ -144,6 +171,8 @@ class ClassicalBackend(SegmentationBackend):
                 "z_reach": self.z_reach,
                 "margin": self.margin,
                 "smoothing": self.smoothing,
+                "depth": self.depth,
+                "bias": self.bias,
             },
         }
 
@@ -184,7 +213,7 @@ class ClassicalBackend(SegmentationBackend):
         # out) and for the lesion to extend past the box on other slices.
         pad_x = max(4, math.ceil(0.3 * bw), math.ceil(self.margin * bw) + 2)
         pad_y = max(4, math.ceil(0.3 * bh), math.ceil(self.margin * bh) + 2)
-        reach_mm = self.z_reach * max(bw * sx, bh * sy)
+        reach_mm = self.reach * max(bw * sx, bh * sy)
         pad_z = max(1, math.ceil(reach_mm / sz))
         k = prompt.key_slice
         z0, y0c, x0c = max(0, k - pad_z), max(0, y0 - pad_y), max(0, x0 - pad_x)
@@ -256,7 +285,9 @@ class ClassicalBackend(SegmentationBackend):
         t1 = time.perf_counter()
         model, note = self._model(norm, crop, sigma)
         classical = None if model is None else self._propagate(norm, crop, model, (sx, sy, sz))
-        draft = box_prior_draft(norm, crop.key, crop.box, (sx, sy, sz), classical)
+        draft = box_prior_draft(
+            norm, crop.key, crop.box, (sx, sy, sz), classical, depth=self.depth, bias=self.bias
+        )
         if note is not None:
             weight = draft.evidence_weight
             note += f"; the draft follows the box's shape (intensity weight {weight:.2f})"
@@ -350,7 +381,7 @@ class ClassicalBackend(SegmentationBackend):
         x0, y0, x1, y1 = crop.box
         bw, bh = x1 - x0 + 1, y1 - y0 + 1
         sx, sy, sz = spacing
-        envelope = Envelope(shape2d, crop.box, self.margin, self.z_reach * max(bw * sx, bh * sy))
+        envelope = Envelope(shape2d, crop.box, self.margin, self.reach * max(bw * sx, bh * sy))
         # How far the outline may move between slices: about 0.6 slice thicknesses.
         step_radius = max(2, round(0.6 * sz / min(sx, sy)))
         step = disk(step_radius)

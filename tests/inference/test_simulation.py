@@ -77,6 +77,9 @@ def test_the_report_figures_are_consistent(campaign: tuple[str, Path]) -> None:
     assert sum(r["lesions"] for r in rounds) == 5
     assert rounds[0]["training_cases"] == 0  # round 0: no model yet
     assert rounds[1]["training_cases"] == rounds[0]["lesions"]  # trained on round 0's lesions
+    # What training chose is in the report: draft settings, the classifier kept or not, why.
+    assert rounds[0]["model"] == {}
+    assert {"strategy", "settings", "classifier", "cv_overlap_lost"} <= set(rounds[1]["model"])
     for summary in rounds:
         mine = [row for row in rows if row["round"] == summary["round"]]
         manual = sum(row["manual_s"] for row in mine)
@@ -161,6 +164,22 @@ def test_the_split_is_by_patient_balanced_and_seeded() -> None:
     assert groups == split_by_patient(cases, 3, seed=1)
     with pytest.raises(ValueError, match="cannot fill"):
         split_by_patient(cases[:2], 2, seed=0)
+
+
+def test_the_split_deals_each_collection_across_the_rounds() -> None:
+    # Three patients of a big-lesion collection, three of a small one, two singletons.
+    cases = [LesionCase(f"big_p{p}_{m}", None, "MR") for p in range(3) for m in ("ct", "mr")]
+    cases += [LesionCase(f"small_p{p}", None, "CT") for p in range(3)]
+    cases += [LesionCase("spect_p7_scan1", None, "PT"), LesionCase("spect_p7_scan2", None, "PT")]
+    cases += [LesionCase("lung_p8", None, "CT")]
+    for seed in range(4):
+        groups = split_by_patient(cases, 3, seed=seed)
+        for group in groups:
+            # One patient of each dealt collection per round, as a campaign manager batches.
+            assert len({c.patient for c in group if c.collection == "big"}) == 1
+            assert len({c.patient for c in group if c.collection == "small"}) == 1
+        sizes = [len(g) for g in groups]
+        assert sum(sizes) == 12 and max(sizes) - min(sizes) <= 2, sizes
 
 
 def test_clear_errors(tmp_path: Path, data: Path) -> None:
