@@ -193,7 +193,10 @@ export async function workspacePage(root: HTMLElement, ctx: PageContext, id: num
   const preview = series.then(async ({ uids, metadata }) => {
     const canvas = await drawKeyPreview(
       elements.keyCell, uids, metadata, keyLesion?.key_slice ?? null, project.window_presets[0] ?? null, ctx.signal,
-    );
+    ).catch((err: unknown) => {
+      if (isAbort(err)) throw err;
+      return null; // the viewer's stack view shows the key slice then, or says what is wrong with it
+    });
     if (canvas) {
       hook.timings.firstSliceMs = performance.now();
       performance.mark('viewer:first-slice');
