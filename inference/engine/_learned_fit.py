@@ -199,7 +199,8 @@ def cross_validated(
     out = [0.0] * total
     everything = list(range(total))
     for test in held_out:
-        train = [i for i in everything if i not in set(test)]
+        held = set(test)
+        train = [i for i in everything if i not in held]
         for i, value in zip(test, loss_on(train, test), strict=True):
             out[i] = value
     return out

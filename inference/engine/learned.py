@@ -397,7 +397,8 @@ def train(
     scores = SettingsScores(losses, groups, modalities)
     strategy, table, cv_settings = select_settings(scores)
     everything = list(range(len(cases)))
-    rows, labels = _samples(backend, cases, table, seed, samples_per_case)
+    drafts = [settings_for(table, modality) for modality in modalities]
+    rows, labels = _samples(backend, cases, drafts, seed, samples_per_case)
 
     def classifier_loss(train: Sequence[int], test: Sequence[int]) -> list[float]:
         classifier = _fit_classifier(rows, labels, train, seed=seed, max_iter=max_iter)
@@ -460,17 +461,17 @@ def _loss(backend: LearnedBackend, case: TrainingCase) -> float:
 def _samples(
     backend: LearnedBackend,
     cases: Sequence[TrainingCase],
-    table: dict[str, Settings],
+    drafts: Sequence[Settings],
     seed: int,
     per_case: int,
 ) -> tuple[list[FloatArray], list[npt.NDArray[np.bool_]]]:
-    """Voxel features and labels around each tuned draft, about as many voxels per case, so
-    that one big tumour does not drown ten small nodules."""
+    """Voxel features and labels around each case's tuned draft (``drafts``: its settings),
+    about as many voxels per case, so that one big tumour does not drown ten small nodules."""
     rng = np.random.default_rng(seed)
     rows: list[FloatArray] = []
     labels: list[npt.NDArray[np.bool_]] = []
-    for case in cases:
-        tuned = backend.tuned(settings_for(table, case.volume.modality.strip().upper()))
+    for case, settings in zip(cases, drafts, strict=True):
+        tuned = backend.tuned(settings)
         crop, classical, outcome = tuned._segment_crop(case.volume, case.prompt)
         region = backend._region(case.volume, crop, classical, outcome.note)
         reference = np.asarray(case.reference[crop.slices][region.grid], dtype=bool)
