@@ -53,8 +53,6 @@ export class BrushLatency {
       dragging = isBrushDrag(evt);
       if (dragging) add(evt);
     };
-    // a drag's input events: the raw updates (which paint at once: paintOnRawInput()) and the
-    // mousemoves that still reach the page (where raw updates are not painted)
     const onMove = (evt: MouseEvent): void => {
       if (dragging && evt.isTrusted && isBrushDrag(evt)) add(evt);
     };
@@ -64,13 +62,11 @@ export class BrushLatency {
     const onRendered = (): void => this.rendered(viewportId);
     element.addEventListener('mousedown', onDown, true);
     document.addEventListener('mousemove', onMove, true);
-    window.addEventListener('pointerrawupdate', onMove as EventListener, true);
     document.addEventListener('mouseup', onUp, true);
     element.addEventListener(Enums.Events.IMAGE_RENDERED, onRendered);
     this.stops.push(() => {
       element.removeEventListener('mousedown', onDown, true);
       document.removeEventListener('mousemove', onMove, true);
-      window.removeEventListener('pointerrawupdate', onMove as EventListener, true);
       document.removeEventListener('mouseup', onUp, true);
       element.removeEventListener(Enums.Events.IMAGE_RENDERED, onRendered);
     });

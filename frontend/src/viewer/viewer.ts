@@ -15,7 +15,7 @@ import { Labelmap } from './labelmap';
 import { BrushLatency } from './latency';
 import { applyLayout, ORIENTATIONS } from './layout';
 import { fetchMask, paintSegment } from './masks';
-import { createTools, paintImmediately, paintOnRawInput, repaintOnlyPaintedView, type ViewerTools } from './tools';
+import { createTools, paintImmediately, repaintOnlyPaintedView, type ViewerTools } from './tools';
 import type {
   LabelmapAccess, LabelmapEdit, Layout, Orientation, ToolName, ViewerLesion,
   WindowPresetLike, WorkspaceHook,
@@ -334,7 +334,6 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
     ._implementation;
   const renderNow = (): void => implementation?._renderFlaggedViewports?.();
   disposers.push(repaintOnlyPaintedView(volumeViewports, tools.isBrush, renderNow));
-  disposers.push(paintOnRawInput((evt) => tools.isBrush() && (evt.buttons & 1) === 1));
   hook.brushLatenciesMs = latency.samples;
 
   // Slice to the key slice in the axial view; sagittal / coronal through the middle.
