@@ -18,6 +18,7 @@ import { installHook } from '../viewer/hook';
 import { LAYOUTS, ORIENTATIONS, applyLayout } from '../viewer/layout';
 import { prepareSeries } from '../viewer/prepare';
 import { drawKeyPreview } from '../viewer/preview';
+import { probeRenderingSoon } from '../viewer/warmup';
 import type { Layout, Orientation, ToolName } from '../viewer/types';
 import type { Viewer, ViewerElements } from '../viewer/viewer';
 import { installUnloadGuard } from '../workspace/autosave';
@@ -201,6 +202,7 @@ export async function workspacePage(root: HTMLElement, ctx: PageContext, id: num
       hook.timings.firstSliceMs = performance.now();
       performance.mark('viewer:first-slice');
     }
+    probeRenderingSoon(); // while the viewer's chunk still loads
     return canvas;
   });
   preview.catch(() => undefined); // reported where it is awaited
