@@ -3,7 +3,7 @@
 // to the views' texture while the rest downloads.
 
 import { metaData, utilities, volumeLoader, type Types } from '@cornerstonejs/core';
-import { frameKey } from './download';
+import { frameKey, type FrameSink } from './download';
 
 interface StreamingTexture {
   setUpdatedFrame(frame: number): void;
@@ -44,6 +44,11 @@ function cineProps(imageIds: string[], volumeId: string) {
  * writes each frame into its slice and marks it for the views' texture; upload() sends the slices
  * filled since the last call (once createTexture() has run). The
  * local slices carry the image plane of the DICOM slice they stand for.
+ *
+ * `prefill(fill)` runs before Cornerstone wraps the array (it scans every slice for its range):
+ * the frames already downloaded go in first, so that scan reads their pixels rather than fresh
+ * zero pages, each of which the kernel maps on the read and again on the write (0.1-0.3 s more
+ * for a 140 MB volume here).
  */
 export class SeriesVolume {
   readonly volume: Types.IImageVolume;
@@ -52,10 +57,10 @@ export class SeriesVolume {
   private readonly scalars: Float32Array;
   private readonly sliceSize: number;
   private readonly sourceIds: string[];
-  private readonly texture: StreamingTexture;
+  private readonly texture: StreamingTexture | null = null;
 
   /** `cine`: the frames of one multi-frame instance (no slice positions), in frame order. */
-  constructor(volumeId: string, imageIds: string[], cine = false) {
+  constructor(volumeId: string, imageIds: string[], cine = false, prefill?: (fill: FrameSink) => void) {
     const props = cine ? cineProps(imageIds, volumeId) : utilities.generateVolumePropsFromImageIds(imageIds, volumeId);
     const [nx, ny, nz] = props.dimensions as [number, number, number];
     this.sliceSize = nx * ny;
@@ -63,6 +68,7 @@ export class SeriesVolume {
     this.sourceIds.forEach((imageId, k) => this.slices.set(frameKey(imageId) ?? imageId, k));
     this.filled = new Array<boolean>(nz).fill(false);
     this.scalars = new Float32Array(this.sliceSize * nz);
+    prefill?.(this.fill);
     this.volume = volumeLoader.createLocalVolume(volumeId, {
       scalarData: this.scalars,
       metadata: props.metadata,
@@ -104,7 +110,7 @@ export class SeriesVolume {
     }
     this.scalars.set(data, k * this.sliceSize);
     this.filled[k] = true;
-    this.texture.setUpdatedFrame(k);
+    this.texture?.setUpdatedFrame(k); // before the texture exists, its first draw marks them all
   };
 
   /**
@@ -123,10 +129,11 @@ export class SeriesVolume {
   /** Uploads the slices filled since the last call to the views' texture (not the empty ones:
    * they stay marked until filled). */
   upload(): void {
-    if (!this.texture.getUpdatedFrames().some(Boolean)) return;
+    const texture = this.texture;
+    if (!texture?.getUpdatedFrames().some(Boolean)) return;
     const restore = this.hide((k) => !this.filled[k]);
     try {
-      this.texture.update3DFromRaw();
+      texture.update3DFromRaw();
     } finally {
       restore();
     }

@@ -256,12 +256,11 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
     // The views are set up meanwhile and draw once, unseen, which creates the volume's texture;
     // the slices here by then go up to it while this thread builds the labelmap (the GPU process
     // copies them), the rest every 250 ms as they come, so little is left to do at the end.
-    const target = new SeriesVolume(`workspace-volume-${uids.series}`, imageIds, cine);
+    const target = new SeriesVolume(`workspace-volume-${uids.series}`, imageIds, cine, (fill) => download.drainTo(fill));
     volume = target.volume;
     volumeViewports = await setUpViews(volume.volumeId);
     // let in the frames the download worker sent meanwhile: the set-up kept them waiting
     await new Promise((resolve) => setTimeout(resolve, 0));
-    download.drainTo(target.fill);
     await target.createTexture(async () => {
       const drawn = once(volumeViewports[0]!.element, Enums.Events.IMAGE_RENDERED);
       engine.renderViewport(ids[0] as string);
