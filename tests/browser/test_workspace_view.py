@@ -108,6 +108,14 @@ def test_workspace_renders_and_brushes(run_browser: BrowserRunner, live_server: 
     assert voxels["afterErase"] < voxels["afterClick"], voxels
     assert voxels["afterErase"] >= 0
 
+    # the views end inside the window, and follow a resize (canvas pixels = its CSS box)
+    fit = result["fit"]
+    for state in (fit["before"], fit["resized"]):
+        assert state["gridBottom"] <= state["windowHeight"], state
+        assert state["canvas"] == state["cssBox"], state
+    assert fit["resized"]["canvas"][1] < fit["before"]["canvas"][1] - 100, fit
+    assert fit["resizedAxial"]["distinct"] > 32, fit["resizedAxial"]
+
     box = result["axialBox"]
     px, py = result["centre"]
     assert box["x"] < px < box["x"] + box["width"] and box["y"] < py < box["y"] + box["height"]

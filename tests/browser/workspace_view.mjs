@@ -92,6 +92,28 @@ await scenario(async ({ page, params, login, open, screenshot, mark }) => {
   const afterErase = await page.evaluate(() => window.__workspace.labelmapVoxels());
   await screenshot('workspace-erased');
 
+  // The views fill the window below the toolbar, and follow it when it is resized.
+  const fit = () =>
+    page.evaluate(() => {
+      const grid = document.querySelector('.vw-grid').getBoundingClientRect();
+      const canvas = document.querySelector('.vw-axial canvas');
+      return {
+        windowHeight: window.innerHeight,
+        gridBottom: grid.bottom + window.scrollY,
+        canvas: [canvas.width, canvas.height],
+        cssBox: [canvas.clientWidth, canvas.clientHeight].map((v) => Math.round(v * devicePixelRatio)),
+      };
+    });
+  const fitBefore = await fit();
+  const size = page.viewportSize();
+  await page.setViewportSize({ width: 1000, height: 640 });
+  await page.waitForTimeout(600);
+  const fitResized = await fit();
+  const resizedAxial = await canvasStats(page, 'axial');
+  await screenshot('workspace-resized');
+  await page.setViewportSize(size);
+  await page.waitForTimeout(400);
+
   // Layout: one sagittal view.
   await page.selectOption('select[aria-label=Layout]', 'sagittal');
   await page.waitForTimeout(400);
@@ -106,6 +128,7 @@ await scenario(async ({ page, params, login, open, screenshot, mark }) => {
     afterWindowLevel,
     afterScroll,
     voxels: { loaded, loadedSegment1, afterBrush, duringPress, afterClick, afterErase },
+    fit: { before: fitBefore, resized: fitResized, resizedAxial },
     centre: [cx, cy],
     axialBox: axial,
     brushLatenciesMs: await page.evaluate(() => window.__workspace.brushLatenciesMs.slice()),

@@ -148,6 +148,7 @@ export async function workspacePage(root: HTMLElement, ctx: PageContext, id: num
   if (!editable && !reviewing) {
     messageSlot.append(notice(`Read-only: this task is ${task.state}${task.assignee ? `, assigned to ${task.assignee}` : ''}.`));
   }
+  const viewsBox = h('div', { class: 'vw-stage' }, elements.grid);
   const side = h('aside', { class: 'vw-side' },
     messageSlot,
     editable ? saveEl : null,
@@ -171,10 +172,11 @@ export async function workspacePage(root: HTMLElement, ctx: PageContext, id: num
     ),
     toolbar,
     status,
-    h('div', { class: 'vw-body' }, h('div', { class: 'vw-stage' }, elements.grid), side),
+    h('div', { class: 'vw-body' }, viewsBox, side),
   );
   document.getElementById('main')?.classList.add('vw-wide');
   ctx.signal.addEventListener('abort', () => document.getElementById('main')?.classList.remove('vw-wide'));
+  fitToWindow(viewsBox, side, ctx.signal);
   applyLayout(elements, '3x1');
 
   let viewer: Viewer | null = null;
@@ -769,4 +771,25 @@ export async function workspacePage(root: HTMLElement, ctx: PageContext, id: num
       cine.textContent = playing ? 'Pause' : 'Play';
     });
   }
+}
+
+/**
+ * The views and the side panel fill the window below the toolbar, whose height changes as it
+ * wraps: on a 1280 px wide window a fixed offset left the views' bottom 40 px off screen.
+ */
+function fitToWindow(stage: HTMLElement, side: HTMLElement, signal: AbortSignal): void {
+  const fit = (): void => {
+    const top = stage.getBoundingClientRect().top + window.scrollY;
+    const height = `${Math.max(360, Math.floor(window.innerHeight - top - 12))}px`;
+    stage.style.height = height;
+    side.style.maxHeight = height;
+  };
+  fit();
+  const above = new ResizeObserver(fit); // the heading, toolbar and status above the views
+  for (let el = stage.parentElement?.previousElementSibling; el; el = el.previousElementSibling) above.observe(el);
+  window.addEventListener('resize', fit);
+  signal.addEventListener('abort', () => {
+    above.disconnect();
+    window.removeEventListener('resize', fit);
+  });
 }

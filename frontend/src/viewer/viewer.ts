@@ -172,6 +172,7 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
       cache.purgeCache();
     },
   ];
+  disposers.push(followSize(elements.grid, () => engine.resize(true, true)));
   let preset: WindowPresetLike | null = options.presets[0] ?? null;
 
   const keyIndex = Math.min(
@@ -492,5 +493,29 @@ function stackOnlyViewer(
       toolUtilities.cine.stopClip(element);
       for (const dispose of disposers.reverse()) dispose();
     },
+  };
+}
+
+/**
+ * Calls `resize` (at most once a frame) whenever `element` changes size after now: a window
+ * resized, a toolbar that wraps. The views' canvases keep their pixel size until the engine
+ * is told, and show a stretched picture meanwhile. Returns the function that stops it.
+ */
+function followSize(element: HTMLElement, resize: () => void): () => void {
+  let last = `${element.clientWidth}x${element.clientHeight}`;
+  let frame = 0;
+  const observer = new ResizeObserver(() => {
+    const size = `${element.clientWidth}x${element.clientHeight}`;
+    if (size === last || frame) return;
+    frame = requestAnimationFrame(() => {
+      frame = 0;
+      last = `${element.clientWidth}x${element.clientHeight}`;
+      resize();
+    });
+  });
+  observer.observe(element);
+  return () => {
+    observer.disconnect();
+    cancelAnimationFrame(frame);
   };
 }
