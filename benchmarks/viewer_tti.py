@@ -34,8 +34,9 @@ test hook ``window.__workspace`` gives, in ms since navigation start (``performa
   median over the drag's events. The run fails unless ``labelmapVoxels()`` grew.
 
 Also per run: Chromium's memory at ready (PSS of all its processes, /proc/PID/smaps_rollup, and
-the largest renderer and the GPU process), the load average before the run (the machine may be
-shared: figures taken under load are noisy), where the page's time went (resource timing:
+the largest renderer and the GPU process), the load average and a CPU check (a fixed
+pure-Python loop, timed) before the run (the machine may be shared or throttled: figures taken
+under load or on a slow CPU check are noisy), where the page's time went (resource timing:
 document, scripts, DICOMweb requests) and screenshots (ready, after the brush) under
 ``--artifacts`` (default test-artifacts/viewer_tti/). Each RESULT figure is the median of the
 runs' figures. Ends with ``RESULT viewer_tti first_slice_s=A tti_s=X brush_ms=Y``.
@@ -284,10 +285,21 @@ def fmt_bytes(n: float) -> str:
     return f"{n / 1e6:.1f} MB"
 
 
+def cpu_check_s() -> float:
+    """Seconds for a fixed pure-Python loop: how fast this (shared, virtual) machine runs now.
+    The same VM has measured 0.9 and 1.7 s within an hour, and the page's figures move with it."""
+    started = time.perf_counter()
+    total = 0
+    for i in range(5_000_000):
+        total += i
+    return time.perf_counter() - started
+
+
 def print_run(i: int, load: tuple[float, float, float], r: dict[str, Any]) -> None:
     mem, brush, lat = r.get("memory") or {}, r["brush"], r["brush"]["latencies_ms"]
     print(
-        f"run {i}: load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} | "
+        f"run {i}: load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, "
+        f"cpu check {r['cpu_check_s']:.2f} s | "
         f"first slice {r['first_slice_s']:.2f} s | interactive {r['tti_s']:.2f} s | "
         f"brush {brush['median_ms']:.0f} ms median over {len(lat)} events "
         f"(min {min(lat):.0f}, max {max(lat):.0f}), "
@@ -427,6 +439,7 @@ def main() -> None:
             }
             for i in range(1, (1 if args.setup_only else args.runs) + 1):
                 load = os.getloadavg()
+                cpu_check = cpu_check_s()
                 params["out_dir"] = str(args.artifacts / f"run-{i}")
                 record = run_browser(node, params, timeout=args.ready_timeout + 240)
                 if not record.get("ok"):
@@ -440,6 +453,7 @@ def main() -> None:
                     print(f"screenshots: {record.get('screenshots')}")
                     return
                 result["load"] = load
+                result["cpu_check_s"] = cpu_check
                 marks = record.get("timings") or {}
                 if "ready" in marks and "navigation" in marks:
                     # seen from outside (polled every 200 ms): bounds the hook's interactiveMs
@@ -464,6 +478,8 @@ def main() -> None:
     for key, target in TARGETS.items():
         verdict = "met" if medians[key] <= target else "NOT met"
         print(f"  {key} {medians[key]:.3g} (target <= {target:g}): {verdict}")
+    checks = ", ".join(f"{r['cpu_check_s']:.2f}" for r in runs)
+    print(f"cpu check (5M-step Python loop) per run: {checks} s")
     print(f"artifacts (screenshots, result.json per run): {args.artifacts}")
     print(
         f"RESULT viewer_tti first_slice_s={medians['first_slice_s']:.2f} "
