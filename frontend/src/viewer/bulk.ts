@@ -56,7 +56,6 @@ export class SeriesVolume {
   private readonly filled: boolean[];
   private readonly scalars: Float32Array;
   private readonly sliceSize: number;
-  private readonly sourceIds: string[];
   private readonly texture: StreamingTexture | null = null;
 
   /** `cine`: the frames of one multi-frame instance (no slice positions), in frame order. */
@@ -64,8 +63,7 @@ export class SeriesVolume {
     const props = cine ? cineProps(imageIds, volumeId) : utilities.generateVolumePropsFromImageIds(imageIds, volumeId);
     const [nx, ny, nz] = props.dimensions as [number, number, number];
     this.sliceSize = nx * ny;
-    this.sourceIds = props.imageIds;
-    this.sourceIds.forEach((imageId, k) => this.slices.set(frameKey(imageId) ?? imageId, k));
+    props.imageIds.forEach((imageId, k) => this.slices.set(frameKey(imageId) ?? imageId, k));
     this.filled = new Array<boolean>(nz).fill(false);
     this.scalars = new Float32Array(this.sliceSize * nz);
     prefill?.(this.fill);

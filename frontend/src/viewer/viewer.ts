@@ -502,14 +502,14 @@ function stackOnlyViewer(
  * is told, and show a stretched picture meanwhile. Returns the function that stops it.
  */
 function followSize(element: HTMLElement, resize: () => void): () => void {
-  let last = `${element.clientWidth}x${element.clientHeight}`;
+  const size = (): string => `${element.clientWidth}x${element.clientHeight}`;
+  let last = size();
   let frame = 0;
   const observer = new ResizeObserver(() => {
-    const size = `${element.clientWidth}x${element.clientHeight}`;
-    if (size === last || frame) return;
+    if (frame || size() === last) return;
     frame = requestAnimationFrame(() => {
       frame = 0;
-      last = `${element.clientWidth}x${element.clientHeight}`;
+      last = size();
       resize();
     });
   });
