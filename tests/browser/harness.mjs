@@ -77,6 +77,24 @@ export async function canvasStats(page, viewportId) {
   }, viewportId);
 }
 
+/** The mean RGBA of a view's canvas over the 3x3 device pixels around a page point. */
+export async function canvasPixel(page, viewportId, [x, y]) {
+  return page.evaluate(
+    ([id, px, py]) => {
+      const canvas = document.querySelector(`.vw-${id} canvas`);
+      const box = canvas.getBoundingClientRect();
+      const scale = canvas.width / box.width;
+      const cx = Math.round((px - box.left - window.scrollX) * scale);
+      const cy = Math.round((py - box.top - window.scrollY) * scale);
+      const data = canvas.getContext('2d').getImageData(cx - 1, cy - 1, 3, 3).data;
+      const mean = [0, 0, 0, 0];
+      for (let i = 0; i < data.length; i++) mean[i % 4] += data[i] / 9;
+      return mean.map(Math.round);
+    },
+    [viewportId, x, y],
+  );
+}
+
 /** A drag with the real mouse through `points` (page px): press at the first, release at the last. */
 export async function stroke(page, points) {
   const [first, ...rest] = points;

@@ -105,6 +105,11 @@ def test_workspace_renders_and_brushes(run_browser: BrowserRunner, live_server: 
     assert voxels["loadedSegment1"] == setup["mask_voxels"], voxels
     assert voxels["afterBrush"] > voxels["loaded"] + 50, voxels
     assert voxels["duringPress"] > voxels["afterBrush"], voxels  # painted before mouse-up
+    # a held stroke is on screen before the release, in the colour the view's repaint gives it
+    for viewport, pixel in result["held"].items():
+        before, during, after = (np.array(pixel[key][:3]) for key in ("before", "during", "after"))
+        assert np.abs(during - before).max() > 30, (viewport, pixel)
+        assert np.abs(after - during).max() <= 24, (viewport, pixel)
     assert voxels["afterErase"] < voxels["afterClick"], voxels
     assert voxels["afterErase"] >= 0
 

@@ -1,7 +1,7 @@
 // The task workspace on a real imported series: waits for window.__workspace.ready, checks that
 // the three views show non-uniform pixels, brushes with real mouse events (labelmap grows), erases
 // (it shrinks) and keeps screenshots. params: username, password, task_id, centre_voxel [i, j, k].
-import { canvasStats, scenario, stroke } from './harness.mjs';
+import { canvasPixel, canvasStats, scenario, stroke } from './harness.mjs';
 
 await scenario(async ({ page, params, login, open, screenshot, mark }) => {
   await login(params.username, params.password);
@@ -92,6 +92,35 @@ await scenario(async ({ page, params, login, open, screenshot, mark }) => {
   const afterErase = await page.evaluate(() => window.__workspace.labelmapVoxels());
   await screenshot('workspace-erased');
 
+  // While the button is held the painted view shows the stroke (drawn onto its canvas), and the
+  // view's real repaint after the release shows the same colour there. In the axial view and in
+  // the sagittal one (planes across the slices).
+  await page.evaluate(() => {
+    window.__workspace.setTool('brush');
+    window.__workspace.setBrushSize(20);
+  });
+  const heldStroke = async (viewportId, ijk) => {
+    const [px, py] = await page.evaluate(([id, v]) => window.__workspace.voxelToPage(id, v), [viewportId, ijk]);
+    const box = await page.locator(`.vw-${viewportId} .vw-element`).boundingBox();
+    const reach = Math.min(box.width, box.height) / 10;
+    const before = await canvasPixel(page, viewportId, [px, py]);
+    await page.mouse.move(px - reach, py);
+    await page.mouse.down();
+    await page.mouse.move(px + reach, py, { steps: 6 });
+    await page.waitForTimeout(400);
+    const during = await canvasPixel(page, viewportId, [px, py]);
+    await screenshot(`workspace-held-${viewportId}`);
+    await page.mouse.up();
+    await page.waitForTimeout(600);
+    const after = await canvasPixel(page, viewportId, [px, py]);
+    return { before, during, after };
+  };
+  const [ci, cj, ck] = params.centre_voxel;
+  const held = {
+    axial: await heldStroke('axial', [ci, cj + 60, ck]),
+    sagittal: await heldStroke('sagittal', [ci, cj - 60, ck]),
+  };
+
   // The views fill the window below the toolbar, and follow it when it is resized.
   const fit = () =>
     page.evaluate(() => {
@@ -128,6 +157,7 @@ await scenario(async ({ page, params, login, open, screenshot, mark }) => {
     afterWindowLevel,
     afterScroll,
     voxels: { loaded, loadedSegment1, afterBrush, duringPress, afterClick, afterErase },
+    held,
     fit: { before: fitBefore, resized: fitResized, resizedAxial },
     centre: [cx, cy],
     axialBox: axial,

@@ -69,6 +69,25 @@ export class Labelmap implements LabelmapAccess {
     }
   }
 
+  /**
+   * The labels of one voxel plane (`axis` fixed at `index`) into `out`, pixel u + v * width over
+   * the other two axes in order (strokePaint.ts's Plane): live data, not the shadow.
+   */
+  readPlane(axis: 0 | 1 | 2, index: number, out: Uint8Array): void {
+    const [nx, ny, nz] = this.dimensions;
+    if (axis === 2) {
+      this.readSlice(index, out, 0);
+      return;
+    }
+    const row = new Uint8Array(this.sliceSize);
+    for (let k = 0; k < nz; k++) {
+      const live = this.sliceArray(k);
+      const slice = live instanceof Uint8Array ? live : (this.readSlice(k, row, 0), row);
+      if (axis === 1) out.set(slice.subarray(index * nx, (index + 1) * nx), k * nx);
+      else for (let j = 0; j < ny; j++) out[k * ny + j] = slice[j * nx + index] ?? 0;
+    }
+  }
+
   getLabelmap(): Uint8Array {
     const out = new Uint8Array(this.shadow.length);
     for (let k = 0; k < this.dimensions[2]; k++) this.readSlice(k, out, k * this.sliceSize);

@@ -77,17 +77,39 @@ export class BrushLatency {
     for (const list of this.pending.values()) for (const p of list) p.edited = true;
   }
 
-  private rendered(viewportId: string): void {
+  /** The inputs waiting on a viewport whose edit is now drawn (removed from the waiting list). */
+  private take(viewportId: string): Pending[] {
     const list = this.pending.get(viewportId);
-    if (!list?.length) return;
+    if (!list?.length) return [];
     const done = list.filter((p) => p.edited);
-    if (!done.length) return;
-    this.pending.set(viewportId, list.filter((p) => !p.edited));
-    const gl = glFor(this.engine, viewportId);
-    const finish = (): void => {
+    if (done.length) this.pending.set(viewportId, list.filter((p) => !p.edited));
+    return done;
+  }
+
+  private finisher(done: Pending[]): () => void {
+    return () => {
       const now = performance.now();
       for (const p of done) this.samples.push(now - p.stamp);
     };
+  }
+
+  /**
+   * The edit was drawn straight onto the view's 2D canvas (strokeOverlay.ts), inside an animation
+   * frame: no WebGL work to fence. It counts as on screen when the page starts the second frame
+   * after it, that is once the frame holding it has been committed and the next one produced.
+   */
+  overlaid(viewportId: string): void {
+    const done = this.take(viewportId);
+    if (!done.length) return;
+    const finish = this.finisher(done);
+    requestAnimationFrame(() => requestAnimationFrame(finish));
+  }
+
+  private rendered(viewportId: string): void {
+    const done = this.take(viewportId);
+    if (!done.length) return;
+    const gl = glFor(this.engine, viewportId);
+    const finish = this.finisher(done);
     if (!gl) {
       requestAnimationFrame(finish);
       return;

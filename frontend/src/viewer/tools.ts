@@ -147,20 +147,32 @@ export function paintImmediately(element: HTMLElement, isBrush: () => boolean): 
   return () => parent.removeEventListener('mousedown', onDown);
 }
 
+/** A view's stroke overlay, as repaintOnlyPaintedView() drives it (strokeOverlay.ts). */
+export interface StrokeView {
+  begin(): boolean;
+  show(): 'drawn' | 'same' | 'repaint';
+  end(): boolean;
+}
+
 /**
  * During a brush stroke only the view being painted repaints, and at once: the other views catch
  * up when the button is released. Every edit asks all views showing the labelmap to repaint, and
  * where the pixels are drawn in software (no GPU) the other two views would triple the time from
  * the mouse to the painted pixels; and a repaint asked for inside the segmentation's own animation
- * frame would wait for the next one (`renderNow` draws the views asked for so far, now). Returns
- * the function that restores the views' own render().
+ * frame would wait for the next one (`renderNow` draws the views asked for so far, now). Where
+ * the painted view has a stroke overlay (`strokeViews`) the edits are drawn onto its canvas
+ * instead (`onDrawn` is told) and its own repaint also waits for the release. Returns the function
+ * that restores the views' own render().
  */
 export function repaintOnlyPaintedView(
   viewports: { id: string; element: HTMLElement; render(): void }[],
   isBrush: () => boolean,
   renderNow: () => void,
+  strokeViews: Map<string, StrokeView> = new Map(),
+  onDrawn: (viewportId: string) => void = () => undefined,
 ): () => void {
   let painting: string | null = null;
+  let overlay: StrokeView | null = null;
   const deferred = new Set<() => void>();
   const restores: (() => void)[] = [];
   for (const vp of viewports) {
@@ -169,12 +181,20 @@ export function repaintOnlyPaintedView(
       if (painting === null) render();
       else if (painting !== vp.id) deferred.add(render);
       else {
+        const shown = overlay?.show();
+        if (shown === 'drawn') onDrawn(vp.id);
+        if (shown === 'drawn' || shown === 'same') return;
+        overlay?.end(); // erasing, or the camera moved: this stroke repaints from here on
+        overlay = null;
         render();
         renderNow();
       }
     };
     const onDown = (evt: MouseEvent): void => {
-      if (evt.isTrusted && evt.buttons === 1 && isBrush()) painting = vp.id;
+      if (!evt.isTrusted || evt.buttons !== 1 || !isBrush()) return;
+      painting = vp.id;
+      overlay = strokeViews.get(vp.id) ?? null;
+      if (overlay && !overlay.begin()) overlay = null;
     };
     vp.element.addEventListener('mousedown', onDown, true);
     restores.push(() => {
@@ -184,7 +204,11 @@ export function repaintOnlyPaintedView(
   }
   const release = (): void => {
     if (painting === null) return;
+    const painted = viewports.find((vp) => vp.id === painting);
+    // the canvas shows the overlay: the view's own repaint replaces it
+    if (painted && strokeViews.get(painted.id)?.end()) deferred.add(() => painted.render());
     painting = null;
+    overlay = null;
     const pending = [...deferred]; // one repaint per view, however many edits it missed
     deferred.clear();
     for (const render of pending) render();

@@ -16,6 +16,7 @@ import { BrushLatency } from './latency';
 import { applyLayout, ORIENTATIONS } from './layout';
 import { fetchMask, paintSegment } from './masks';
 import { createTools, paintImmediately, repaintOnlyPaintedView, type ViewerTools } from './tools';
+import { labelmapLook, StrokeOverlay } from './strokeOverlay';
 import type {
   LabelmapAccess, LabelmapEdit, Layout, Orientation, ToolName, ViewerLesion,
   WindowPresetLike, WorkspaceHook,
@@ -333,7 +334,9 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
   const implementation = (engine as unknown as { _implementation?: { _renderFlaggedViewports?: () => void } })
     ._implementation;
   const renderNow = (): void => implementation?._renderFlaggedViewports?.();
-  disposers.push(repaintOnlyPaintedView(volumeViewports, tools.isBrush, renderNow));
+  const look = labelmapLook(SEGMENTATION_ID);
+  const strokeViews = new Map(volumeViewports.map((vp) => [vp.id, new StrokeOverlay(vp, labelmap, volume.imageData, look)]));
+  disposers.push(repaintOnlyPaintedView(volumeViewports, tools.isBrush, renderNow, strokeViews, (id) => latency.overlaid(id)));
   hook.brushLatenciesMs = latency.samples;
 
   // Slice to the key slice in the axial view; sagittal / coronal through the middle.
