@@ -101,6 +101,45 @@ function startTrace(cdp) {
   };
 }
 
+/**
+ * The page's frames as the browser presents them (CDP screencast: each frame with its swap time)
+ * and the brush's input events (wall-clock time, page point): an outside check of the in-page
+ * brush latency, worked out by viewer_tti.py (`--screencast`). Encoding the frames costs CPU, so
+ * a run with it is slower than one without.
+ */
+async function startScreencast(page, context) {
+  await page.evaluate(() => {
+    window.__brushInputs = [];
+    const note = (evt) => {
+      if (!evt.isTrusted || !(evt.buttons & 1)) return;
+      window.__brushInputs.push({ t_ms: performance.timeOrigin + evt.timeStamp, x: evt.clientX, y: evt.clientY });
+    };
+    document.addEventListener('mousedown', note, true);
+    document.addEventListener('mousemove', note, true);
+  });
+  const cdp = await context.newCDPSession(page);
+  const frames = [];
+  cdp.on('Page.screencastFrame', ({ data, metadata, sessionId }) => {
+    frames.push({ data, metadata });
+    cdp.send('Page.screencastFrameAck', { sessionId }).catch(() => undefined);
+  });
+  await cdp.send('Page.startScreencast', { format: 'jpeg', quality: 90 });
+  for (let waited = 0; !frames.length && waited < 3000; waited += 50) await sleep(50);
+  return {
+    async stop(dir) {
+      await cdp.send('Page.stopScreencast');
+      fs.mkdirSync(dir, { recursive: true });
+      const index = frames.map(({ data, metadata }, i) => {
+        const file = `${String(i).padStart(4, '0')}.jpg`;
+        fs.writeFileSync(`${dir}/${file}`, Buffer.from(data, 'base64'));
+        return { file, ...metadata };
+      });
+      const inputs = await page.evaluate(() => window.__brushInputs);
+      fs.writeFileSync(`${dir}/index.json`, JSON.stringify({ frames: index, inputs }));
+    },
+  };
+}
+
 await scenario(async ({ page, context, params, login, screenshot, mark }) => {
   // Not timed. Land on a JSON page, not the app, so the timed load is the app's first.
   await login(params.username, params.password, '/api/me/');
@@ -268,6 +307,7 @@ await scenario(async ({ page, context, params, login, screenshot, mark }) => {
   const before = await voxels();
   const n0 = await latencyCount();
 
+  const screencast = params.screencast ? await startScreencast(page, context) : null;
   mark('brush start');
   await page.mouse.move(x0, y0);
   await page.mouse.down();
@@ -288,6 +328,7 @@ await scenario(async ({ page, context, params, login, screenshot, mark }) => {
     count = now;
   }
   mark('brush settled');
+  if (screencast) await screencast.stop(`${params.out_dir}/screencast`);
   if (tracing) await tracing.stop(`${params.out_dir}/trace.json`);
   const latencies = await page.evaluate((from) => window.__workspace.brushLatenciesMs.slice(from), n0);
   const after = await voxels();

@@ -52,6 +52,7 @@ playwright-core in frontend/node_modules and Chromium (``BROWSER_EXECUTABLE`` ov
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -322,9 +323,71 @@ def print_run(i: int, load: tuple[float, float, float], r: dict[str, Any]) -> No
         f"{num(page, 'dicomweb_done_ms'):.0f} ms), viewports {r.get('viewports')}",
         flush=True,
     )
+    seen = brush.get("screencast")
+    if seen:
+        lat = seen["latencies_ms"]
+        print(
+            f"       brush seen in the presented frames (screencast): median "
+            f"{num(seen, 'median_ms'):.0f} ms over {len(lat)} events"
+            + (f" (min {min(lat):.0f}, max {max(lat):.0f})" if lat else "")
+            + f", {seen['unmeasured']} not measurable; {seen['frames']} frames, median "
+            f"{num(seen, 'frame_gap_median_ms'):.0f} ms apart",
+            flush=True,
+        )
     phases = page.get("phases_ms") or {}
     if phases:
         print("       viewer phases (ms): " + ", ".join(f"{k} {v}" for k, v in phases.items()))
+
+
+def screencast_latencies(folder: Path) -> dict[str, Any]:
+    """Brush latency seen from outside the page, from the frames the browser presented.
+
+    For each input event of the drag (its page point and wall-clock time), the first presented
+    frame (screencast swap time) after it whose pixels around that point (3x3, the new dab's
+    centre) are coloured (max - min channel > 40; the CT is grey), counted only where the last
+    frame before the event was still grey there. Needs Pillow (a dependency of matplotlib).
+    """
+    from PIL import Image
+
+    index = json.loads((folder / "index.json").read_text())
+    frames = []
+    for frame in index["frames"]:
+        with Image.open(folder / frame["file"]) as image:
+            rgb = image.convert("RGB")
+        scale = rgb.width / frame["deviceWidth"]
+        frames.append((frame["timestamp"] * 1000, rgb, scale, frame.get("offsetTop", 0)))
+
+    def coloured(frame: tuple[float, Any, float, float], x: float, y: float) -> bool:
+        _, rgb, scale, top = frame
+        px, py = round(x * scale), round((y + top) * scale)
+        spread = 0.0
+        for dx in (-1, 0, 1):
+            for dy in (-1, 0, 1):
+                r, g, b = rgb.getpixel((px + dx, py + dy))
+                spread += (max(r, g, b) - min(r, g, b)) / 9
+        return spread > 40
+
+    latencies, unmeasured = [], 0
+    for event in index["inputs"]:
+        t, x, y = event["t_ms"], event["x"], event["y"]
+        earlier = [f for f in frames if f[0] < t]
+        later = [f for f in frames if f[0] >= t]
+        if not earlier or coloured(earlier[-1], x, y):
+            unmeasured += 1
+            continue
+        shown = next((f for f in later if coloured(f, x, y)), None)
+        if shown is None:
+            unmeasured += 1
+            continue
+        latencies.append(shown[0] - t)
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(frames)]
+    return {
+        "latencies_ms": latencies,
+        "median_ms": statistics.median(latencies) if latencies else None,
+        "unmeasured": unmeasured,
+        "frames": len(frames),
+        "frame_gap_median_ms": statistics.median(gaps) if gaps else None,
+    }
 
 
 def num(d: dict[str, Any], key: str) -> float:
@@ -353,6 +416,11 @@ def main() -> None:
         "--trace",
         action="store_true",
         help="also write a Chrome performance trace per run (trace.json beside its screenshots)",
+    )
+    parser.add_argument(
+        "--screencast",
+        action="store_true",
+        help="also time the brush from the frames the browser presents (CDP screencast)",
     )
     parser.add_argument(
         "--setup-only",
@@ -436,6 +504,7 @@ def main() -> None:
                 "ready_timeout_ms": int(args.ready_timeout * 1000),
                 "setup_only": args.setup_only,
                 "trace": args.trace,
+                "screencast": args.screencast,
             }
             for i in range(1, (1 if args.setup_only else args.runs) + 1):
                 load = os.getloadavg()
@@ -458,6 +527,9 @@ def main() -> None:
                 if "ready" in marks and "navigation" in marks:
                     # seen from outside (polled every 200 ms): bounds the hook's interactiveMs
                     result["ready_seen_s"] = (marks["ready"] - marks["navigation"]) / 1000
+                if args.screencast:
+                    seen = screencast_latencies(Path(params["out_dir"]) / "screencast")
+                    result["brush"]["screencast"] = seen
                 print_run(i, load, result)
                 runs.append(result)
         finally:
