@@ -2,6 +2,7 @@
 
     python benchmarks/viewer_tti.py [--series DIR] [--runs 3] [--database-url URL]
                                     [--brush-mm MM] [--setup-only] [--artifacts DIR]
+                                    [--trace] [--screencast]
 
 Serves a DICOM series through the app as in production and opens the annotator's workspace in
 headless Chromium (Debian's /usr/bin/chromium, software WebGL through ANGLE/SwiftShader, the
@@ -29,9 +30,13 @@ test hook ``window.__workspace`` gives, in ms since navigation start (``performa
   real mouse (CDP input events) pressed on the page position of the volume's centre voxel in the
   axial view (``voxelToPage``), dragged in ``--steps`` moves (at most one per
   ``--move-interval-ms``) and released; the viewer records, per input event of the drag, the
-  time from the event to the completion of the first repaint that contains the edit (a WebGL
-  fence polled without blocking, not readPixels) in ``brushLatenciesMs``: the run's figure is the
-  median over the drag's events. The run fails unless ``labelmapVoxels()`` grew.
+  time from the event to the completion of the first repaint that contains the edit in
+  ``brushLatenciesMs``: for a WebGL repaint, a WebGL fence polled without blocking (not
+  readPixels); for the stroke overlay drawn onto the view's 2D canvas (no GPU work to fence),
+  the start of the second animation frame after the draw. The run's figure is the median over
+  the drag's events. The run fails unless ``labelmapVoxels()`` grew. ``--screencast`` also times
+  each input event from outside the page: to the swap time of the first frame the browser
+  presents (CDP screencast) with the new dab's colour at the event's point.
 
 Also per run: Chromium's memory at ready (PSS of all its processes, /proc/PID/smaps_rollup, and
 the largest renderer and the GPU process), the load average and a CPU check (a fixed
