@@ -110,6 +110,7 @@ def test_workspace_renders_and_brushes(run_browser: BrowserRunner, live_server: 
         before, during, after = (np.array(pixel[key][:3]) for key in ("before", "during", "after"))
         assert np.abs(during - before).max() > 30, (viewport, pixel)
         assert np.abs(after - during).max() <= 24, (viewport, pixel)
+        assert pixel["overlayDraws"] > 0, (viewport, pixel)  # drawn by the overlay, not WebGL
     assert voxels["afterErase"] < voxels["afterClick"], voxels
     assert voxels["afterErase"] >= 0
 

@@ -93,8 +93,8 @@ await scenario(async ({ page, params, login, open, screenshot, mark }) => {
   await screenshot('workspace-erased');
 
   // While the button is held the painted view shows the stroke (drawn onto its canvas), and the
-  // view's real repaint after the release shows the same colour there. In the axial view and in
-  // the sagittal one (planes across the slices).
+  // view's real repaint after the release shows the same colour there. In all three views (the
+  // sagittal and coronal planes run across the slices).
   await page.evaluate(() => {
     window.__workspace.setTool('brush');
     window.__workspace.setBrushSize(20);
@@ -104,21 +104,24 @@ await scenario(async ({ page, params, login, open, screenshot, mark }) => {
     const box = await page.locator(`.vw-${viewportId} .vw-element`).boundingBox();
     const reach = Math.min(box.width, box.height) / 10;
     const before = await canvasPixel(page, viewportId, [px, py]);
+    const drawsBefore = await page.evaluate(() => window.__workspace.strokeOverlayDraws);
     await page.mouse.move(px - reach, py);
     await page.mouse.down();
     await page.mouse.move(px + reach, py, { steps: 6 });
     await page.waitForTimeout(400);
     const during = await canvasPixel(page, viewportId, [px, py]);
+    const overlayDraws = (await page.evaluate(() => window.__workspace.strokeOverlayDraws)) - drawsBefore;
     await screenshot(`workspace-held-${viewportId}`);
     await page.mouse.up();
     await page.waitForTimeout(600);
     const after = await canvasPixel(page, viewportId, [px, py]);
-    return { before, during, after };
+    return { before, during, after, overlayDraws };
   };
   const [ci, cj, ck] = params.centre_voxel;
   const held = {
     axial: await heldStroke('axial', [ci, cj + 60, ck]),
     sagittal: await heldStroke('sagittal', [ci, cj - 60, ck]),
+    coronal: await heldStroke('coronal', [ci - 60, cj, ck]), // not scrolled: as it started
   };
 
   // The views fill the window below the toolbar, and follow it when it is resized.

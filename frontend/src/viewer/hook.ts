@@ -16,6 +16,7 @@ export function installHook(): WorkspaceHook {
     labelmapVoxels: notReady,
     voxelToPage: notReady,
     brushLatenciesMs: [],
+    strokeOverlayDraws: 0,
     setTool: notReady,
     setBrushSize: notReady,
     lesions: notReady,

@@ -55,6 +55,8 @@ export interface WorkspaceHook {
   labelmapVoxels(segment?: number): number;
   voxelToPage(viewportId: string, ijk: [number, number, number]): [number, number];
   brushLatenciesMs: number[];
+  /** Brush edits drawn straight onto the painted view's canvas (the stroke overlay). */
+  strokeOverlayDraws: number;
   setTool(name: 'brush' | 'eraser' | 'windowLevel' | 'pan' | 'zoom' | 'crosshairs'): void;
   setBrushSize(mm: number): void;
   /** The workspace's lesions with their segment and labelmap voxel count (live data). */

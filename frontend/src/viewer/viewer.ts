@@ -336,14 +336,18 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
   const renderNow = (): void => implementation?._renderFlaggedViewports?.();
   const look = labelmapLook(SEGMENTATION_ID);
   const strokeViews = new Map(volumeViewports.map((vp) => [vp.id, new StrokeOverlay(vp, labelmap, volume.imageData, look)]));
-  disposers.push(repaintOnlyPaintedView(volumeViewports, tools.isBrush, renderNow, strokeViews, (id) => latency.overlaid(id)));
+  disposers.push(repaintOnlyPaintedView(volumeViewports, tools.isBrush, renderNow, strokeViews, (id) => {
+    hook.strokeOverlayDraws += 1;
+    latency.overlaid(id);
+  }));
   hook.brushLatenciesMs = latency.samples;
 
-  // Slice to the key slice in the axial view; sagittal / coronal through the middle.
-  const axial = engine.getViewport('axial') as Types.IVolumeViewport;
-  // by position, not by the view's own slice numbering (which may run the other way)
+  // The axial view on the key slice, sagittal and coronal through the middle voxel: by position,
+  // not by the views' own slice numbering (which may run the other way), and on a voxel plane
+  // (Cornerstone starts a view of an even number of voxels between two)
   const [ni, nj] = volume.dimensions;
-  axial.jumpToWorld(utilities.transformIndexToWorld(volume.imageData as never, [ni / 2, nj / 2, keyIndex] as Types.Point3));
+  const centre = [Math.floor(ni / 2), Math.floor(nj / 2), keyIndex] as Types.Point3;
+  for (const vp of volumeViewports) vp.jumpToWorld(utilities.transformIndexToWorld(volume.imageData as never, centre));
   const startWindow = preset ? voiFor(preset) : defaultWindow;
   if (startWindow) {
     for (const vp of volumeViewports) vp.setProperties({ voiRange: startWindow }, volumeId);
