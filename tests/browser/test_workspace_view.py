@@ -111,6 +111,8 @@ def test_workspace_renders_and_brushes(run_browser: BrowserRunner, live_server: 
         assert np.abs(during - before).max() > 30, (viewport, pixel)
         assert np.abs(after - during).max() <= 24, (viewport, pixel)
         assert pixel["overlayDraws"] > 0, (viewport, pixel)  # drawn by the overlay, not WebGL
+    erased = np.array(result["held"]["axialErased"]["during"][:3])
+    assert erased.max() - erased.min() <= 8, result["held"]  # grey again: the label is gone
     assert voxels["afterErase"] < voxels["afterClick"], voxels
     assert voxels["afterErase"] >= 0
 

@@ -123,6 +123,9 @@ await scenario(async ({ page, params, login, open, screenshot, mark }) => {
     sagittal: await heldStroke('sagittal', [ci, cj - 60, ck]),
     coronal: await heldStroke('coronal', [ci - 60, cj, ck]), // not scrolled: as it started
   };
+  // the eraser over the axial stroke: the image shows again under the held stroke
+  await page.evaluate(() => window.__workspace.setTool('eraser'));
+  held.axialErased = await heldStroke('axial', [ci, cj + 60, ck]);
 
   // The views fill the window below the toolbar, and follow it when it is resized.
   const fit = () =>

@@ -4,6 +4,7 @@
 
 import { cache, eventTarget, volumeLoader, type Types } from '@cornerstonejs/core';
 import { Enums as ToolEnums, segmentation } from '@cornerstonejs/tools';
+import { readVolumePlane, sliceData } from './planes';
 import type { LabelmapAccess, LabelmapEdit } from './types';
 
 export class Labelmap implements LabelmapAccess {
@@ -51,10 +52,7 @@ export class Labelmap implements LabelmapAccess {
 
   /** The live voxel data of slice k (image-backed volume) or null. */
   private sliceArray(k: number): ArrayLike<number> | null {
-    const imageId = this.volume.imageIds?.[k];
-    const image = imageId ? cache.getImage(imageId) : undefined;
-    const data = image?.voxelManager?.getScalarData?.() as ArrayLike<number> | undefined;
-    return data && data.length === this.sliceSize ? data : null;
+    return sliceData(this.volume, k);
   }
 
   private readSlice(k: number, out: Uint8Array, offset: number): void {
@@ -69,23 +67,9 @@ export class Labelmap implements LabelmapAccess {
     }
   }
 
-  /**
-   * The labels of one voxel plane (`axis` fixed at `index`) into `out`, pixel u + v * width over
-   * the other two axes in order (strokePaint.ts's Plane): live data, not the shadow.
-   */
+  /** The labels of one voxel plane into `out` (planes.ts): live data, not the shadow. */
   readPlane(axis: 0 | 1 | 2, index: number, out: Uint8Array): void {
-    const [nx, ny, nz] = this.dimensions;
-    if (axis === 2) {
-      this.readSlice(index, out, 0);
-      return;
-    }
-    const row = new Uint8Array(this.sliceSize);
-    for (let k = 0; k < nz; k++) {
-      const live = this.sliceArray(k);
-      const slice = live instanceof Uint8Array ? live : (this.readSlice(k, row, 0), row);
-      if (axis === 1) out.set(slice.subarray(index * nx, (index + 1) * nx), k * nx);
-      else for (let j = 0; j < ny; j++) out[k * ny + j] = slice[j * nx + index] ?? 0;
-    }
+    readVolumePlane(this.volume, axis, index, out);
   }
 
   getLabelmap(): Uint8Array {

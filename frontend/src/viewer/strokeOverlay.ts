@@ -5,12 +5,15 @@
 // mouse by a quarter of a second. Instead, at the press the view's canvas is copied; each edit then
 // puts back that copy and draws over it the voxels this stroke changed on the view's plane, in
 // their segment's colour and fill opacity (as the labelmap pass blends them, without the
-// outline), one canvas pixel block per voxel placed by the view's camera. The view's real repaint
-// follows the release. Where the overlay cannot show an edit (voxels erased, an oblique view, the
-// camera moved, the canvas resized) the view repaints through Cornerstone as before.
+// outline), one canvas pixel block per voxel placed by the view's camera. Where the copy shows a
+// label the stroke erased or replaced, the block is the image's own grey in the view's window
+// (not interpolated), with the new label's colour blended in. The view's real repaint follows
+// the release. Where the overlay cannot show an edit (an oblique view, the camera or the window
+// moved, the canvas resized) the view repaints through Cornerstone as before.
 
 import { utilities, type Types } from '@cornerstonejs/core';
 import { Enums as ToolEnums, segmentation } from '@cornerstonejs/tools';
+import { readVolumePlane } from './planes';
 import { paintStroke, planeInView, planeToIndex, type Plane, type SegmentLook, type Vec3 } from './strokePaint';
 
 export interface PlaneLabels {
@@ -52,18 +55,21 @@ export class StrokeOverlay {
 
   private readonly viewport: Types.IVolumeViewport;
   private readonly labels: PlaneLabels;
-  private readonly imageData: unknown;
+  private readonly volume: Types.IImageVolume;
+  /** The image's plane (read at the first edit that needs it) and the view's linear window. */
+  private imagePlane: Float32Array | null = null;
+  private window: { lower: number; upper: number; invert: boolean } | null = null;
   private readonly lookOf: (viewportId: string, segment: number) => SegmentLook;
 
   constructor(
     viewport: Types.IVolumeViewport,
     labels: PlaneLabels,
-    imageData: unknown,
+    volume: Types.IImageVolume,
     lookOf: (viewportId: string, segment: number) => SegmentLook,
   ) {
     this.viewport = viewport;
     this.labels = labels;
-    this.imageData = imageData;
+    this.volume = volume;
     this.lookOf = lookOf;
   }
 
@@ -74,7 +80,7 @@ export class StrokeOverlay {
     const { focalPoint, viewPlaneNormal } = this.viewport.getCamera();
     if (!focalPoint || !viewPlaneNormal) return false;
     const toIndex = (world: Vec3): Vec3 =>
-      utilities.transformWorldToIndexContinuous(this.imageData as never, world as Types.Point3) as unknown as Vec3;
+      utilities.transformWorldToIndexContinuous(this.volume.imageData as never, world as Types.Point3) as unknown as Vec3;
     const plane = planeInView(this.labels.dimensions, toIndex, focalPoint, viewPlaneNormal);
     const { canvas } = this.viewport;
     if (!plane || !canvas.width || !canvas.height || !canvas.clientWidth) return false;
@@ -103,7 +109,7 @@ export class StrokeOverlay {
     // voxel (u, v) covers the canvas square from the point (u - 1/2, v - 1/2), in device pixels
     const scale = canvas.width / canvas.clientWidth;
     const at = (u: number, v: number): [number, number] => {
-      const world = utilities.transformIndexToWorld(this.imageData as never, planeToIndex(plane, u, v) as Types.Point3);
+      const world = utilities.transformIndexToWorld(this.volume.imageData as never, planeToIndex(plane, u, v) as Types.Point3);
       const [x, y] = this.viewport.worldToCanvas(world);
       return [x * scale, y * scale];
     };
@@ -111,6 +117,10 @@ export class StrokeOverlay {
     const [ux, uy] = at(0.5, -0.5);
     const [vx, vy] = at(-0.5, 0.5);
     this.transform = [ux - ox, uy - oy, vx - ox, vy - oy, ox, oy];
+    const properties = this.viewport.getProperties();
+    const voi = properties?.voiRange;
+    this.window = voi && voi.upper > voi.lower ? { ...voi, invert: Boolean(properties?.invert) } : null;
+    this.imagePlane = null;
     this.view = this.viewKey();
     this.plane = plane;
     this.drew = false;
@@ -122,7 +132,8 @@ export class StrokeOverlay {
     const { plane, image } = this;
     if (!plane || !image || this.viewKey() !== this.view) return 'repaint';
     this.labels.readPlane(plane.axis, plane.index, this.now);
-    const box = paintStroke(this.before, this.shown, this.now, image.data, plane.width, (segment) => this.look(segment));
+    const underneath = this.window ? (i: number): number => this.grey(plane, i) : null;
+    const box = paintStroke(this.before, this.shown, this.now, image.data, plane.width, (segment) => this.look(segment), underneath);
     if (box === 'erased') return 'repaint';
     if (!box) return 'same';
     const mask = this.mask.getContext('2d');
@@ -148,6 +159,18 @@ export class StrokeOverlay {
     this.plane = null;
     this.drew = false;
     return drew;
+  }
+
+  /** The grey the view gives the image at voxel i of the plane: its window, linear, no blur. */
+  private grey(plane: Plane, i: number): number {
+    const window = this.window;
+    if (!window) return 0;
+    if (!this.imagePlane) {
+      this.imagePlane = new Float32Array(plane.width * plane.height);
+      readVolumePlane(this.volume, plane.axis, plane.index, this.imagePlane);
+    }
+    const t = Math.min(1, Math.max(0, ((this.imagePlane[i] ?? 0) - window.lower) / (window.upper - window.lower)));
+    return Math.round((window.invert ? 1 - t : t) * 255);
   }
 
   private look(segment: number): SegmentLook {

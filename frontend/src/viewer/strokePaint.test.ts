@@ -77,10 +77,23 @@ describe('paintStroke', () => {
     expect(pixel(pixels, 3)).toEqual([0, 0, 0, 0]);
   });
 
-  it('reports an erased voxel, which the overlay cannot show', () => {
+  it('reports an erased voxel when it has nothing to draw underneath', () => {
     const before = Uint8Array.from([0, 1, 1, 0]);
     const now = Uint8Array.from([0, 1, 0, 0]);
     expect(paintStroke(before, before.slice(), now, new Uint8ClampedArray(16), 2, looks)).toBe('erased');
+  });
+
+  it('draws the image underneath where a shown label was erased or replaced, opaque', () => {
+    const blue: SegmentLook = { rgb: [0, 0, 255], alpha: 0.25 };
+    const three = (segment: number): SegmentLook => (segment === 1 ? red : segment === 3 ? blue : null);
+    const before = Uint8Array.from([1, 1, 2, 0]);
+    const now = Uint8Array.from([0, 3, 0, 0]); // erased, replaced by 3, a hidden 2 erased
+    const pixels = new Uint8ClampedArray(16);
+    const grey = (i: number): number => 100 + i;
+    expect(paintStroke(before, before.slice(), now, pixels, 2, three, grey)).toEqual({ x: 0, y: 0, width: 2, height: 2 });
+    expect(pixel(pixels, 0)).toEqual([100, 100, 100, 255]);
+    expect(pixel(pixels, 1)).toEqual([76, 76, 140, 255]); // 0.25 blue over grey 101
+    expect(pixel(pixels, 2)).toEqual([0, 0, 0, 0]); // segment 2 never showed: nothing to hide
   });
 
   it('finds changes in planes whose size is not a multiple of four', () => {

@@ -72,12 +72,14 @@ export interface Box {
 }
 
 /**
- * Brings `pixels` (RGBA, one per plane voxel) up to date with the plane's labels `now`: a voxel
- * that differs from `before` (the plane at the stroke's start) shows its segment's look, one that
- * is back to `before` is transparent. Only voxels that differ from `shown` (what the last call
- * saw; updated here) are visited. Returns the box of pixels that changed, null when none did, or
- * 'erased' when a voxel went back to 0 from a label it had before the stroke: the picture under
- * the overlay would have to change, which an overlay cannot do.
+ * Brings `pixels` (RGBA, one per plane voxel) up to date with the plane's labels `now`, to be
+ * drawn over the view as it was at the stroke's start, which shows the labels `before`. A voxel
+ * back to its `before` label is transparent; a newly labelled one over an unlabelled voxel shows
+ * its segment's look, blended by the canvas; one whose `before` label showed must hide it, so it
+ * is drawn opaque: `underneath(i)`, the grey the view gives the image there, with the new
+ * segment's look blended in (none where erased). Only voxels that differ from `shown` (what the
+ * last call saw; updated here) are visited. Returns the box of pixels that changed, null when
+ * none did, or 'erased' when such a voxel needs `underneath` and there is none.
  */
 export function paintStroke(
   before: Uint8Array,
@@ -86,6 +88,7 @@ export function paintStroke(
   pixels: Uint8ClampedArray,
   width: number,
   lookOf: (segment: number) => SegmentLook,
+  underneath: ((i: number) => number) | null = null,
 ): Box | 'erased' | null {
   const n = now.length;
   if (before.length !== n || shown.length !== n || pixels.length !== n * 4) {
@@ -107,11 +110,17 @@ export function paintStroke(
     const label = now[i] ?? 0;
     if (label === shown[i]) continue;
     const was = before[i] ?? 0;
-    if (label === 0 && was !== 0) return 'erased';
-    shown[i] = label;
-    const look = label === was ? null : lookOf(label);
+    const look = label === was || label === 0 ? null : lookOf(label);
     const p = i * 4;
-    if (look) {
+    if (label !== was && was !== 0 && lookOf(was)) {
+      if (!underneath) return 'erased';
+      const grey = underneath(i);
+      const a = look?.alpha ?? 0;
+      pixels[p] = Math.round((look?.rgb[0] ?? 0) * a + grey * (1 - a));
+      pixels[p + 1] = Math.round((look?.rgb[1] ?? 0) * a + grey * (1 - a));
+      pixels[p + 2] = Math.round((look?.rgb[2] ?? 0) * a + grey * (1 - a));
+      pixels[p + 3] = 255;
+    } else if (look) {
       pixels[p] = look.rgb[0];
       pixels[p + 1] = look.rgb[1];
       pixels[p + 2] = look.rgb[2];
@@ -119,6 +128,7 @@ export function paintStroke(
     } else {
       pixels[p] = pixels[p + 1] = pixels[p + 2] = pixels[p + 3] = 0;
     }
+    shown[i] = label;
     const x = i % width;
     const y = (i - x) / width;
     if (x < x0) x0 = x;

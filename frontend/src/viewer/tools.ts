@@ -184,7 +184,7 @@ export function repaintOnlyPaintedView(
         const shown = overlay?.show();
         if (shown === 'drawn') onDrawn(vp.id);
         if (shown === 'drawn' || shown === 'same') return;
-        overlay?.end(); // erasing, or the camera moved: this stroke repaints from here on
+        overlay?.end(); // the camera moved, say: this stroke repaints from here on
         overlay = null;
         render();
         renderNow();

@@ -335,7 +335,7 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
     ._implementation;
   const renderNow = (): void => implementation?._renderFlaggedViewports?.();
   const look = labelmapLook(SEGMENTATION_ID);
-  const strokeViews = new Map(volumeViewports.map((vp) => [vp.id, new StrokeOverlay(vp, labelmap, volume.imageData, look)]));
+  const strokeViews = new Map(volumeViewports.map((vp) => [vp.id, new StrokeOverlay(vp, labelmap, volume, look)]));
   disposers.push(repaintOnlyPaintedView(volumeViewports, tools.isBrush, renderNow, strokeViews, (id) => {
     hook.strokeOverlayDraws += 1;
     latency.overlaid(id);
