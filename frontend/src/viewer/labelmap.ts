@@ -56,15 +56,7 @@ export class Labelmap implements LabelmapAccess {
   }
 
   private readSlice(k: number, out: Uint8Array, offset: number): void {
-    const slice = this.sliceArray(k);
-    const size = this.sliceSize;
-    if (slice) {
-      for (let i = 0; i < size; i++) out[offset + i] = slice[i] ?? 0;
-    } else {
-      const vm = this.volume.voxelManager;
-      if (!vm) throw new Error('the labelmap volume has no voxel manager');
-      for (let i = 0; i < size; i++) out[offset + i] = Number(vm.getAtIndex(k * size + i)) || 0;
-    }
+    readVolumePlane(this.volume, 2, k, out.subarray(offset, offset + this.sliceSize));
   }
 
   /** The labels of one voxel plane into `out` (planes.ts): live data, not the shadow. */

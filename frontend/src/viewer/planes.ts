@@ -1,7 +1,8 @@
 // One voxel plane of an image-backed Cornerstone volume (the CT, the labelmap), in the order of
 // strokePaint.ts's Plane: pixel u + v * width over the two axes other than `axis`.
 
-import { cache, type Types } from '@cornerstonejs/core';
+import { cache, utilities, type Types } from '@cornerstonejs/core';
+import type { Vec3 } from './strokePaint';
 
 /** The live scalar data of slice k of `volume`, or null where it has no image of slice size. */
 export function sliceData(volume: Types.IImageVolume, k: number): ArrayLike<number> | null {
@@ -38,4 +39,10 @@ export function readVolumePlane(
       for (let j = 0; j < ny; j++) out[k * ny + j] = slice ? (slice[j * nx + index] ?? 0) : voxel(k, j * nx + index);
     }
   }
+}
+
+/** World to continuous voxel index in `volume`'s grid. */
+export function worldToIndex(volume: Types.IImageVolume): (world: Vec3) => Vec3 {
+  return (world) =>
+    utilities.transformWorldToIndexContinuous(volume.imageData as never, world as Types.Point3) as unknown as Vec3;
 }

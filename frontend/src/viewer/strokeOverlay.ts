@@ -13,8 +13,8 @@
 
 import { utilities, type Types } from '@cornerstonejs/core';
 import { Enums as ToolEnums, segmentation } from '@cornerstonejs/tools';
-import { readVolumePlane } from './planes';
-import { paintStroke, planeInView, planeToIndex, type Plane, type SegmentLook, type Vec3 } from './strokePaint';
+import { readVolumePlane, worldToIndex } from './planes';
+import { paintStroke, planeInView, planeToIndex, type Plane, type SegmentLook } from './strokePaint';
 
 export interface PlaneLabels {
   readonly dimensions: [number, number, number];
@@ -79,9 +79,7 @@ export class StrokeOverlay {
     this.looks.clear();
     const { focalPoint, viewPlaneNormal } = this.viewport.getCamera();
     if (!focalPoint || !viewPlaneNormal) return false;
-    const toIndex = (world: Vec3): Vec3 =>
-      utilities.transformWorldToIndexContinuous(this.volume.imageData as never, world as Types.Point3) as unknown as Vec3;
-    const plane = planeInView(this.labels.dimensions, toIndex, focalPoint, viewPlaneNormal);
+    const plane = planeInView(this.labels.dimensions, worldToIndex(this.volume), focalPoint, viewPlaneNormal);
     const { canvas } = this.viewport;
     if (!plane || !canvas.width || !canvas.height || !canvas.clientWidth) return false;
     const size = plane.width * plane.height;

@@ -32,19 +32,30 @@ export function planeInView(
   focalPoint: Vec3,
   normal: Vec3,
 ): Plane | null {
-  const at = toIndex(focalPoint);
-  const ahead = toIndex([focalPoint[0] + normal[0], focalPoint[1] + normal[1], focalPoint[2] + normal[2]]);
-  const step = [0, 1, 2].map((a) => Math.abs((ahead[a] ?? 0) - (at[a] ?? 0)));
-  const length = Math.hypot(...step);
-  if (!(length > 0)) return null;
-  const axis = step.indexOf(Math.max(...step)) as 0 | 1 | 2;
+  const { axis, position, alignment } = viewAxis(toIndex, focalPoint, normal);
   // the normal must run along that axis alone (the crosshairs can rotate a view)
-  if ((step[axis] ?? 0) / length < 0.9999) return null;
-  const position = at[axis] ?? 0;
+  if (!(alignment >= 0.9999)) return null;
   const index = Math.round(position);
   if (Math.abs(position - index) > OFF_PLANE || index < 0 || index >= dims[axis]) return null;
   const [u, v] = otherAxes(axis);
   return { axis, index, width: dims[u], height: dims[v] };
+}
+
+/**
+ * The grid axis a view looks down (the one its normal moves along most), the focal point's
+ * continuous index along it, and how purely the normal runs along it (1: exactly; NaN for a zero
+ * normal).
+ */
+export function viewAxis(
+  toIndex: (world: Vec3) => Vec3,
+  focalPoint: Vec3,
+  normal: Vec3,
+): { axis: 0 | 1 | 2; position: number; alignment: number } {
+  const at = toIndex(focalPoint);
+  const ahead = toIndex([focalPoint[0] + normal[0], focalPoint[1] + normal[1], focalPoint[2] + normal[2]]);
+  const step = [0, 1, 2].map((a) => Math.abs((ahead[a] ?? 0) - (at[a] ?? 0)));
+  const axis = step.indexOf(Math.max(...step)) as 0 | 1 | 2;
+  return { axis, position: at[axis] ?? 0, alignment: (step[axis] ?? 0) / Math.hypot(...step) };
 }
 
 /** The two axes that span a plane fixed along `axis`, in the order of (u, v). */

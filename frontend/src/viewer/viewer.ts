@@ -17,6 +17,8 @@ import { applyLayout, ORIENTATIONS } from './layout';
 import { fetchMask, paintSegment } from './masks';
 import { createTools, paintImmediately, repaintOnlyPaintedView, type ViewerTools } from './tools';
 import { labelmapLook, StrokeOverlay } from './strokeOverlay';
+import { worldToIndex } from './planes';
+import { viewAxis } from './strokePaint';
 import type {
   LabelmapAccess, LabelmapEdit, Layout, Orientation, ToolName, ViewerLesion,
   WindowPresetLike, WorkspaceHook,
@@ -382,14 +384,7 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
     if (!vp) throw new Error(`no viewport ${viewportId}`);
     const { focalPoint, viewPlaneNormal } = vp.getCamera();
     if (!focalPoint || !viewPlaneNormal) throw new Error(`viewport ${viewportId} has no camera`);
-    const imageData = volume.imageData as never;
-    const at = utilities.transformWorldToIndexContinuous(imageData, focalPoint);
-    const ahead = utilities.transformWorldToIndexContinuous(imageData, [
-      focalPoint[0] + viewPlaneNormal[0], focalPoint[1] + viewPlaneNormal[1], focalPoint[2] + viewPlaneNormal[2],
-    ] as Types.Point3);
-    const step = [0, 1, 2].map((a) => Math.abs((ahead[a] ?? 0) - (at[a] ?? 0)));
-    const axis = step.indexOf(Math.max(...step));
-    return Math.round(at[axis] ?? 0);
+    return Math.round(viewAxis(worldToIndex(volume), focalPoint, viewPlaneNormal).position);
   };
   hook.sliceIndex = volumeSlice;
 
