@@ -21,6 +21,7 @@ from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from rest_framework.exceptions import NotAcceptable, ValidationError
 from rest_framework.request import Request
 
+from annotator.dicomweb import lookups  # noqa: F401 - registers the wildcard lookups
 from annotator.dicomweb.views import (
     DicomWebView,
     accepts_json,
@@ -36,6 +37,11 @@ from annotator.models import Instance, Series, Study
 
 CONTROL = {"limit", "offset", "includefield", "fuzzymatching"}
 MAX_LIMIT = 10_000
+MAX_OFFSET = 2**31 - 1
+# Far above any DICOM value (a PN is at most 3 x 64 characters): a pattern costs its length
+# times each value's length.
+MAX_VALUE_CHARS = 1024
+MAX_LIST_ITEMS = 1000
 STUDY_FIELDS = {
     "PatientID": ("patient_id", "text"),
     "PatientName": ("patient_name", "name"),
@@ -76,11 +82,6 @@ def _keyword(key: str) -> str | None:
     return key if tag_for_keyword(key) is not None else None
 
 
-def _wildcard_regex(value: str) -> str:
-    out = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in value)
-    return f"^{out}$"
-
-
 def _date(text: str) -> date:
     try:
         return date(int(text[:4]), int(text[4:6]), int(text[6:8]))
@@ -88,16 +89,31 @@ def _date(text: str) -> date:
         raise ValidationError({"StudyDate": [f"{text!r} is not a date (YYYYMMDD)"]}) from exc
 
 
-def _match(field: str, kind: str, value: str) -> Q:
+def _items(key: str, value: str) -> list[str]:
+    items = [v for v in re.split(r"[,\\]", value) if v]
+    if len(items) > MAX_LIST_ITEMS:
+        raise ValidationError({key: [f"at most {MAX_LIST_ITEMS} values"]})
+    return items
+
+
+def _match(key: str, field: str, kind: str, value: str) -> Q:
+    """The filter of one matching key (``key``: as the client named it, for errors)."""
+    if "\x00" in value:
+        raise ValidationError({key: ["null characters are not allowed"]})
     if kind == "uid":
-        return Q(**{f"{field}__in": [v for v in re.split(r"[,\\]", value) if v]})
+        return Q(**{f"{field}__in": _items(key, value)})
     if kind == "list":
-        return Q(**{f"{field}__in": [v.upper() for v in re.split(r"[,\\]", value) if v]})
+        return Q(**{f"{field}__in": [v.upper() for v in _items(key, value)]})
+    if len(value) > MAX_VALUE_CHARS:
+        raise ValidationError({key: [f"at most {MAX_VALUE_CHARS} characters"]})
     if kind == "int":
         try:
-            return Q(**{field: int(value)})
+            number = int(value)
         except ValueError as exc:
-            raise ValidationError({field: [f"{value!r} is not an integer"]}) from exc
+            raise ValidationError({key: [f"{value!r} is not an integer"]}) from exc
+        if not -(2**31) <= number < 2**31:
+            raise ValidationError({key: ["out of range"]})
+        return Q(**{field: number})
     if kind == "date":
         value = value.replace(".", "").strip()
         if "-" not in value:
@@ -111,8 +127,9 @@ def _match(field: str, kind: str, value: str) -> Q:
         return q
     insensitive = kind == "name"
     if "*" in value or "?" in value:
-        lookup = "iregex" if insensitive else "regex"
-        return Q(**{f"{field}__{lookup}": _wildcard_regex(value)})
+        # SQL pattern matching (annotator.dicomweb.lookups), never a regex: linear in the value.
+        lookup = "iwildcard" if insensitive else "wildcard"
+        return Q(**{f"{field}__{lookup}": value})
     return Q(**{f"{field}__iexact" if insensitive else field: value})
 
 
@@ -131,6 +148,8 @@ class Query:
                 self.limit = self._count(key, values[-1], maximum=MAX_LIMIT)
             elif key == "offset":
                 self.offset = self._count(key, values[-1])
+                if self.offset > MAX_OFFSET:
+                    raise ValidationError({key: [f"at most {MAX_OFFSET}"]})
             elif key == "includefield":
                 for value in values:
                     for item in re.split(r"[,\s]+", value):
@@ -149,7 +168,7 @@ class Query:
                 field, kind = fields[keyword]
                 value = values[-1]
                 if value != "" and value != "*":
-                    self.filters &= _match(field, kind, value)
+                    self.filters &= _match(key, field, kind, value)
 
     @staticmethod
     def _count(key: str, value: str, maximum: int | None = None) -> int:
