@@ -72,9 +72,19 @@ TEMPLATES = [
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # The web server and the worker are separate processes writing one file: wait for the lock
-    # instead of failing, and let the test database be a file the worker can open too.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+    # The web server's threads and the worker are separate connections writing one file.
+    # - timeout: wait up to 30 s for the write lock instead of failing at once.
+    # - IMMEDIATE: a transaction takes the write lock when it begins. SQLite's default (DEFERRED)
+    #   starts it as a reader and upgrades at its first write; when another connection writes in
+    #   between, the upgrade fails with "database is locked" at once, busy timeout or not.
+    # - WAL: readers never wait for the writer, nor the writer for readers; synchronous=NORMAL is
+    #   WAL's documented pairing (durable at each checkpoint rather than at every commit).
+    # And the test database is a file the worker can open too.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        timeout=30,
+        transaction_mode="IMMEDIATE",
+        init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    )
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}
 else:
     # Reuse each server thread's connection across requests (opening one costs more than a

@@ -30,7 +30,9 @@ class Command(BaseCommand):
         worker_command += ["--prefetch-multiplier", "1", "--loglevel", "info"]
         web_command = [python, "-m", "gunicorn", "annotator.wsgi", "--bind", f"{host}:{port}"]
         web_command += ["--workers", str(web_workers), "--threads", "4", "--timeout", "300"]
-        web_command += ["--access-logfile", "-"]
+        # No control socket: gunicorn's default is one fixed path per user, so a second instance
+        # on the machine would take over the first's (and nothing here uses gunicornc).
+        web_command += ["--access-logfile", "-", "--no-control-socket"]
         worker = subprocess.Popen(worker_command, env=env)
         web = subprocess.Popen(web_command, env=env)
         processes = [web, worker]

@@ -1,0 +1,61 @@
+"""`manage.py serve` (what `make run` starts): two instances on one machine stay apart."""
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support.servers import free_port, wait_for
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def serving(data_dir: Path, home: Path) -> Iterator[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
+    env.pop("XDG_RUNTIME_DIR", None)
+    env.update(
+        HOME=str(home),
+        ANNOTATOR_DATA_DIR=str(data_dir),
+        DJANGO_SETTINGS_MODULE="annotator.settings",
+    )
+    manage = [sys.executable, str(REPO / "manage.py")]
+    subprocess.run([*manage, "migrate", "-v", "0"], env=env, cwd=REPO, check=True)
+    port = free_port()
+    with open(data_dir / "serve.log", "wb") as log:
+        server = subprocess.Popen(
+            [*manage, "serve", "--port", str(port)],
+            env=env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(f"{base}/accounts/login/", process=server, timeout=90, request_timeout=10)
+        yield base
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+
+
+@pytest.mark.e2e
+def test_two_instances_on_one_machine_share_no_control_socket(tmp_path: Path) -> None:
+    """gunicorn's control socket defaults to one path per user ($HOME/.gunicorn/gunicorn.ctl):
+    a second instance would take the first's over. `serve` starts gunicorn without one."""
+    home = tmp_path / "home"
+    home.mkdir()
+    with ExitStack() as stack:
+        bases = []
+        for name in ("one", "two"):
+            (tmp_path / name).mkdir()
+            bases.append(stack.enter_context(serving(tmp_path / name, home)))
+        for base in bases:
+            assert requests.get(f"{base}/accounts/login/", timeout=30).status_code == 200
+        assert not list(home.rglob("*.ctl")), list(home.rglob("*"))
