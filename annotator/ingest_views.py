@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotator.api import current_user, get_visible
+from annotator.dicom import archive
 from annotator.errors import InvalidInput
 from annotator.ingest import ImportReport, studies_import
 from annotator.pacs import PacsSource, pacs_find_studies, pacs_import
@@ -24,14 +25,9 @@ from projects.access import require_role, visible_projects
 from projects.models import Role
 
 CHUNK = 1024 * 1024
-PACS_FILTERS = (
-    "PatientID",
-    "PatientName",
-    "StudyDate",
-    "AccessionNumber",
-    "StudyInstanceUID",
-    "ModalitiesInStudy",
-)
+# The zip archives of one import request may hold at most this many times the upload limit,
+# uncompressed in all (16 GiB with the default 2 GiB limit).
+ARCHIVE_EXPANSION = 8
 
 
 class StudyImportView(APIView):
@@ -76,7 +72,22 @@ class StudyImportView(APIView):
                         out.write(chunk)
                 paths.append(local)
                 names[local] = upload.name or f"file {index + 1}"
-            report = studies_import(project=project, paths=paths, display_names=names)
+            # Checked on what the archives declare, before any is extracted; each one's
+            # extraction counts its real bytes against the same cap.
+            cap = ARCHIVE_EXPANSION * settings.MAX_UPLOAD_BYTES
+            declared = sum(archive.declared_bytes(path) for path in paths)
+            if declared > cap:
+                raise InvalidInput(
+                    f"the zip archives hold {declared} bytes uncompressed, more than "
+                    f"{ARCHIVE_EXPANSION} times the upload limit ({cap} bytes)",
+                    fields={"files": [f"archives of at most {cap} bytes uncompressed in all"]},
+                )
+            report = studies_import(
+                project=project,
+                paths=paths,
+                display_names=names,
+                zip_limits={"max_total_bytes": cap},
+            )
         return report_response(report)
 
 
@@ -90,6 +101,36 @@ def report_response(report: ImportReport) -> Response:
     else:
         code = status.HTTP_400_BAD_REQUEST
     return Response(report.to_dict(), status=code)
+
+
+class PacsQuerySerializer(serializers.Serializer):
+    """QIDO-RS filters passed on to the PACS: DICOM values (a PN is at most 3 x 64 characters)."""
+
+    PatientID = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    PatientName = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    StudyDate = serializers.RegexField(
+        r"\A-?[0-9]{8}(?:-[0-9]{8})?-?\Z",
+        required=False,
+        allow_blank=True,
+        error_messages={"invalid": "YYYYMMDD, YYYYMMDD-YYYYMMDD, -YYYYMMDD or YYYYMMDD-"},
+    )
+    AccessionNumber = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    StudyInstanceUID = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    ModalitiesInStudy = serializers.CharField(max_length=64, required=False, allow_blank=True)
+
+
+UID = r"\A[0-9]+(?:\.[0-9]+)*\Z"
+MAX_PULL = 100
+
+
+class PacsImportSerializer(serializers.Serializer):
+    study_uids = serializers.ListField(
+        child=serializers.RegexField(
+            UID, max_length=64, error_messages={"invalid": "a UID: digits and dots"}
+        ),
+        min_length=1,
+        max_length=MAX_PULL,
+    )
 
 
 class PacsStudyListView(APIView):
@@ -113,24 +154,22 @@ class PacsStudyListView(APIView):
         """Search the configured PACS for studies (managers)."""
         project = get_visible(visible_projects(current_user(request)), slug=slug)
         require_role(current_user(request), project, Role.MANAGER)
-        query = {k: str(request.query_params[k]) for k in PACS_FILTERS if k in request.query_params}
+        params = PacsQuerySerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        query = {k: v for k, v in params.validated_data.items() if v}
         return Response(pacs_find_studies(source=PacsSource.configured(), query=query))
 
 
 class PacsImportView(APIView):
     @extend_schema(
-        request=inline_serializer(
-            "PacsImport", {"study_uids": serializers.ListField(child=serializers.CharField())}
-        ),
+        request=PacsImportSerializer,
         responses={201: OpenApiResponse(description="the import report")},
     )
     def post(self, request: Request, slug: str) -> Response:
         """Pull studies by StudyInstanceUID from the configured PACS and import them."""
         project = get_visible(visible_projects(current_user(request)), slug=slug)
         require_role(current_user(request), project, Role.MANAGER)
-        uids = request.data.get("study_uids") if isinstance(request.data, dict) else None
-        if not isinstance(uids, list) or not uids or not all(isinstance(u, str) for u in uids):
-            raise InvalidInput(
-                "give the studies to pull", fields={"study_uids": ["a list of UIDs"]}
-            )
+        data = PacsImportSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        uids = data.validated_data["study_uids"]
         return report_response(pacs_import(project=project, study_uids=uids))

@@ -1,7 +1,16 @@
 """Safe extraction of zip archives: no path traversal, no zip bombs.
 
-Entries are extracted under names chosen here (never the entry's own name), streaming, and every
-byte is counted as it is written: the sizes an archive declares are not trusted.
+Entries are extracted under names chosen here (never the entry's own name), streaming. A bomb is
+refused on the sizes it declares before anything is written, and every byte is counted again as
+it is written (declared sizes are not trusted). The limits, all of them for the whole archive:
+
+- ``max_entries`` entries and ``max_total_bytes`` uncompressed (the web import ties this to the
+  upload limit: annotator.ingest_views);
+- the archive inflates to at most ``max_ratio`` times its own size in bytes (beyond a first
+  ``RATIO_GRACE_BYTES``: a small archive of a few blank images compresses very well);
+- each entry inflates to at most ``max_ratio`` times its compressed size, and what entries write
+  beyond that comes out of one ``RATIO_GRACE_BYTES`` shared by the whole archive, so thousands
+  of small entries of zeros cannot each take a grace of their own.
 """
 
 import stat
@@ -13,7 +22,8 @@ from pathlib import Path, PurePosixPath
 MAX_ENTRIES = 100_000
 MAX_TOTAL_BYTES = 16 * 1024**3
 MAX_RATIO = 200
-# Entries smaller than this may have any ratio (a tiny file of zeros compresses very well).
+# What an archive may inflate beyond its ratio, over all its entries (a small file of zeros
+# compresses very well; thousands of them are a bomb).
 RATIO_GRACE_BYTES = 1024 * 1024
 CHUNK = 1024 * 1024
 
@@ -33,6 +43,18 @@ class ExtractedArchive:
 def is_zip(path: Path) -> bool:
     with open(path, "rb") as f:
         return f.read(4) in (b"PK\x03\x04", b"PK\x05\x06")
+
+
+def declared_bytes(path: Path) -> int:
+    """The uncompressed size a zip archive's entries declare in all (0 for any other file, or
+    an unreadable zip: that is refused when it is extracted)."""
+    try:
+        if not is_zip(path):
+            return 0
+        with zipfile.ZipFile(path) as archive:
+            return sum(info.file_size for info in archive.infolist())
+    except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, ValueError):
+        return 0
 
 
 def unsafe_name_reason(name: str) -> str | None:
@@ -55,19 +77,23 @@ def extract_zip(
 ) -> ExtractedArchive:
     """Extract the archive's files into ``dest`` (which must exist and be empty).
 
-    Unsafe entries (absolute, ``..``, symbolic links) are refused one by one; a bomb (too many
-    entries, too many bytes in all, or an entry that inflates more than ``max_ratio`` times its
-    compressed size) refuses the whole archive: :class:`ArchiveRefused`, with ``dest`` emptied.
+    Unsafe entries (absolute, ``..``, symbolic links) are refused one by one; a bomb (see the
+    module's limits) refuses the whole archive: :class:`ArchiveRefused`, with ``dest`` emptied.
     """
     result = ExtractedArchive()
     try:
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
+            budget = Budget(
+                archive_bytes=path.stat().st_size,
+                max_total_bytes=max_total_bytes,
+                max_ratio=max_ratio,
+            )
             if len(infos) > max_entries:
                 raise ArchiveRefused(
                     f"zip bomb refused: {len(infos)} entries (limit {max_entries})"
                 )
-            total = 0
+            budget.check_declared([info for info in infos if not info.is_dir()])
             for index, info in enumerate(infos):
                 if info.is_dir():
                     continue
@@ -78,7 +104,7 @@ def extract_zip(
                     result.refused.append((info.filename, reason))
                     continue
                 target = dest / f"{index:06d}.entry"
-                total += _extract_entry(archive, info, target, total, max_total_bytes, max_ratio)
+                _extract_entry(archive, info, target, budget)
                 result.entries.append((info.filename, target))
     except ArchiveRefused:
         _empty(dest)
@@ -98,32 +124,83 @@ def extract_zip(
     return result
 
 
+@dataclass
+class Budget:
+    """What an archive may still write: its limits, and the bytes and grace already used."""
+
+    archive_bytes: int
+    max_total_bytes: int
+    max_ratio: float
+    written: int = 0
+    grace_used: int = 0
+
+    def entry_allowance(self, info: zipfile.ZipInfo) -> int:
+        """The entry's own ratio allowance (the compressed size is bounded by the archive's
+        real size, so the entry's output is bounded by it times the ratio)."""
+        return int(max(info.compress_size, 1) * self.max_ratio)
+
+    def archive_allowance(self) -> int:
+        return max(RATIO_GRACE_BYTES, int(self.archive_bytes * self.max_ratio))
+
+    def check_declared(self, infos: list[zipfile.ZipInfo]) -> None:
+        """Refuse on the uncompressed sizes the entries declare, before extracting any."""
+        declared = sum(info.file_size for info in infos)
+        if declared > self.max_total_bytes:
+            raise ArchiveRefused(self._too_many_bytes())
+        grace = 0
+        for info in infos:
+            over = max(0, info.file_size - self.entry_allowance(info))
+            grace += over
+            if grace > RATIO_GRACE_BYTES:
+                raise ArchiveRefused(self._entry_inflates(info, alone=over > RATIO_GRACE_BYTES))
+        if declared > self.archive_allowance():
+            raise ArchiveRefused(self._archive_inflates(declared))
+
+    def add(self, info: zipfile.ZipInfo, entry_written: int, chunk: int) -> None:
+        """Count ``chunk`` more bytes of ``info`` (``entry_written`` before it)."""
+        after = entry_written + chunk
+        over = max(0, after - self.entry_allowance(info))
+        before = max(0, entry_written - self.entry_allowance(info))
+        if self.grace_used + over - before > RATIO_GRACE_BYTES:
+            raise ArchiveRefused(self._entry_inflates(info, alone=over > RATIO_GRACE_BYTES))
+        self.grace_used += over - before
+        self.written += chunk
+        if self.written > self.max_total_bytes:
+            raise ArchiveRefused(self._too_many_bytes())
+        if self.written > self.archive_allowance():
+            raise ArchiveRefused(self._archive_inflates(self.written))
+
+    def _too_many_bytes(self) -> str:
+        return f"zip bomb refused: more than {self.max_total_bytes} bytes uncompressed in all"
+
+    def _entry_inflates(self, info: zipfile.ZipInfo, *, alone: bool) -> str:
+        reason = (
+            f"zip bomb refused: entry {info.filename!r} inflates more than "
+            f"{self.max_ratio:g} times its compressed size ({info.compress_size} bytes)"
+        )
+        if alone:
+            return reason
+        return (
+            f"{reason}, and with the entries before it the archive's entries inflate more "
+            f"than {RATIO_GRACE_BYTES} bytes beyond that ratio in all"
+        )
+
+    def _archive_inflates(self, size: int) -> str:
+        return (
+            f"zip bomb refused: the entries inflate to {size} bytes or more, over "
+            f"{self.max_ratio:g} times the archive's {self.archive_bytes} bytes"
+        )
+
+
 def _extract_entry(
-    archive: zipfile.ZipFile,
-    info: zipfile.ZipInfo,
-    target: Path,
-    total_before: int,
-    max_total_bytes: int,
-    max_ratio: float,
-) -> int:
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, budget: Budget
+) -> None:
     written = 0
-    # The compressed size is the one number a bomb cannot lie about for long: reading it is
-    # bounded by the archive's real size, and the output is bounded by it times the ratio.
-    allowed = max(RATIO_GRACE_BYTES, int(max(info.compress_size, 1) * max_ratio))
     with archive.open(info) as src, open(target, "wb") as out:
         while chunk := src.read(CHUNK):
+            budget.add(info, written, len(chunk))
             written += len(chunk)
-            if written > allowed:
-                raise ArchiveRefused(
-                    f"zip bomb refused: entry {info.filename!r} inflates more than "
-                    f"{max_ratio:g} times its compressed size ({info.compress_size} bytes)"
-                )
-            if total_before + written > max_total_bytes:
-                raise ArchiveRefused(
-                    f"zip bomb refused: more than {max_total_bytes} bytes uncompressed in all"
-                )
             out.write(chunk)
-    return written
 
 
 def _empty(dest: Path) -> None:

@@ -2,8 +2,11 @@
 
 import io
 import json
+import struct
+import tempfile
 import time
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,13 +16,17 @@ import pydicom
 import pytest
 from django.core.files.storage import default_storage
 from django.core.management import CommandError, call_command
+from pydicom.data import get_testdata_file
 from rest_framework.test import APIClient
 
+from annotator import ingest_views
+from annotator.dicom.archive import ArchiveRefused, extract_zip
 from annotator.ingest import ALREADY_IMPORTED, IMPORTED, studies_import
 from annotator.models import Instance, Series, Study, Volume
 from annotator.volumes import volume_array
 from projects.models import Project, Task
 from tests.annotator.test_dicom_reading import FLIPPED, Slice, write_ct_series
+from tests.support.disk import DiskWatch
 
 pytestmark = pytest.mark.django_db
 
@@ -103,10 +110,10 @@ def test_one_bad_series_does_not_stop_the_batch(project: Project, tmp_path: Path
     assert folders == [Series.objects.get().series_instance_uid]
 
 
-def zipped(folder: Path) -> bytes:
+def zipped(folder: Path, pattern: str = "*.dcm") -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
-        for path in sorted(folder.rglob("*.dcm")):
+        for path in sorted(p for p in folder.rglob(pattern) if p.is_file()):
             z.write(path, f"export/{path.relative_to(folder).as_posix()}")
     return buffer.getvalue()
 
@@ -154,6 +161,97 @@ def test_a_zip_and_files_through_the_api(
     assert upload(annotator, ("notes.txt", b"x")).status_code == 403
     outsider = client_for(team["outsider"])
     assert upload(outsider, ("notes.txt", b"x")).status_code == 404
+
+
+def zip_of_copies(path: Path, count: int, content: bytes) -> Path:
+    """A deflated zip of ``count`` entries that each hold ``content``, compressed once and
+    written by hand (zipfile would deflate every entry again: seconds for 2 GiB of zeros)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+    data = packer.compress(content) + packer.flush()
+    crc, central = zlib.crc32(content), []
+    with open(path, "wb") as out:
+        for i in range(count):
+            name = f"series/slice{i:05d}.dcm".encode()
+            sizes = (crc, len(data), len(content), len(name))
+            offset = out.tell()
+            # local header: version 2.0, no flags, deflate, no time, no extra field
+            out.write(struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 8, 0, 0, *sizes, 0))
+            out.write(name + data)
+            # central entry: the same, no comment, disk 0, no attributes, the header's offset
+            header = struct.pack(
+                "<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 8, 0, 0, *sizes, 0, 0, 0, 0, 0, offset
+            )
+            central.append(header + name)
+        start = out.tell()
+        out.write(b"".join(central))
+        end = struct.pack(
+            "<4s4H2LH", b"PK\x05\x06", 0, 0, count, count, out.tell() - start, start, 0
+        )
+        out.write(end)
+    return path
+
+
+MIB = 1024 * 1024
+
+
+def test_a_zip_of_many_small_blank_entries_is_refused_before_it_is_written(
+    project: Project,
+    team: dict[str, Any],
+    client_for: Callable[[Any], APIClient],
+    tmp_path: Path,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """2,100 entries of 1 MiB of zeros (2.2 GB) in a 2.4 MB zip, against a 3 MiB upload limit:
+    refused on what it declares (more than 8 times the limit), and with that cap lifted on the
+    ratio every entry draws on the one grace of the archive, with nothing extracted either way.
+    A zip of a real DICOM series still imports under the same limit."""
+    settings.MAX_UPLOAD_BYTES = 3 * MIB
+    bomb = zip_of_copies(tmp_path / "bomb.zip", 2100, bytes(MIB))
+    assert bomb.stat().st_size < settings.MAX_UPLOAD_BYTES
+    assert zipfile.ZipFile(bomb).read("series/slice02099.dcm") == bytes(MIB)
+    work = tmp_path / "server-tmp"
+    work.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(work))  # where the import writes
+    client = client_for(team["manager"])
+
+    with DiskWatch(work) as disk:
+        response = upload(client, ("bomb.zip", bomb.read_bytes()))
+    assert response.status_code == 400, response.content
+    assert "more than 8 times the upload limit" in response.json()["detail"]
+    assert response.json()["files"] == [f"archives of at most {24 * MIB} bytes uncompressed in all"]
+    assert disk.peak < 10 * settings.MAX_UPLOAD_BYTES, disk.peak
+
+    monkeypatch.setattr(ingest_views, "ARCHIVE_EXPANSION", 10_000)
+    with DiskWatch(work) as disk:
+        response = upload(client, ("bomb.zip", bomb.read_bytes()))
+    assert response.status_code == 400, response.content
+    (refused,) = response.json()["files"]
+    assert refused["source"] == "bomb.zip" and refused["reason"].startswith(
+        "zip bomb refused: entry 'series/slice00001.dcm' inflates more than 200 times"
+    )
+    assert "1048576 bytes beyond that ratio in all" in refused["reason"]
+    assert disk.peak < 10 * settings.MAX_UPLOAD_BYTES, disk.peak
+    assert disk.held() == 0 and not Series.objects.exists()
+
+    # The archive as a whole: 1.1 MiB of zeros within its entry's ratio and grace, but more
+    # than the grace and 200 times the archive's own size.
+    dense = zip_of_copies(tmp_path / "dense.zip", 1, bytes(MIB + MIB // 10))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(ArchiveRefused, match=r"inflate to \d+ bytes or more, over 200 times"):
+        extract_zip(dense, dest)
+    assert not list(dest.iterdir())
+
+    # A zip of a real CT series (pydicom's test files) under the same limit.
+    files = Path(get_testdata_file("CT_small.dcm", read=False)).parent  # type: ignore[arg-type]
+    folder = files / "dicomdirtests" / "98892001" / "CT5N"
+    series_zip = zipped(folder, pattern="*")
+    assert len(series_zip) < settings.MAX_UPLOAD_BYTES
+    response = upload(client, ("ct.zip", series_zip))
+    assert response.status_code == 201, response.content
+    (series,) = response.json()["series"]
+    assert series["status"] == IMPORTED and series["slices"] == 5
 
 
 def test_the_management_command(
