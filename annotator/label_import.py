@@ -26,15 +26,10 @@ from annotator.dicom.labels import (
 )
 from annotator.dicom.types import LabelObject
 from annotator.errors import Conflict, InvalidInput
+from annotator.image_files import image_suffix, read_image
 from annotator.models import Lesion, MaskVersion, Series
 from annotator.services import Author, mask_version_save
-from annotator.volumes import (
-    ImportedVolume,
-    image_suffix,
-    read_image,
-    volume_import,
-    volume_read,
-)
+from annotator.volumes import ImportedVolume, volume_import, volume_read
 from inference.engine import key_slice_and_box
 from projects.models import Project, Task
 from projects.services import current_round, task_create
@@ -216,12 +211,12 @@ def volume_with_labels_import(
 ) -> tuple[ImportedVolume, list[Lesion]]:
     """Import an image file and its label map (NIfTI / NRRD / MHA on the same grid): each label
     value becomes a lesion with an ``import`` mask version. All of it, or nothing."""
-    suffix = image_suffix(labels_filename)
+    suffix = image_suffix(labels_filename, field="labels")
     with tempfile.TemporaryDirectory(prefix="annotator-labels-") as tmp:
         path = Path(tmp) / f"labels{suffix}"
         with open(path, "wb") as out:
             shutil.copyfileobj(labels, out)
-        label_image = read_image(path, labels_filename)
+        label_image = read_image(path, labels_filename, field="labels")
     keys: list[str] = []
     try:
         with transaction.atomic():  # the volume's rows roll back with the labels'

@@ -14,8 +14,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from annotator.errors import InvalidInput
+from annotator.image_files import image_suffix, read_image
 from annotator.models import Volume
-from annotator.volumes import image_suffix
 
 ENCODINGS = ("raw-gzip", "image")
 
@@ -35,22 +35,24 @@ def decode_raw_gzip(payload: bytes, shape: tuple[int, int, int]) -> np.ndarray:
 
 
 def decode_image(payload: bytes, filename: str, volume: Volume) -> np.ndarray:
-    suffix = image_suffix(filename)
+    """A label image on the volume's grid, read by the shared reader (field ``mask``)."""
+    suffix = image_suffix(filename, field="mask")
     with tempfile.TemporaryDirectory(prefix="annotator-mask-") as tmp:
         path = Path(tmp) / f"mask{suffix}"
         path.write_bytes(payload)
-        try:
-            image = sitk.ReadImage(str(path))
-        except RuntimeError as exc:
-            raise InvalidInput(f"{filename!r} could not be read as a label image") from exc
+        image = read_image(path, filename, field="mask")
     if list(image.GetSize()) != list(volume.size):
         raise InvalidInput(
-            f"the mask's size {list(image.GetSize())} differs from the volume's {volume.size}"
+            f"the mask's size {list(image.GetSize())} differs from the volume's {volume.size}",
+            fields={"mask": ["size differs from the volume's"]},
         )
     if not np.allclose(image.GetSpacing(), volume.spacing, rtol=1e-3) or not np.allclose(
         image.GetOrigin(), volume.origin, atol=1e-2
     ):
-        raise InvalidInput("the mask's spacing or origin differs from the volume's")
+        raise InvalidInput(
+            "the mask's spacing or origin differs from the volume's",
+            fields={"mask": ["spacing or origin differs from the volume's"]},
+        )
     return sitk.GetArrayFromImage(image) != 0
 
 

@@ -159,6 +159,10 @@ STORAGES = {
 DATA_UPLOAD_MAX_MEMORY_SIZE = 32 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 32 * 1024 * 1024
 MAX_UPLOAD_BYTES = env.int("ANNOTATOR_MAX_UPLOAD_BYTES", default=2 * 1024**3)
+# Every image's declared size is checked against these before anything is allocated: voxels of
+# one volume (NIfTI/NRRD/MHA upload, DICOM series, video), frames of one DICOM object or video.
+MAX_IMAGE_VOXELS = env.int("ANNOTATOR_MAX_IMAGE_VOXELS", default=1024**3)
+MAX_IMAGE_FRAMES = env.int("ANNOTATOR_MAX_IMAGE_FRAMES", default=10_000)
 # The limit is enforced as the body streams in, before the handlers that keep the files.
 FILE_UPLOAD_HANDLERS = [
     "annotator.uploads.LimitedUploadHandler",

@@ -7,9 +7,7 @@ what the DICOMweb server gives the viewer. Videos become grey-level ultrasound s
 (``annotator.video``). DICOM series come in through the imaging pipeline.
 """
 
-import gzip
 import re
-import struct
 import tempfile
 from dataclasses import dataclass
 from datetime import date
@@ -25,13 +23,11 @@ from pydicom.uid import generate_uid
 from annotator import storage
 from annotator.dicom.synthesis import iter_instances, to_bytes
 from annotator.errors import InvalidInput
+from annotator.image_files import IMAGE_SUFFIXES, image_suffix, read_image
 from annotator.models import Instance, Series, Study, Volume
 from annotator.video import VIDEO_SUFFIXES, read_video
 from projects.models import Project, Task
 from projects.services import task_create
-
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
-MAX_VOXELS = 1024 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -41,87 +37,9 @@ class ImportedVolume:
     task: Task | None
 
 
-def image_suffix(filename: str, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> str:
-    """The file's image suffix (3D image files only: masks cannot be videos)."""
-    lower = filename.lower()
-    for suffix in suffixes:
-        if lower.endswith(suffix):
-            return suffix
-    raise InvalidInput(
-        f"{filename!r} is not a supported image file; expected one of {', '.join(suffixes)}",
-        fields={"file": [f"unsupported file type; expected {', '.join(suffixes)}"]},
-    )
-
-
 def upload_suffix(filename: str) -> str:
     """The suffix of a file ``volume_import`` accepts: a 3D image or a video."""
     return image_suffix(filename, IMAGE_SUFFIXES + VIDEO_SUFFIXES)
-
-
-def _nifti_data_end(header: bytes) -> int | None:
-    """The byte offset where a NIfTI-1 or NIfTI-2 file's voxel data ends (None: not NIfTI)."""
-    for endian in "<>":
-        if len(header) >= 348 and struct.unpack(f"{endian}i", header[:4])[0] == 348:
-            dims = struct.unpack(f"{endian}8h", header[40:56])
-            bitpix = struct.unpack(f"{endian}h", header[72:74])[0]
-            offset = int(struct.unpack(f"{endian}f", header[108:112])[0])
-            break
-        if len(header) >= 540 and struct.unpack(f"{endian}i", header[:4])[0] == 540:
-            bitpix = struct.unpack(f"{endian}h", header[14:16])[0]
-            dims = struct.unpack(f"{endian}8q", header[16:80])
-            offset = struct.unpack(f"{endian}q", header[168:176])[0]
-            break
-    else:
-        return None
-    count = int(np.prod([max(int(d), 1) for d in dims[1 : 1 + max(1, min(int(dims[0]), 7))]]))
-    return offset + count * max(int(bitpix), 8) // 8
-
-
-def _check_complete(path: Path, filename: str) -> None:
-    """ITK reads a truncated NIfTI without complaint (the missing voxels become 0): refuse it."""
-    if not filename.lower().endswith((".nii", ".nii.gz")):
-        return
-    opener = gzip.open if filename.lower().endswith(".gz") else open
-    try:
-        with opener(path, "rb") as f:
-            header = f.read(540)
-            total = len(header)
-            while chunk := f.read(1024 * 1024):
-                total += len(chunk)
-    except (OSError, EOFError) as exc:
-        raise InvalidInput(
-            f"{filename!r} could not be read as an image: the compressed data is cut short",
-            fields={"file": ["the file is truncated or corrupt"]},
-        ) from exc
-    end = _nifti_data_end(header)
-    if end is not None and total < end:
-        raise InvalidInput(
-            f"{filename!r} could not be read as an image: it holds {total} bytes of the "
-            f"{end} its header announces",
-            fields={"file": ["the file is truncated"]},
-        )
-
-
-def read_image(path: Path, filename: str) -> sitk.Image:
-    """Read and check one 3D scalar image; 2D images become a volume of one slice."""
-    _check_complete(path, filename)
-    try:
-        image = sitk.ReadImage(str(path))
-    except RuntimeError as exc:
-        first_line = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
-        raise InvalidInput(
-            f"{filename!r} could not be read as an image: {first_line}",
-            fields={"file": ["the file could not be read as an image"]},
-        ) from exc
-    if image.GetNumberOfComponentsPerPixel() != 1:
-        raise InvalidInput(f"{filename!r} has several components per voxel; expected grey values")
-    if image.GetDimension() == 2:
-        image = sitk.JoinSeries(image)
-    if image.GetDimension() != 3:
-        raise InvalidInput(f"{filename!r} has {image.GetDimension()} dimensions; expected 3")
-    if int(np.prod(image.GetSize())) > MAX_VOXELS:
-        raise InvalidInput(f"{filename!r} has more than {MAX_VOXELS} voxels")
-    return image
 
 
 def _safe_name(filename: str) -> str:
@@ -135,7 +53,8 @@ def volume_import(
     """Store an image or video file as a new study/series/volume of ``project``, with generated
     DICOM instances, and queue it as a task.
 
-    Either everything is created (files and rows) or nothing is.
+    The file is read by :func:`annotator.image_files.read_image` (only its own bytes, sizes
+    checked before allocation). Either everything is created (files and rows) or nothing is.
     """
     suffix = upload_suffix(filename)
     with tempfile.TemporaryDirectory(prefix="annotator-import-") as tmp:
@@ -149,7 +68,12 @@ def volume_import(
                 out.write(chunk)
         is_video = suffix in VIDEO_SUFFIXES
         if is_video:
-            image = read_video(local, filename, max_voxels=MAX_VOXELS)
+            image = read_video(
+                local,
+                filename,
+                max_voxels=settings.MAX_IMAGE_VOXELS,
+                max_frames=settings.MAX_IMAGE_FRAMES,
+            )
         else:
             image = read_image(local, filename)
         modality = "US" if is_video else project.modality
