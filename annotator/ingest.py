@@ -22,6 +22,7 @@ from typing import Any
 
 import pydicom
 import SimpleITK as sitk
+from django.conf import settings
 from django.db import DatabaseError, transaction
 
 from annotator import storage
@@ -31,6 +32,7 @@ from annotator.dicom import (
     REJECTED,
     FileOutcome,
     LabelObject,
+    Limits,
     ScanResult,
     SeriesScan,
     build_series,
@@ -41,6 +43,7 @@ from annotator.dicomweb.wado import warm_series_metadata
 from annotator.errors import DomainError
 from annotator.label_import import dicom_labels_import
 from annotator.models import Instance, Series, Study, Volume
+from annotator.redact import without_paths
 from projects.models import Project
 from projects.services import task_create
 
@@ -255,6 +258,7 @@ def _import_series(
     series: SeriesScan,
     workdir: Path,
     deid: ProjectPseudonymizer | None,
+    limits: Limits,
 ) -> SeriesSummary:
     if series.error:
         return _summary(series, REJECTED, series.error)
@@ -263,7 +267,7 @@ def _import_series(
         reason = "already imported: this series is in the project (not duplicated)"
         _mark_files(result, series, ALREADY_IMPORTED, reason)
         return _summary(series, ALREADY_IMPORTED, reason)
-    build_series(result, series)
+    build_series(result, series, limits)
     if series.error:
         return _summary(series, REJECTED, series.error)
     try:
@@ -275,7 +279,7 @@ def _import_series(
             _mark_files(result, series, ALREADY_IMPORTED, reason)
             return _summary(series, ALREADY_IMPORTED, reason)
         log.exception("series %s could not be stored", series.series_instance_uid)
-        series.error = f"could not be stored: {exc}"
+        series.error = f"could not be stored: {without_paths(str(exc))}"
         _mark_files(result, series, REJECTED, f"series rejected: {series.error}")
         return _summary(series, REJECTED, series.error)
     finally:
@@ -295,7 +299,11 @@ def _import_label(
         outcome.status = IMPORTED
     except DomainError as exc:
         outcome.status = REJECTED
-        outcome.reason = exc.message
+        outcome.reason = without_paths(exc.message)
+    except Exception as exc:  # a malformed object must not stop the import: report it
+        log.exception("label object %s could not be imported", label.source)
+        outcome.status = REJECTED
+        outcome.reason = f"could not be read: {without_paths(str(exc))}"
 
 
 def studies_import(
@@ -316,6 +324,7 @@ def studies_import(
     de-identify get de-identified files, UIDs and dates. Never raises for bad input.
     """
     report = ImportReport()
+    limits = Limits(max_voxels=settings.MAX_IMAGE_VOXELS, max_frames=settings.MAX_IMAGE_FRAMES)
     deid = ProjectPseudonymizer(project) if project.deidentify else None
     if label_handler is None:
         label_handler = functools.partial(
@@ -332,11 +341,12 @@ def studies_import(
             build=False,
             progress=progress,
             zip_limits=zip_limits,
+            limits=limits,
         )
         if progress is not None and result.series:
             progress("importing series", 0, len(result.series))
         for done, series in enumerate(result.series, start=1):
-            report.series.append(_import_series(project, result, series, workdir, deid))
+            report.series.append(_import_series(project, result, series, workdir, deid, limits))
             if progress is not None:
                 progress("importing series", done, len(result.series))
         for label in result.labels:

@@ -73,6 +73,11 @@ def assemble_series(instances: Sequence[DicomInstance]) -> SeriesScan:
         frame_of_reference_uid=first.frame_of_reference_uid,
         instances=list(instances),
     )
+    broken = [i for i in instances if i.geometry_error]
+    if broken:
+        more = f" (and {len(broken) - 1} more object(s))" if len(broken) > 1 else ""
+        series.error = f"unusable geometry in {broken[0].source}: {broken[0].geometry_error}{more}"
+        return series
     series.error = _consistency_error(instances)
     if series.error:
         return series
@@ -122,6 +127,9 @@ def assemble_series(instances: Sequence[DicomInstance]) -> SeriesScan:
         if series.error:
             return series
         slice_spacing = float(ordered[-1] - ordered[0]) / (len(ordered) - 1)
+    if not (np.isfinite(slice_spacing) and slice_spacing > 0):  # positions are finite: a guard
+        series.error = f"invalid slice spacing {slice_spacing!r}"
+        return series
     direction = np.column_stack([row, column, normal])  # axes x, y, z as columns
     series.geometry = Geometry(
         origin=(

@@ -18,9 +18,9 @@ from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut
 
 from annotator.dicom.geometry import functional_item
-from annotator.dicom.types import DicomInstance, SeriesScan
+from annotator.dicom.types import DEFAULT_LIMITS, DicomInstance, Limits, SeriesScan
+from annotator.redact import without_paths
 
-MAX_VOXELS = 1024 * 1024 * 1024
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
@@ -64,7 +64,7 @@ def decode_instance(instance: DicomInstance) -> tuple[np.ndarray, str]:
 
 def _reason(instance: DicomInstance, exc: Exception) -> str:
     syntax = pydicom.uid.UID(instance.transfer_syntax_uid).name or instance.transfer_syntax_uid
-    text = str(exc).replace(str(instance.path), instance.source).strip()
+    text = without_paths(str(exc), {str(instance.path): instance.source}).strip()
     # pydicom lists each plugin's failure on its own line: keep them all, on one line.
     message = "; ".join(line.strip() for line in text.splitlines()) or type(exc).__name__
     if "less than expected" in message or "end of file" in message.lower():
@@ -72,17 +72,19 @@ def _reason(instance: DicomInstance, exc: Exception) -> str:
     return f"pixel data could not be decoded ({syntax}): {message}"
 
 
-def build_volume(series: SeriesScan) -> dict[str, str]:
+def build_volume(series: SeriesScan, limits: Limits = DEFAULT_LIMITS) -> dict[str, str]:
     """Decode every instance into ``series.image``; returns {SOPInstanceUID: reason} of failures.
 
-    Any failure rejects the whole series (``series.error``): never half a volume.
+    Any failure rejects the whole series (``series.error``): never half a volume. The volume's
+    size is checked against ``limits`` before it is allocated; NaN or infinite grey values
+    (float pixel data, a NaN rescale) fail their instance.
     """
     geometry = series.geometry
     assert geometry is not None, "assemble_series first"
     first = series.instances[0]
     shape = (series.number_of_slices, first.rows, first.columns)
-    if int(np.prod(shape, dtype=np.int64)) > MAX_VOXELS:
-        series.error = f"too large: {shape} voxels (limit {MAX_VOXELS})"
+    if shape[0] * shape[1] * shape[2] > limits.max_voxels:
+        series.error = f"too large: {shape} voxels (limit {limits.max_voxels})"
         return {}
     volume = np.empty(shape, dtype=np.float32)
     failures: dict[str, str] = {}
@@ -92,6 +94,12 @@ def build_volume(series: SeriesScan) -> dict[str, str]:
             frames, photometric = decode_instance(instance)
         except Exception as exc:  # decoders raise many types for corrupt or unsupported data
             failures[instance.sop_instance_uid] = _reason(instance, exc)
+            continue
+        bad = int(np.count_nonzero(~np.isfinite(frames)))
+        if bad:
+            failures[instance.sop_instance_uid] = (
+                f"{bad} NaN or infinite grey value(s) (float pixel data or the modality LUT)"
+            )
             continue
         volume[instance.slice_indices] = frames
         monochrome1 = monochrome1 or photometric == "MONOCHROME1"

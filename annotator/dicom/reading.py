@@ -19,10 +19,11 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from annotator.dicom import archive
+from annotator.dicom import archive, checks
 from annotator.dicom.geometry import assemble_series, functional_item
 from annotator.dicom.pixels import build_volume
 from annotator.dicom.types import (
+    DEFAULT_LIMITS,
     DUPLICATE,
     IMAGE,
     LABEL,
@@ -31,10 +32,12 @@ from annotator.dicom.types import (
     FileOutcome,
     Frame,
     LabelObject,
+    Limits,
     ScanResult,
     SeriesScan,
     StudyInfo,
 )
+from annotator.redact import without_paths
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,9 @@ LABEL_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.66.5": "Surface Segmentation Storage",
 }
 LABEL_REASON = "label object, imported with labels"
+# Values longer than this stay on disk while the header is read (pixel data above all): their
+# declared length is checked against the file, the bytes are read only when decoding.
+DEFER_BYTES = 64 * 1024
 
 
 def _text(ds: Dataset, keyword: str, limit: int = 200) -> str:
@@ -73,41 +79,66 @@ def _floats(value: Any, count: int) -> tuple[float, ...] | None:
     return numbers
 
 
-def _frames(ds: Dataset, count: int) -> list[Frame]:
-    """Each frame's position and orientation (None where the object has no geometry)."""
+def _geometry_value(
+    source: Dataset, keyword: str, count: int
+) -> tuple[tuple[float, ...] | None, str]:
+    """The attribute as ``count`` finite numbers; (None, "") when absent, (None, why) when it is
+    present but not that (non-numeric, NaN, infinite, the wrong number of values)."""
+    try:
+        raw = source.get(keyword)
+    except Exception as exc:  # a malformed DS value can fail on access
+        return None, f"{keyword} is unreadable ({exc})"
+    if raw is None or raw == "":
+        return None, ""
+    numbers = None if isinstance(raw, str) else _floats(raw, count)
+    if numbers is None:
+        try:
+            shown = raw if isinstance(raw, str) else "\\".join(str(v) for v in raw)
+        except TypeError:  # a single value
+            shown = str(raw)
+        return None, f"{keyword} {shown[:120]!r} is not {count} finite numbers"
+    return numbers, ""
+
+
+def _frames(ds: Dataset, count: int) -> tuple[list[Frame], str]:
+    """Each frame's position and orientation (None where the object has no geometry), and why
+    the geometry it has cannot be used ("" when it can)."""
     if "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
         frames = []
         for i in range(count):
             plane = functional_item(ds, i, "PlanePositionSequence") or Dataset()
             axes = functional_item(ds, i, "PlaneOrientationSequence") or Dataset()
-            frames.append(
-                Frame(
-                    position=_floats(plane.get("ImagePositionPatient"), 3),
-                    orientation=_floats(axes.get("ImageOrientationPatient"), 6),
-                )
-            )
-        return frames
+            position, error = _geometry_value(plane, "ImagePositionPatient", 3)
+            orientation, problem = _geometry_value(axes, "ImageOrientationPatient", 6)
+            if error or problem:
+                return [], f"frame {i + 1}: {error or problem}"
+            frames.append(Frame(position=position, orientation=orientation))
+        return frames, ""
+    position, error = _geometry_value(ds, "ImagePositionPatient", 3)
+    orientation, problem = _geometry_value(ds, "ImageOrientationPatient", 6)
+    if error or problem:
+        return [], error or problem
     if count > 1:  # a cine or classic multi-frame: one position for the whole object
-        return [Frame(None, None) for _ in range(count)]
-    return [
-        Frame(
-            _floats(ds.get("ImagePositionPatient"), 3),
-            _floats(ds.get("ImageOrientationPatient"), 6),
-        )
-    ]
+        return [Frame(None, None) for _ in range(count)], ""
+    return [Frame(position, orientation)], ""
 
 
-def _pixel_spacing(ds: Dataset) -> tuple[float, float] | None:
-    """(row spacing, column spacing) in mm, as DICOM's PixelSpacing orders them."""
+def _pixel_spacing(ds: Dataset) -> tuple[tuple[float, float] | None, str]:
+    """(row spacing, column spacing) in mm, as DICOM's PixelSpacing orders them, or None when
+    the object has none; and why a spacing it has cannot be used (not two numbers > 0)."""
     measures = functional_item(ds, 0, "PixelMeasuresSequence")
+    first_error = ""
     for source in (measures, ds):
         if source is None:
             continue
         for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
-            spacing = _floats(source.get(keyword), 2)
-            if spacing is not None and min(spacing) > 0:
-                return (spacing[0], spacing[1])
-    return None
+            spacing, error = _geometry_value(source, keyword, 2)
+            if spacing is not None and min(spacing) <= 0:
+                error = f"{keyword} {spacing[0]:g}\\{spacing[1]:g} is not > 0"
+            elif spacing is not None:
+                return (spacing[0], spacing[1]), ""
+            first_error = first_error or error
+    return None, first_error
 
 
 def _read_reason(exc: Exception, size: int) -> str:
@@ -123,16 +154,25 @@ def _read_reason(exc: Exception, size: int) -> str:
     return f"unreadable DICOM file ({type(exc).__name__}): {exc}"
 
 
-def read_instance(path: Path, source: str) -> DicomInstance | LabelObject | FileOutcome:
-    """Read one file's header: an image instance, a label object, or a rejection."""
+def read_instance(
+    path: Path, source: str, limits: Limits = DEFAULT_LIMITS
+) -> DicomInstance | LabelObject | FileOutcome:
+    """Read one file's header: an image instance, a label object, or a rejection.
+
+    Large values (the pixel data) are not read, only measured; every declared size and UID is
+    checked (:mod:`annotator.dicom.checks`) before a frame list is built.
+    """
     size = -1
     try:
         size = path.stat().st_size
+        inflated = checks.deflated_problem(path)
+        if inflated:
+            return FileOutcome(source=source, status=REJECTED, reason=inflated)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            ds = pydicom.dcmread(path, force=False, stop_before_pixels=False)
+            ds = pydicom.dcmread(path, force=False, defer_size=DEFER_BYTES)
     except Exception as exc:  # pydicom raises many types for corrupt input
-        reason = _read_reason(exc, size).replace(str(path), source)
+        reason = without_paths(_read_reason(exc, size), {str(path): source})
         return FileOutcome(source=source, status=REJECTED, reason=reason)
     truncated = [str(w.message) for w in caught if "end of file" in str(w.message).lower()]
     sop_class = _text(ds, "SOPClassUID", 64)
@@ -142,7 +182,7 @@ def read_instance(path: Path, source: str) -> DicomInstance | LabelObject | File
         return FileOutcome(
             source=source,
             status=REJECTED,
-            reason=f"truncated file: {truncated[0].replace(str(path), source)}",
+            reason=f"truncated file: {without_paths(truncated[0], {str(path): source})}",
             series_instance_uid=series_uid,
             sop_instance_uid=sop_uid,
         )
@@ -155,6 +195,17 @@ def read_instance(path: Path, source: str) -> DicomInstance | LabelObject | File
         study_date=_text(ds, "StudyDate", 8),
     )
     if sop_class in LABEL_SOP_CLASSES:
+        problems = checks.uid_problems(ds)
+        if not problems and any(k in ds for k in checks.PIXEL_KEYWORDS):
+            problems = [p for p in [checks.pixel_data_problem(ds, path, size, limits)] if p]
+        if problems:
+            return FileOutcome(
+                source=source,
+                status=REJECTED,
+                reason="; ".join(problems),
+                series_instance_uid=series_uid,
+                sop_instance_uid=sop_uid,
+            )
         return LabelObject(
             path=path,
             source=source,
@@ -174,15 +225,6 @@ def read_instance(path: Path, source: str) -> DicomInstance | LabelObject | File
         )
         if not value
     ]
-    too_long = [
-        keyword
-        for keyword, value in (
-            ("SOPInstanceUID", sop_uid),
-            ("StudyInstanceUID", study.study_instance_uid),
-            ("SeriesInstanceUID", series_uid),
-        )
-        if len(value) > 64
-    ]
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         kind = pydicom.uid.UID(sop_class).name if sop_class else "unknown SOP class"
         return FileOutcome(
@@ -192,11 +234,21 @@ def read_instance(path: Path, source: str) -> DicomInstance | LabelObject | File
             series_instance_uid=series_uid,
             sop_instance_uid=sop_uid,
         )
-    if missing or too_long:
-        # A UID is a key here (rows, storage paths): never guess or truncate one.
-        problems = [f"missing {k}" for k in missing] + [f"{k} longer than 64" for k in too_long]
+    # A UID is a key here (rows, storage paths, URLs): never guess, fix or truncate one.
+    problems = [f"missing {k}" for k in missing] + checks.uid_problems(ds)
+    if problems:
         return FileOutcome(source=source, status=REJECTED, reason="; ".join(problems))
-    frames = max(_int(ds, "NumberOfFrames") or 1, 1)
+    pixel_problem = checks.pixel_data_problem(ds, path, size, limits)
+    if pixel_problem:
+        return FileOutcome(
+            source=source,
+            status=REJECTED,
+            reason=pixel_problem,
+            series_instance_uid=series_uid,
+            sop_instance_uid=sop_uid,
+        )
+    frames, geometry_error = _frames(ds, checks.number_of_frames(ds) or 1)
+    pixel_spacing, spacing_error = _pixel_spacing(ds)
     return DicomInstance(
         path=path,
         source=source,
@@ -213,8 +265,9 @@ def read_instance(path: Path, source: str) -> DicomInstance | LabelObject | File
         frame_of_reference_uid=_text(ds, "FrameOfReferenceUID", 64),
         rows=_int(ds, "Rows") or 0,
         columns=_int(ds, "Columns") or 0,
-        pixel_spacing=_pixel_spacing(ds),
-        frames=_frames(ds, frames),
+        pixel_spacing=pixel_spacing,
+        frames=frames or [Frame(None, None)] * (checks.number_of_frames(ds) or 1),
+        geometry_error=geometry_error or spacing_error,
     )
 
 
@@ -278,6 +331,7 @@ def scan(
     build: bool = True,
     progress: Progress | None = None,
     zip_limits: Mapping[str, Any] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> ScanResult:
     """Read, classify, group, sort and check every input; build each good series' volume.
 
@@ -293,7 +347,7 @@ def scan(
             result.files.append(item)
         else:
             source, path = item
-            read = read_instance(path, source)
+            read = read_instance(path, source, limits)
             if isinstance(read, FileOutcome):
                 result.files.append(read)
             elif isinstance(read, LabelObject):
@@ -340,7 +394,7 @@ def scan(
         series = assemble_series(members)
         result.series.append(series)
         if build:
-            build_series(result, series)
+            build_series(result, series, limits)
         else:
             reject_series_files(result, series)
         if progress is not None:
@@ -348,10 +402,10 @@ def scan(
     return result
 
 
-def build_series(result: ScanResult, series: SeriesScan) -> None:
+def build_series(result: ScanResult, series: SeriesScan, limits: Limits = DEFAULT_LIMITS) -> None:
     """Decode a checked series into ``series.image``; failures go into the file outcomes."""
     if not series.error:
-        file_errors = build_volume(series)
+        file_errors = build_volume(series, limits)
         for outcome in result.files:
             if outcome.status == IMAGE and outcome.sop_instance_uid in file_errors:
                 outcome.status = REJECTED

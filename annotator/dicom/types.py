@@ -12,6 +12,17 @@ LABEL = "label"  # an RTSTRUCT / SEG object: set aside for the labels import
 REJECTED = "rejected"  # unreadable, not an image, undecodable, or its series was rejected
 
 
+@dataclass(frozen=True)
+class Limits:
+    """Caps on what one import may allocate (the web app passes the operator's settings)."""
+
+    max_voxels: int = 1024**3  # voxels of one series' volume, or of one object's frames
+    max_frames: int = 10_000  # NumberOfFrames of one object
+
+
+DEFAULT_LIMITS = Limits()
+
+
 @dataclass
 class FileOutcome:
     source: str  # the name the user knows: a path, or "archive.zip/entry"
@@ -58,6 +69,9 @@ class DicomInstance:
     columns: int
     pixel_spacing: tuple[float, float] | None  # (row spacing, column spacing), mm
     frames: list[Frame]
+    # Why this object's geometry cannot be used (a position, orientation or spacing that is
+    # present but not finite numbers); assemble_series rejects its series with it.
+    geometry_error: str = ""
     # Set by assemble_series: the volume slice of each of this object's frames, in frame order.
     slice_indices: list[int] = field(default_factory=list)
 

@@ -23,6 +23,8 @@ from projects.models import Project
 NOT_DICOM = "not a DICOM file: no DICOM preamble and meta header"
 TRUNCATED = "truncated file: End of file reached before delimiter (FFFE,E0DD)"
 LABEL_OBJECT = "label object, imported with labels"
+ZERO_SPACING = "PixelSpacing 0\\0 is not > 0"
+BAD_UID = "StudyInstanceUID '05fa52f0e599f17b8186ff18fcdf2b55"  # a hex digest: not a UID
 
 # file name -> number of frames of its series, or (status, reason substring)
 EXPECTED: dict[str, int | tuple[str, str]] = {
@@ -44,10 +46,11 @@ EXPECTED: dict[str, int | tuple[str, str]] = {
     "OBXXXX1A_rle.dcm": 1,  # RLE
     "OBXXXX1A_rle_2frame.dcm": 2,
     "OT-PAL-8-face.dcm": (REJECTED, NOT_DICOM),  # ACR-NEMA style: no meta header
-    "RG1_J2KI.dcm": 1,  # CR, MONOCHROME1
-    "RG1_J2KR.dcm": 1,
-    "RG1_UNCI.dcm": 1,
-    "RG1_UNCR.dcm": 1,
+    # CR, MONOCHROME1; PixelSpacing 0\\0 and no ImagerPixelSpacing: no usable spacing
+    "RG1_J2KI.dcm": (REJECTED, ZERO_SPACING),
+    "RG1_J2KR.dcm": (REJECTED, ZERO_SPACING),
+    "RG1_UNCI.dcm": (REJECTED, ZERO_SPACING),
+    "RG1_UNCR.dcm": (REJECTED, ZERO_SPACING),
     "RG3_J2KI.dcm": 1,
     "RG3_J2KR.dcm": 1,
     "RG3_UNCI.dcm": 1,
@@ -76,7 +79,8 @@ EXPECTED: dict[str, int | tuple[str, str]] = {
     "US1_J2KR.dcm": 1,  # YBR_RCT
     "US1_UNCI.dcm": 1,
     "US1_UNCR.dcm": 1,
-    "bad_sequence.dcm": 1,  # CT, JPEG lossless, a malformed sequence pydicom reads anyway
+    # CT, JPEG lossless, a malformed sequence; its UIDs are hex digests, not UIDs
+    "bad_sequence.dcm": (REJECTED, BAD_UID),
     "color-pl.dcm": 1,  # RGB, planar configuration 1
     "color-px.dcm": 1,
     "color3d_jpeg_baseline.dcm": 120,  # ultrasound cine, JPEG baseline YBR_FULL_422
@@ -173,15 +177,16 @@ def test_the_whole_corpus_through_the_service(
     report = studies_import(project=project, paths=[folder], display_names={folder: "data"})
     counts = report.counts()
     # As a batch, the corpus holds the same objects in several encodings (same SOPInstanceUID:
-    # duplicates) and different objects at one position (693_*, MR2_*: those series are refused).
+    # duplicates) and different objects at one position (693_*, MR2_*: those series are refused),
+    # RG1_* has a zero PixelSpacing (its series is refused) and bad_sequence.dcm invalid UIDs.
     assert counts == {
         "files": 68,
         "files duplicate": 28,
-        "files imported": 31,
-        "files rejected": 9,
-        "series": 19,
-        "series imported": 17,
-        "series rejected": 2,
+        "files imported": 27,
+        "files rejected": 13,
+        "series": 18,
+        "series imported": 15,
+        "series rejected": 3,
     }, report.to_dict()["series"]
     assert all(f.reason for f in report.files if f.status != IMPORTED)
     # The SEG objects refer to a series the corpus does not hold: refused with that reason.
@@ -208,8 +213,8 @@ def test_the_whole_corpus_through_the_service(
             instance = Instance.objects.get(sop_instance_uid=outcome.sop_instance_uid)
             with default_storage.open(instance.storage_key) as f:
                 assert f.read() == (folder / outcome.source.removeprefix("data/")).read_bytes()
-    assert Series.objects.filter(study__project=project).count() == 17
+    assert Series.objects.filter(study__project=project).count() == 15
 
     again = studies_import(project=project, paths=[folder / "emri_small.dcm"])
     assert [s.status for s in again.series] == [ALREADY_IMPORTED]
-    assert Series.objects.filter(study__project=project).count() == 17
+    assert Series.objects.filter(study__project=project).count() == 15

@@ -1,0 +1,65 @@
+"""Import one file through the real service in a fresh process; report time and peak memory.
+
+    python tests/annotator/hostile_probe.py {volume|dicom} PROJECT_SLUG FILE
+
+The test database to use comes as JSON in PROBE_DATABASE (the test's own connection settings,
+so the project it committed is there). Prints one JSON line: the outcome, the seconds the import
+call took, and the process's peak resident memory (VmHWM) in MB, before and after the call.
+"""
+
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+
+def peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    kind, slug, name = sys.argv[1:4]
+    path = Path(name)
+    # A safety net: a regression fails with MemoryError here rather than exhausting the machine.
+    resource.setrlimit(resource.RLIMIT_AS, (8 * 1024**3, 8 * 1024**3))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    os.environ["DJANGO_SETTINGS_MODULE"] = "annotator.settings_test"
+    import django
+    from django.conf import settings
+
+    settings.DATABASES["default"].update(json.loads(os.environ["PROBE_DATABASE"]))
+    django.setup()
+    from annotator.errors import DomainError
+    from annotator.ingest import studies_import
+    from annotator.volumes import volume_import
+    from projects.models import Project
+
+    project = Project.objects.get(slug=slug)
+    before = peak_rss_mb()
+    outcome: dict[str, object]
+    start = time.perf_counter()
+    if kind == "volume":
+        try:
+            with open(path, "rb") as f:
+                imported = volume_import(project=project, file=f, filename=path.name)
+            outcome = {"status": "imported", "series": imported.series.pk}
+        except DomainError as exc:
+            outcome = {"status": "refused", "detail": exc.message, "fields": exc.fields}
+    else:
+        report = studies_import(project=project, paths=[path], display_names={path: path.name})
+        outcome = {"status": "report", "report": report.to_dict()}
+    seconds = time.perf_counter() - start
+    print(
+        json.dumps(
+            {**outcome, "seconds": seconds, "rss_before_mb": before, "peak_rss_mb": peak_rss_mb()}
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
