@@ -1,5 +1,6 @@
 """Every write to lesions, mask versions and effort records goes through these functions."""
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +16,8 @@ from annotator.models import ActiveInterval, Interaction, Lesion, MaskVersion, V
 from inference.models import ModelVersion
 from projects.audit import audit_record
 from projects.models import Task
+
+MASK_FILES = "masks"  # the kind of pending write a mask file is (storage.pending_mark)
 
 
 def check_editable_by(task: Task, user: User) -> None:
@@ -130,8 +133,12 @@ def mask_version_save(
     key = (
         f"projects/{lesion.task.round.project.slug}/masks/lesion-{lesion.pk}/{uuid.uuid4()}.npy.gz"
     )
-    with storage.cleanup_on_error([]) as written:
-        written.append(storage.save_array(key, binary))
+    # Marked pending first: if this process dies before the version commits, the sweep
+    # (mask_files_sweep) removes the file; once it has committed, the marker goes.
+    with storage.cleanup_on_error([storage.pending_mark(MASK_FILES, key)]) as written:
+        marker = written[0]
+        key = storage.save_array(key, binary)
+        written.append(key)
         try:
             with transaction.atomic():
                 Lesion.objects.select_for_update().get(pk=lesion.pk)
@@ -153,7 +160,7 @@ def mask_version_save(
                     author_user=author.user,
                     author_model=author.model,
                     author_backend=author.backend,
-                    storage_key=written[0],
+                    storage_key=key,
                     voxel_count=int(np.count_nonzero(binary)),
                 )
                 audit_record(
@@ -163,6 +170,7 @@ def mask_version_save(
                     action="mask.saved",
                     data={"lesion": lesion.pk, "version": version.pk, "source": source},
                 )
+                transaction.on_commit(functools.partial(storage.delete_quietly, [marker]))
                 return version
         except IntegrityError as exc:  # a concurrent save won the race for the same parent
             raise Conflict(
@@ -172,6 +180,19 @@ def mask_version_save(
 
 def mask_version_load(version: MaskVersion) -> np.ndarray:
     return storage.load_array(version.storage_key)
+
+
+def mask_files_sweep(*, older_than_s: float) -> list[str]:
+    """Remove the mask files written by saves that never committed (the process was killed
+    between the file and the row, or an enclosing transaction rolled back) once they are older
+    than ``older_than_s``; returns their keys. Committed versions' files are never touched."""
+
+    def referenced(keys: list[str]) -> set[str]:
+        return set(
+            MaskVersion.objects.filter(storage_key__in=keys).values_list("storage_key", flat=True)
+        )
+
+    return storage.pending_sweep(MASK_FILES, older_than_s=older_than_s, referenced=referenced)
 
 
 def effort_record(

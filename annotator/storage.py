@@ -2,7 +2,10 @@
 
 Keys are relative paths (``projects/<slug>/series/<uid>/volume.nii.gz``). Services write files
 before the database rows that name them and delete them again if the transaction fails, so a
-failed write leaves no orphan.
+failed write leaves no orphan. A process killed between the file and the commit cannot clean up:
+for that, a write can be marked pending first (:func:`pending_mark`, a small marker object naming
+the file, deleted once the row has committed), and :func:`pending_sweep` later removes the files
+of markers left behind that no row names.
 """
 
 import gzip
@@ -10,7 +13,9 @@ import io
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -37,6 +42,18 @@ def delete_quietly(keys: Iterable[str]) -> None:
             log.exception("could not delete %s", key)
 
 
+def delete_tree(prefix: str) -> None:
+    """Delete every file under the folder ``prefix`` (``a/b/``), at any depth."""
+    prefix = prefix.rstrip("/")
+    try:
+        folders, files = default_storage.listdir(prefix)
+    except FileNotFoundError:
+        return
+    delete_quietly(f"{prefix}/{name}" for name in files)
+    for folder in folders:
+        delete_tree(f"{prefix}/{folder}")
+
+
 @contextmanager
 def cleanup_on_error(keys: list[str]) -> Iterator[list[str]]:
     """Collect the keys written in the block; delete them all if the block raises."""
@@ -45,6 +62,48 @@ def cleanup_on_error(keys: list[str]) -> Iterator[list[str]]:
     except BaseException:
         delete_quietly(keys)
         raise
+
+
+PENDING_PREFIX = "pending-writes"
+
+
+def pending_mark(kind: str, key: str) -> str:
+    """Record, before ``key`` is written, that no committed row names it yet; returns the
+    marker's key, to delete once the row has committed. The marker's name holds its creation
+    time, so a sweep needs no metadata request to age it."""
+    marker = f"{PENDING_PREFIX}/{kind}/{time.time_ns() // 1_000_000}-{uuid.uuid4().hex}"
+    return save_file(marker, key.encode())
+
+
+def pending_sweep(
+    kind: str, *, older_than_s: float, referenced: Callable[[list[str]], set[str]]
+) -> list[str]:
+    """Remove the files of ``kind``'s markers older than ``older_than_s`` that no row names
+    (``referenced`` answers which of some keys a committed row names), and the markers;
+    returns the files removed. A marker younger than that may belong to a save in progress."""
+    folder = f"{PENDING_PREFIX}/{kind}"
+    try:
+        names = default_storage.listdir(folder)[1]
+    except FileNotFoundError:  # nothing was ever marked
+        return []
+    cutoff_ms = (time.time() - older_than_s) * 1000
+    stale = {}
+    for name in names:
+        stamp = name.partition("-")[0]
+        if stamp.isdigit() and int(stamp) < cutoff_ms:
+            marker = f"{folder}/{name}"
+            try:
+                with default_storage.open(marker, "rb") as f:
+                    stale[marker] = f.read().decode()
+            except Exception:  # deleted meanwhile: its save just committed
+                log.info("pending marker %s is gone", marker, exc_info=True)
+    named = referenced(list(stale.values()))
+    orphans = [key for key in stale.values() if key not in named]
+    delete_quietly(orphans)
+    delete_quietly(stale)
+    if orphans:
+        log.warning("removed %s files whose rows never committed: %s", kind, orphans)
+    return orphans
 
 
 @contextmanager
