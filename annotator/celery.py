@@ -6,7 +6,7 @@ service. Queues are named for workloads so that workers can be sized per kind of
 - ``gpu-interactive``: an annotator is waiting (box and point prompts); served first.
 - ``gpu-batch``: pre-annotating a whole round.
 - ``train``: retraining a model.
-- ``default``: everything else (imports, exports, housekeeping).
+- ``default``: everything else (imports, exports, housekeeping: the periodic sweep below).
 """
 
 import os
@@ -25,6 +25,19 @@ app.autodiscover_tasks()
 QUEUES = ("gpu-interactive", "gpu-batch", "train", "default")
 app.conf.task_queues = tuple(Queue(name, routing_key=name) for name in QUEUES)
 app.conf.task_routes = {}
+
+
+@app.on_after_finalize.connect
+def _schedule_sweep(sender: Celery, **kwargs: Any) -> None:
+    """``celery beat`` sends the sweep (inference.recovery: jobs whose worker is gone, mask
+    files whose version never committed) every ``SWEEP_INTERVAL_S``; a sweep nobody took
+    within that time expires rather than pile up behind a dead worker."""
+    from django.conf import settings
+
+    interval = settings.SWEEP_INTERVAL_S
+    sender.add_periodic_task(
+        interval, sender.signature("inference.tasks.sweep"), name="sweep", expires=interval
+    )
 
 
 def acks_late_task(

@@ -239,6 +239,15 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # them: their messages are redelivered, and a second run must not race the first.
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A running job's worker writes a heartbeat on it every JOB_HEARTBEAT_S; a job whose heartbeat
+# is older than JOB_LOST_AFTER_S lost its worker and is re-queued, or failed after its last
+# attempt (inference/recovery.py: on reading the job, every SWEEP_INTERVAL_S from `celery beat`,
+# and `manage.py sweep`). A file written for a row that never committed is removed after
+# ORPHAN_GRACE_S (longer than any save can take).
+JOB_HEARTBEAT_S = env.float("ANNOTATOR_JOB_HEARTBEAT_S", default=5.0)
+JOB_LOST_AFTER_S = env.float("ANNOTATOR_JOB_LOST_AFTER_S", default=30.0)
+SWEEP_INTERVAL_S = env.float("ANNOTATOR_SWEEP_INTERVAL_S", default=15.0)
+ORPHAN_GRACE_S = env.float("ANNOTATOR_ORPHAN_GRACE_S", default=3600.0)
 
 # A PACS to pull studies from, over DICOMweb (QIDO-RS / WADO-RS); empty: none configured.
 PACS_DICOMWEB_URL = env.str("PACS_DICOMWEB_URL", default="")

@@ -45,8 +45,10 @@ def round_preannotate(*, round: Round, user: User) -> list[InferenceJob]:
 
 
 def round_preannotation_progress(round_: Round) -> dict[str, Any]:
-    """``{total, queued, running, succeeded, failed, failures: [{job, lesion, task, error}]}``
-    over the latest ``gpu-batch`` job of each lesion of the round."""
+    """``{total, queued, running, succeeded, failed, failures: [{job, lesion, task, error}],
+    notices: [{job, lesion, task, state, notice}]}`` over the latest ``gpu-batch`` job of each
+    lesion of the round; ``notices``: jobs still to finish that lost a worker and were
+    re-queued."""
     jobs = InferenceJob.objects.filter(queue=BATCH_QUEUE, lesion__task__round=round_)
     latest = jobs.values("lesion").annotate(last=Max("id")).values("last")
     current = InferenceJob.objects.filter(pk__in=latest)
@@ -59,4 +61,11 @@ def round_preannotation_progress(round_: Round) -> dict[str, Any]:
         .order_by("id")
         .values_list("pk", "lesion_id", "lesion__task_id", "error")
     ]
-    return {"total": sum(counts.values()), **counts, "failures": failures}
+    notices = [
+        {"job": pk, "lesion": lesion, "task": task, "state": state, "notice": notice}
+        for pk, lesion, task, state, notice in current.filter(state__in=ACTIVE)
+        .exclude(notice="")
+        .order_by("id")
+        .values_list("pk", "lesion_id", "lesion__task_id", "state", "notice")
+    ]
+    return {"total": sum(counts.values()), **counts, "failures": failures, "notices": notices}

@@ -61,6 +61,13 @@ class Job(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # While it runs: the attempt's worker ("host:pid") and the last time it said it was alive
+    # (inference.jobs.heartbeat); a stale heartbeat means the worker is gone.
+    worker = models.CharField(max_length=255, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # What happened to the job short of failing, for the people waiting on it: e.g. "worker
+    # lost ...; re-queued (attempt 2 of 3)". Kept after it finishes, as its history.
+    notice = models.TextField(blank=True)
 
     class Meta:
         abstract = True

@@ -31,7 +31,7 @@ from annotator.services import (
 from annotator.volumes import volume_read
 from inference.engine import EngineError, ImageVolume, LesionPrompt, SegmentationBackend
 from inference.engine import load_backend as engine_load_backend
-from inference.jobs import claim, fail, progress_writer, still_mine
+from inference.jobs import claim, fail, heartbeat, progress_writer, still_mine
 from inference.models import InferenceJob
 from projects.models import Project
 
@@ -221,12 +221,21 @@ def segmentation_enqueue(
 def segmentation_run(*, job_id: int) -> InferenceJob | None:
     """Run a segmentation job to the end; a failure is written on the job, never swallowed.
 
-    Idempotent: a redelivered message for a finished job does nothing, and of two attempts on
-    the same job only the latest claim saves its result (the other's is dropped).
+    Idempotent: a redelivered message for a finished job, or for one a live worker still runs,
+    does nothing, and of two attempts on the same job only the latest claim saves its result
+    (the other's is dropped).
     """
     job = claim(InferenceJob, job_id)
     if job is None:
         return None
+    with heartbeat(job):  # while it runs, the job says its worker is alive
+        _segment(job)
+    job.refresh_from_db()
+    return job
+
+
+def _segment(job: InferenceJob) -> None:
+    """One attempt at the job, which this process has claimed; the outcome goes on the job."""
     timings: dict[str, Any] = {}
     try:
         started = time.perf_counter()
@@ -256,15 +265,13 @@ def segmentation_run(*, job_id: int) -> InferenceJob | None:
             # until the mask version is saved, and fails when a later attempt claimed the job.
             if not still_mine(job).update(finished_at=timezone.now()):
                 log.warning("inference job %s: a later attempt owns it; result dropped", job.pk)
-                job.refresh_from_db()
-                return job
+                return
             if job.queue == BATCH_QUEUE and lesion.mask_versions.exists():
                 still_mine(job).update(
                     state=InferenceJob.State.FAILED,
                     error="skipped: the lesion got a mask while the pre-annotation job waited",
                 )
-                job.refresh_from_db()
-                return job
+                return
             version = mask_version_save(
                 lesion=lesion,
                 mask=_keep_human_slices(result.masks[prompt.lesion_id], prompt, base),
@@ -288,8 +295,6 @@ def segmentation_run(*, job_id: int) -> InferenceJob | None:
     except Exception as exc:
         log.exception("inference job %s failed", job.pk)
         fail(job, f"internal error: {type(exc).__name__}: {exc}")
-    job.refresh_from_db()
-    return job
 
 
 def _prompt(job: InferenceJob) -> tuple[LesionPrompt, np.ndarray | None]:

@@ -1,5 +1,5 @@
 from annotator.celery import acks_late_task
-from inference import services, training
+from inference import recovery, services, training
 
 
 @acks_late_task(queue="gpu-interactive")
@@ -11,3 +11,10 @@ def run_segmentation_job(*, job_id: int) -> None:
 @acks_late_task(queue="train", soft_time_limit=3600, time_limit=3660)
 def run_training_job(*, job_id: int) -> None:
     training.training_run(job_id=job_id)
+
+
+# Sent by celery beat every SWEEP_INTERVAL_S: a short expiry, so that sweeps queued while no
+# worker listened do not pile up.
+@acks_late_task(queue="default", soft_time_limit=120, time_limit=150)
+def sweep() -> None:
+    recovery.sweep()

@@ -35,7 +35,7 @@ from annotator.services import mask_version_load
 from annotator.volumes import volume_read
 from inference.engine import EngineError, ImageVolume, LesionPrompt, dice, key_slice_and_box
 from inference.finetuning import Trained, finetune_start, medsam2_train
-from inference.jobs import claim, fail, progress_writer, still_mine
+from inference.jobs import claim, fail, heartbeat, progress_writer, still_mine
 from inference.models import ModelVersion, TrainingJob
 from inference.services import project_window
 from projects.access import require_role
@@ -124,6 +124,12 @@ def training_run(*, job_id: int) -> TrainingJob | None:
     job = claim(TrainingJob, job_id, reset={"progress_done": 0})
     if job is None:
         return None
+    with heartbeat(job):  # while it trains, the job says its worker is alive
+        return _training_attempt(job)
+
+
+def _training_attempt(job: TrainingJob) -> TrainingJob:
+    """One attempt at the job, which this process has claimed; the outcome goes on the job."""
     written: list[str] = []
     try:
         started = time.perf_counter()

@@ -9,13 +9,14 @@ from annotator.api import current_user, get_visible
 from annotator.views import lesion_queryset
 from inference.batch import round_preannotate, round_preannotation_progress
 from inference.models import InferenceJob, ModelVersion, TrainingJob
+from inference.recovery import jobs_recover
 from inference.serializers import (
     InferenceJobSerializer,
     ModelVersionSerializer,
     SegmentRequestSerializer,
     TrainingJobSerializer,
 )
-from inference.services import segmentation_request
+from inference.services import BATCH_QUEUE, segmentation_request
 from inference.training import model_version_promote, training_request
 from projects.access import require_role, visible_tasks
 from projects.models import Role, Round
@@ -39,7 +40,10 @@ class LesionSegmentView(APIView):
 class JobDetailView(APIView):
     @extend_schema(responses=InferenceJobSerializer)
     def get(self, request: Request, pk: int) -> Response:
+        """A segmentation job's state, progress, error and notice; a job whose worker is gone
+        is re-queued (or failed) before it is shown."""
         jobs = InferenceJob.objects.filter(lesion__task__in=visible_tasks(current_user(request)))
+        jobs_recover(jobs.filter(pk=pk))
         return Response(InferenceJobSerializer(get_visible(jobs, pk=pk)).data)
 
 
@@ -77,6 +81,7 @@ PreannotationProgress = inline_serializer(
         "succeeded": serializers.IntegerField(),
         "failed": serializers.IntegerField(),
         "failures": serializers.ListField(child=serializers.DictField()),
+        "notices": serializers.ListField(child=serializers.DictField()),
         "started": serializers.IntegerField(required=False),
     },
 )
@@ -90,9 +95,11 @@ class RoundPreannotateView(APIView):
 
     @extend_schema(responses=PreannotationProgress)
     def get(self, request: Request, slug: str, number: int) -> Response:
-        """The round's pre-annotation: its latest batch job per lesion counted by state, and
-        the failures' reasons."""
-        return Response(round_preannotation_progress(self._round(request, slug, number)))
+        """The round's pre-annotation: its latest batch job per lesion counted by state, the
+        failures' reasons and the notices of jobs re-queued after losing their worker."""
+        round_ = self._round(request, slug, number)
+        jobs_recover(InferenceJob.objects.filter(queue=BATCH_QUEUE, lesion__task__round=round_))
+        return Response(round_preannotation_progress(round_))
 
     @extend_schema(request=None, responses={202: PreannotationProgress})
     def post(self, request: Request, slug: str, number: int) -> Response:
@@ -128,4 +135,6 @@ class TrainingJobDetailView(APIView):
         )
         job = get_visible(jobs, pk=pk)
         require_role(user, job.project, Role.MANAGER)
+        if jobs_recover(jobs.filter(pk=pk)):  # its worker was gone: re-queued or failed now
+            job.refresh_from_db()
         return Response(TrainingJobSerializer(job).data)

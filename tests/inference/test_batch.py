@@ -66,6 +66,7 @@ def test_the_round_is_preannotated_through_the_api(
         "succeeded": 0,
         "failed": 0,
         "failures": [],
+        "notices": [],
     }
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(URL)

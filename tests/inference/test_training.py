@@ -3,12 +3,14 @@ next round pre-annotates with; failures show on the job; managers only; exactly 
 
 import tempfile
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.utils import timezone
 
 from annotator.models import Lesion, MaskVersion
 from annotator.services import Author, lesion_create, mask_version_save
@@ -197,8 +199,9 @@ def test_a_failure_while_training_is_recorded_and_leaves_no_file(
 def test_only_the_latest_attempt_records_its_model(
     accepted: dict[str, Any], monkeypatch: Any, media_root: Path
 ) -> None:
-    """A redelivered job runs again while the first attempt still trains: the first attempt's
-    model is dropped (and its file deleted), so the job gets exactly one ModelVersion."""
+    """A redelivered job runs again while the first attempt still trains (its worker looked
+    gone: silent past JOB_LOST_AFTER_S): the first attempt's model is dropped (and its file
+    deleted), so the job gets exactly one ModelVersion."""
     job = training.training_request(round=accepted["task"].round, user=accepted["manager"])
 
     class Fake:
@@ -209,6 +212,9 @@ def test_only_the_latest_attempt_records_its_model(
 
     def overtaken(cases: Any, **kwargs: Any) -> Fake:
         list(cases)
+        TrainingJob.objects.filter(pk=job.pk).update(
+            worker="gpu9:4242:1", heartbeat_at=timezone.now() - timedelta(minutes=1)
+        )
         claim(TrainingJob, job.pk)  # the redelivered message's claim takes the job over
         return Fake()
 

@@ -9,12 +9,15 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
+from django.utils import timezone
 
+from annotator.celery import app
 from annotator.models import Lesion, MaskVersion
 from inference import services
 from inference.engine import ClassicalBackend, key_slice_and_box
@@ -96,73 +99,182 @@ def test_a_killed_pool_process_is_replaced_and_the_job_runs_again_once(
     assert_done_once(job, lesion)
 
 
+def quick_loss(slow: dict[str, str], settings: Any) -> dict[str, str]:
+    """The worker's environment with a 1 s heartbeat and a job lost after 6 s of silence (and
+    the same threshold for the sweeps this test process runs through the API)."""
+    settings.JOB_HEARTBEAT_S, settings.JOB_LOST_AFTER_S = 1.0, 6.0
+    return {**slow, "ANNOTATOR_JOB_HEARTBEAT_S": "1", "ANNOTATOR_JOB_LOST_AFTER_S": "6"}
+
+
+# On Redis the killed worker's message also comes back (after this visibility timeout): the
+# job is then delivered twice, and must still run once.
+QUICK_RESTORE = {
+    "CELERY_BROKER_TRANSPORT_OPTIONS": (
+        '{"visibility_timeout": 2, "unacked_restore_interval": 1, "unacked_restore_throttle": 1}'
+    )
+}
+
+
+def redis_unacked() -> int:
+    """Messages a Redis worker holds without having acknowledged them (0 elsewhere)."""
+    if not broker_is_redis():
+        return 0
+    with app.connection_for_write() as conn:
+        return int(conn.default_channel.client.hlen("unacked"))  # type: ignore[attr-defined]
+
+
 @pytest.mark.e2e
 @pytest.mark.django_db(transaction=True)
-def test_a_killed_worker_leaves_the_job_to_a_new_worker_that_completes_it_once(
+def test_a_killed_worker_is_shown_requeued_and_a_new_worker_completes_the_job_once(
     workspace: dict[str, Any],
     lesion: dict[str, Any],
     phantom: Any,
     slow: dict[str, str],
     media_root: Path,
     tmp_path: Path,
+    settings: Any,
 ) -> None:
-    """Solo pool: the worker's only process holds the task. SIGKILL it (nobody is left to
-    requeue anything); a new worker gets the unacknowledged message back once the broker's
-    visibility timeout has passed, and finishes the job that was left "running"."""
-    if not broker_is_redis():
-        pytest.skip(
-            "the filesystem transport removes a message from its folder when it delivers it and "
-            "has no visibility timeout: a message whose worker is SIGKILLed is lost (run with "
-            "CELERY_BROKER_URL=redis://... for this test; the pool-process test covers requeue)"
-        )
+    """The whole worker (main and pool process) of another machine is SIGKILLed mid-job, on
+    Redis or on the filesystem broker: nobody is left to requeue anything. Polling the job
+    through the API shows it re-queued with the reason once its heartbeat is older than
+    JOB_LOST_AFTER_S (6 s here, 30 s by default); a new worker then completes it once."""
+    env = quick_loss(slow, settings)
     marker = Path(slow["SLOW_BACKEND_MARKER"])
     log = tmp_path / "worker.log"
-    with running_worker(media_root=media_root, log=log, env=slow, pool="solo") as first_worker:
+    with running_worker(media_root=media_root, log=log, env=env) as first_worker:
+        job = request(workspace, lesion, phantom)
+        [holder] = wait_for(lambda: attempts(marker), 60, "the first attempt", log)
+        first_worker.kill_all()
+        killed = time.monotonic()
+        job.refresh_from_db()
+        assert job.state == InferenceJob.State.RUNNING and job.worker.split(":")[1] == str(holder)
+        # As if it had run on another machine: only its silence can tell that it is gone.
+        InferenceJob.objects.filter(pk=job.pk).update(worker=f"gpu-elsewhere:{holder}:1")
+
+        def polled() -> dict[str, Any] | None:
+            body: dict[str, Any] = lesion["client"].get(f"/api/jobs/{job.pk}/").json()
+            return body if body["state"] != InferenceJob.State.RUNNING else None
+
+        shown = wait_for(polled, 60, "the API to show the job re-queued", log)
+        detected = time.monotonic() - killed
+    assert shown["state"] == "queued", shown
+    assert shown["notice"].startswith("worker lost:"), shown
+    assert shown["notice"].endswith("re-queued (attempt 2 of 3)"), shown
+    assert shown["attempts"] == 1 and shown["result"] is None
+    assert 3 < detected < 6 + 5  # the threshold, less the last beat's age, plus polling
+
+    log = tmp_path / "second-worker.log"
+    with running_worker(
+        media_root=media_root, log=log, env={**env, **QUICK_RESTORE}, purge=False
+    ) as second_worker:
+        wait_for(
+            lambda: InferenceJob.objects.get(pk=job.pk).state == InferenceJob.State.SUCCEEDED,
+            60,
+            "the new worker to complete the job",
+            log,
+        )
+        assert_done_once(job, lesion)
+        wait_for(lambda: redis_unacked() == 0, 30, "the restored message to be dropped", log)
+        time.sleep(3)  # nothing else is delivered afterwards
+        first, second = attempts(marker)
+        assert first == holder and second not in (holder, second_worker.pid)
+        # Redis: the sweep's message and the killed worker's own, restored; the filesystem
+        # broker lost that one. Either way the job ran once.
+        received = second_worker.output().count("run_segmentation_job[")
+        assert received >= (2 if broker_is_redis() else 1), second_worker.output()
+    assert_done_once(job, lesion)
+    job.refresh_from_db()
+    assert job.attempts == 2 and "re-queued (attempt 2 of 3)" in job.notice
+    print(f"shown re-queued {detected:.1f} s after the kill")
+
+
+@pytest.mark.e2e
+@pytest.mark.django_db(transaction=True)
+def test_a_killed_worker_s_job_is_recovered_by_the_next_worker_s_beat(
+    workspace: dict[str, Any],
+    lesion: dict[str, Any],
+    phantom: Any,
+    slow: dict[str, str],
+    media_root: Path,
+    tmp_path: Path,
+    settings: Any,
+) -> None:
+    """Nobody polls: the only worker (solo pool) is SIGKILLed, and the next worker started,
+    with celery beat embedded as `manage.py serve` runs it, sweeps the job back to the queue
+    and completes it once, on either broker."""
+    env = {**quick_loss(slow, settings), "ANNOTATOR_SWEEP_INTERVAL_S": "1"}
+    marker = Path(slow["SLOW_BACKEND_MARKER"])
+    log = tmp_path / "worker.log"
+    with running_worker(media_root=media_root, log=log, env=env, pool="solo") as first_worker:
         job = request(workspace, lesion, phantom)
         [holder] = wait_for(lambda: attempts(marker), 60, "the first attempt", log)
         assert holder == first_worker.pid
-        first_worker.kill()
+        first_worker.kill_all()
     job.refresh_from_db()
     assert job.state == InferenceJob.State.RUNNING and job.result is None
 
-    quick_restore = {
-        **slow,
-        "CELERY_BROKER_TRANSPORT_OPTIONS": (
-            '{"visibility_timeout": 2, "unacked_restore_interval": 1, '
-            '"unacked_restore_throttle": 1}'
-        ),
-    }
     started = time.monotonic()
     with running_worker(
-        media_root=media_root, log=log, env=quick_restore, pool="solo", purge=False
+        media_root=media_root,
+        log=log,
+        env=env,
+        pool="solo",
+        purge=False,
+        beat_schedule=tmp_path / "celerybeat-schedule",
     ) as second_worker:
         wait_for(
-            lambda: InferenceJob.objects.get(pk=job.pk).state != InferenceJob.State.RUNNING,
+            lambda: InferenceJob.objects.get(pk=job.pk).state == InferenceJob.State.SUCCEEDED,
             60,
-            "the new worker to finish the job",
+            "the new worker's sweep and run",
             log,
         )
         assert_done_once(job, lesion)
         assert attempts(marker) == [holder, second_worker.pid]
-        time.sleep(4)  # past the visibility timeout: the acknowledged message does not return
-        assert attempts(marker) == [holder, second_worker.pid]
-    assert_done_once(job, lesion)
-    print(f"redelivered and completed {time.monotonic() - started:.1f} s after the restart")
+        assert "worker lost" in second_worker.output()
+    job.refresh_from_db()
+    assert job.attempts == 2 and job.notice.endswith("re-queued (attempt 2 of 3)")
+    print(f"swept and completed {time.monotonic() - started:.1f} s after the restart")
 
 
 @pytest.mark.django_db
-def test_a_second_delivery_during_the_first_keeps_a_single_result(
+def test_a_delivery_while_a_live_attempt_runs_is_dropped(
     workspace: dict[str, Any], lesion: dict[str, Any], phantom: Any, monkeypatch: Any
 ) -> None:
-    """Two deliveries of one job at once (a redelivery while the first still runs): the later
-    claim wins; the earlier attempt's result is dropped instead of becoming a second version."""
+    """A second delivery of a job whose attempt is alive (fresh heartbeat, its process exists:
+    a late redelivery of a message already re-queued) does nothing: the live attempt is not
+    restarted, and its result is the only one."""
+    job = request_without_sending(workspace, lesion, phantom)
+    original = ClassicalBackend.segment
+    inner: list[Any] = []
+
+    def segment_with_redelivery(self: Any, *args: Any, **kwargs: Any) -> Any:
+        inner.append(services.segmentation_run(job_id=job.pk))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ClassicalBackend, "segment", segment_with_redelivery)
+    outer = services.segmentation_run(job_id=job.pk)
+    assert inner == [None]  # dropped, without segmenting
+    assert outer is not None and outer.state == InferenceJob.State.SUCCEEDED and outer.attempts == 1
+    assert_done_once(job, lesion)
+
+
+@pytest.mark.django_db
+def test_a_second_delivery_after_the_owner_went_silent_keeps_a_single_result(
+    workspace: dict[str, Any], lesion: dict[str, Any], phantom: Any, monkeypatch: Any
+) -> None:
+    """Two deliveries of one job at once, the first attempt's worker looking gone (no heartbeat
+    for longer than JOB_LOST_AFTER_S, e.g. a network partition): the later claim wins; the
+    earlier attempt's result is dropped instead of becoming a second version."""
     job = request_without_sending(workspace, lesion, phantom)
     original = ClassicalBackend.segment
     calls: list[int] = []
 
     def segment_with_redelivery(self: Any, *args: Any, **kwargs: Any) -> Any:
         calls.append(1)
-        if len(calls) == 1:  # the first attempt, mid-run: the message is delivered again
+        if len(calls) == 1:  # the first attempt, mid-run, silent: the message is delivered again
+            InferenceJob.objects.filter(pk=job.pk).update(
+                worker="gpu9:4242:1", heartbeat_at=timezone.now() - timedelta(minutes=1)
+            )
             inner = services.segmentation_run(job_id=job.pk)
             assert inner is not None and inner.state == InferenceJob.State.SUCCEEDED
         return original(self, *args, **kwargs)
@@ -171,6 +283,7 @@ def test_a_second_delivery_during_the_first_keeps_a_single_result(
     outer = services.segmentation_run(job_id=job.pk)
     assert len(calls) == 2
     assert outer is not None and outer.state == InferenceJob.State.SUCCEEDED
+    assert outer.attempts == 2
     assert_done_once(job, lesion)
     assert services.segmentation_run(job_id=job.pk) is None  # and a third finds it done
 

@@ -71,14 +71,19 @@ class Worker:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=30)
 
+    def kill_all(self) -> None:
+        """SIGKILL the whole worker at once, main and pool processes (its own process group),
+        as the OOM killer of a container or a lost machine would."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=30)
+                self.kill_all()
 
 
 @contextmanager
@@ -90,8 +95,11 @@ def running_worker(
     pool: str = "prefork",
     env: Mapping[str, str] | None = None,
     purge: bool = True,
+    beat_schedule: Path | None = None,
 ) -> Iterator[Worker]:
-    """Start a worker (concurrency 1, prefetch 1) and stop it when the block ends.
+    """Start a worker (concurrency 1, prefetch 1) and stop it when the block ends; in a
+    process group of its own (``Worker.kill_all``). ``beat_schedule``: embed celery beat, with
+    this schedule file.
 
     Tasks are sent for real while it runs (``task_always_eager`` off in this process).
     """
@@ -110,9 +118,16 @@ def running_worker(
     command = [sys.executable, "-m", "celery", "-A", "annotator", "worker", "-Q", ",".join(queues)]
     command += ["--pool", pool, "--concurrency", "1", "--prefetch-multiplier", "1"]
     command += ["--loglevel", "info", "--without-gossip", "--without-mingle"]
+    if beat_schedule is not None:
+        command += ["--beat", "--schedule", str(beat_schedule)]
     with open(log, "ab") as out:
         process = subprocess.Popen(
-            command, cwd=REPO, env=environment, stdout=out, stderr=subprocess.STDOUT
+            command,
+            cwd=REPO,
+            env=environment,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     worker = Worker(process, log)
     try:

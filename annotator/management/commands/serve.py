@@ -28,6 +28,8 @@ class Command(BaseCommand):
         worker_command = [python, "-m", "celery", "-A", "annotator", "worker"]
         worker_command += ["-Q", ",".join(QUEUES), "--concurrency", "1"]
         worker_command += ["--prefetch-multiplier", "1", "--loglevel", "info"]
+        # Embedded beat: the periodic sweep (jobs whose worker is gone, orphaned mask files).
+        worker_command += ["--beat", "--schedule", str(settings.DATA_DIR / "celerybeat-schedule")]
         web_command = [python, "-m", "gunicorn", "annotator.wsgi", "--bind", f"{host}:{port}"]
         web_command += ["--workers", str(web_workers), "--threads", "4", "--timeout", "300"]
         # No control socket: gunicorn's default is one fixed path per user, so a second instance

@@ -1,0 +1,47 @@
+"""Housekeeping that must work while workers are dead: jobs whose worker is gone are queued
+again (or failed after their last attempt), and mask files whose version never committed are
+removed.
+
+It runs wherever someone looks, so that a dead worker is noticed even when no worker is left:
+when a job or a round's pre-annotation is read through the API (scoped to what is read), every
+``SWEEP_INTERVAL_S`` from ``celery beat`` (``manage.py serve`` embeds it in its worker), and
+from ``manage.py sweep`` for operators.
+"""
+
+from typing import Any
+
+from django.conf import settings
+from django.db.models import QuerySet
+
+from annotator.services import mask_files_sweep
+from inference.jobs import requeue_lost
+from inference.models import InferenceJob, TrainingJob
+
+
+def send_again(job: InferenceJob | TrainingJob) -> None:
+    """Queue the job's task again, on the queue it was first sent to."""
+    from inference.tasks import run_segmentation_job, run_training_job
+    from inference.training import TRAIN_QUEUE
+
+    if isinstance(job, InferenceJob):
+        run_segmentation_job.apply_async(kwargs={"job_id": job.pk}, queue=job.queue)
+    else:
+        run_training_job.apply_async(kwargs={"job_id": job.pk}, queue=TRAIN_QUEUE)
+
+
+def jobs_recover(jobs: QuerySet[Any]) -> list[Any]:
+    """Re-queue (or fail) the jobs of ``jobs`` whose worker is gone; returns those changed."""
+    return requeue_lost(jobs, send=send_again)
+
+
+def sweep() -> dict[str, Any]:
+    """Every job of both kinds, and the pending mask files; what was done, for logs."""
+    changed = [
+        *jobs_recover(InferenceJob.objects.all()),
+        *jobs_recover(TrainingJob.objects.all()),
+    ]
+    return {
+        "requeued": [f"{type(j).__name__} {j.pk}" for j in changed if j.state == "queued"],
+        "failed": [f"{type(j).__name__} {j.pk}" for j in changed if j.state == "failed"],
+        "orphan_files_removed": mask_files_sweep(older_than_s=settings.ORPHAN_GRACE_S),
+    }
