@@ -6,9 +6,11 @@ worker process, no broker server), files on the local disk. Production points th
 at PostgreSQL, Redis and S3; see README.md.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONCE, NONE, SELF, WASM_UNSAFE_EVAL
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -33,7 +35,9 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
+    "axes",
+    "csp",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "annotator",
@@ -44,12 +48,16 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # after WhiteNoise: the pages get a Content-Security-Policy, the static files do not need one
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # last, as django-axes requires: turns a locked-out login into its 429 response
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "annotator.urls"
@@ -106,6 +114,11 @@ MIGRATION_MODULES = {app: f"migrations.{app}" for app in ("annotator", "projects
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+# django-axes first: it refuses a locked-out username and address before the password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
@@ -173,8 +186,25 @@ FILE_UPLOAD_HANDLERS = [
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        "annotator.auth.TokenAuthentication",
     ],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "annotator.throttling.AnonThrottle",
+        "annotator.throttling.UserThrottle",
+    ],
+    # Per client address (anon) and per user; far above what a person at the viewer sends (page
+    # loads, job polls, autosaves, effort heartbeats: a few requests a second at peaks). DICOMweb
+    # has its own budget: a compressed series loads frame by frame, hundreds of requests at once.
+    # An empty rate switches a scope off.
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env.str("API_THROTTLE_ANON", default="120/min"),
+        "user": env.str("API_THROTTLE_USER", default="3000/min"),
+        "dicomweb": env.str("API_THROTTLE_DICOMWEB", default="12000/min"),
+    },
+    # Reverse proxies in front of the server that append the client to X-Forwarded-For: the
+    # client address of the throttles and of the login lockout. 0: REMOTE_ADDR, the header is
+    # ignored (a client could forge it).
+    "NUM_PROXIES": env.int("DJANGO_NUM_PROXIES", default=0),
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
@@ -196,6 +226,62 @@ SPECTACULAR_SETTINGS = {
         "JobStateEnum": "inference.models.InferenceJob.State",
     },
 }
+
+# ---- Security: cache, login lockout, API tokens, Content-Security-Policy, TLS ----
+
+# Shared by every server process (the API throttles' counts, EFFORT_CACHE): a folder in the data
+# directory by default, Redis in production (CACHE_URL=redis://redis:6379/1).
+CACHES = {"default": env.cache("CACHE_URL", default=f"filecache://{DATA_DIR / 'cache'}")}
+
+# django-axes counts failed logins per (username, client address) pair, in the database, on
+# every login path (the API token, the login form, the admin). Not per address alone: many
+# annotators behind one hospital NAT share an address, and one person's typos (or a colleague
+# guessing) must not lock the others out. Not per username alone: anyone on the internet could
+# then lock any user out by guessing. A locked pair is refused, right password or not, until
+# LOGIN_COOLOFF_SECONDS pass with no new failure (each failure while locked restarts the wait).
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(seconds=env.int("LOGIN_COOLOFF_SECONDS", default=900))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "annotator.auth.client_ip"
+AXES_LOCKOUT_CALLABLE = "annotator.auth.lockout_response"
+
+# API tokens (django-rest-knox): SHA-512 digests at rest, a fixed lifetime from their login.
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(hours=env.float("API_TOKEN_TTL_HOURS", default=10)),
+    "AUTO_REFRESH": False,
+    "AUTH_HEADER_PREFIX": "Token",
+}
+
+# The Content-Security-Policy of every page (django-csp). Inline <script> and <style> need the
+# request's nonce ({{ request.csp_nonce }}); the viewer's codecs are WebAssembly and some of its
+# workers come from blob: URLs. Swagger UI and ReDoc add their needs per view (annotator/urls.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE, WASM_UNSAFE_EVAL],
+        "style-src": [SELF, NONCE],
+        "img-src": [SELF, "data:", "blob:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "worker-src": [SELF, "blob:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+
+# DJANGO_TLS=true: the site is served over HTTPS (by gunicorn itself or a proxy in front):
+# cookies only over HTTPS, plain HTTP redirected, HSTS for DJANGO_HSTS_SECONDS (a year). Behind a
+# proxy that terminates TLS, set DJANGO_NUM_PROXIES: the proxy's X-Forwarded-Proto then says
+# whether the client's request was secure (the proxy must set it, overwriting the client's).
+TLS = env.bool("DJANGO_TLS", default=False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE_SSL_REDIRECT = TLS
+SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=365 * 24 * 3600) if TLS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_PRELOAD = TLS
+if TLS and REST_FRAMEWORK["NUM_PROXIES"]:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # Celery. The default broker is kombu's filesystem transport in the data directory: a real
 # separate worker process consumes it, and nothing else needs to run. Production: redis://...
@@ -268,5 +354,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # django-axes: failed logins and lockouts (WARNING), not every successful login (INFO)
+        "axes": {"level": "WARNING"},
+    },
 }

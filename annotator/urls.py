@@ -1,18 +1,28 @@
+from csp.constants import SELF, UNSAFE_INLINE
+from csp.decorators import csp_replace
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
-from rest_framework.authtoken.views import obtain_auth_token
 
-from annotator import ingest_views
+from annotator import ingest_views, token_views
 from annotator import views as annotator_views
 from annotator.frontend import app_page
 from inference import views as inference_views
 from projects import dashboard_views, export_views
 from projects import views as project_views
 
+# ReDoc's page (per view, on top of settings.CONTENT_SECURITY_POLICY): its styled-components
+# inject <style> elements that carry no nonce, and its sidebar shows Redocly's logo from their CDN.
+REDOC_POLICY = {
+    "style-src": [SELF, UNSAFE_INLINE],
+    "img-src": [SELF, "data:", "https://cdn.redoc.ly"],
+}
+
 api = [
-    path("auth/token/", obtain_auth_token, name="api-token"),
+    path("auth/token/", token_views.TokenLoginView.as_view(), name="api-token"),
+    path("auth/logout/", token_views.LogoutView.as_view(), name="api-logout"),
+    path("auth/logoutall/", token_views.LogoutAllView.as_view(), name="api-logout-all"),
     path("me/", project_views.MeView.as_view(), name="me"),
     path("projects/", project_views.ProjectListView.as_view(), name="project-list"),
     path("projects/<slug:slug>/", project_views.ProjectDetailView.as_view(), name="project"),
@@ -111,7 +121,11 @@ api = [
     ),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
-    path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path(
+        "redoc/",
+        csp_replace(REDOC_POLICY)(SpectacularRedocView.as_view(url_name="schema")),
+        name="redoc",
+    ),
 ]
 
 urlpatterns = [

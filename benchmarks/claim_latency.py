@@ -67,7 +67,8 @@ def recreate_database(url: str) -> None:
 def fill(slug: str, n_tasks: int, n_annotators: int) -> list[str]:
     """A project with ``n_tasks`` open tasks and ``n_annotators`` annotators; their tokens."""
     from django.contrib.auth.models import User
-    from rest_framework.authtoken.models import Token
+    from django.db import transaction
+    from knox.models import AuthToken
 
     from annotator.models import Series, Study
     from projects.models import Membership, Project, Role, Round, Task
@@ -96,8 +97,8 @@ def fill(slug: str, n_tasks: int, n_annotators: int) -> list[str]:
     Membership.objects.bulk_create(
         Membership(user=u, project=project, role=Role.ANNOTATOR) for u in users
     )
-    tokens = Token.objects.bulk_create(Token(key=Token.generate_key(), user=u) for u in users)
-    return [token.key for token in tokens]
+    with transaction.atomic():  # knox hashes each token as it creates it: no bulk_create
+        return [AuthToken.objects.create(user=u)[1] for u in users]
 
 
 class Client:

@@ -37,7 +37,7 @@ SETUP = """
 import sys
 from pathlib import Path
 from django.contrib.auth.models import Permission, User
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 from annotator.ingest import studies_import
 from projects.services import project_create
 user = User.objects.create_user("bench", password="bench")
@@ -46,7 +46,7 @@ user = User.objects.get(pk=user.pk)
 project = project_create(user=user, name="Bench", slug="bench", modality="CT",
                          lesion_classes=[{"name": "lesion"}])
 studies_import(project=project, paths=[Path(sys.argv[1])])
-print(Token.objects.create(user=user).key)
+print(AuthToken.objects.create(user=user)[1])
 """
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from annotator.volumes import ImportedVolume, volume_import
@@ -29,6 +30,12 @@ def media_root(settings: Any, tmp_path: Path) -> Path:
         },
     }
     return root
+
+
+@pytest.fixture(autouse=True)
+def empty_cache() -> None:
+    """Throttle counts and cached metrics start empty in every test (user ids repeat)."""
+    cache.clear()
 
 
 @pytest.fixture

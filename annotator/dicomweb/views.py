@@ -53,6 +53,8 @@ class AcceptAnything(BaseContentNegotiation):
 class DicomWebView(APIView):
     renderer_classes = [JSONRenderer]
     content_negotiation_class = AcceptAnything
+    # the API's per-user throttle, with a budget of its own (annotator/throttling.py)
+    throttle_scope = "dicomweb"
 
     def user(self) -> User:
         return current_user(self.request)

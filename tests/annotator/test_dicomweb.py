@@ -505,15 +505,14 @@ def test_dicomweb_client_reads_everything_through_a_live_server(
     """The standard client (what the viewer's loader mirrors) parses every answer."""
     import requests
     from dicomweb_client.api import DICOMwebClient
-    from rest_framework.authtoken.models import Token
+    from knox.models import AuthToken
 
     path = Path(get_testdata_file("emri_small_jpeg_2k_lossless.dcm"))  # type: ignore[arg-type]
     compressed = store_series(workspace["project"], [path])
     foreign = store_series(make_project("gamma"), [Path(get_testdata_file("MR_small_RLE.dcm"))])  # type: ignore[arg-type]
     session = requests.Session()
-    session.headers["Authorization"] = (
-        f"Token {Token.objects.create(user=workspace['annotator']).key}"
-    )
+    _, token = AuthToken.objects.create(user=workspace["annotator"])
+    session.headers["Authorization"] = f"Token {token}"
     client = DICOMwebClient(f"{live_server.url}/dicomweb", session=session)
 
     studies = client.search_for_studies()

@@ -4,10 +4,13 @@
 // `node tests/browser/<script>.mjs '<json params>'`. The harness starts Debian's Chromium headless
 // on a fresh profile, gives the function a page and helpers, and writes `result.json` in
 // `params.out_dir`: {ok, result (what the function returned), error, console, page_errors,
-// failed_requests, screenshots, timings}. A failing scenario also leaves `failure.png`.
+// failed_requests, csp_violations, screenshots, timings}. A failing scenario also leaves
+// `failure.png`.
 //
 // Requests that fail (other than ones a navigation cancelled) and HTTP 5xx responses are listed in
-// failed_requests; uncaught page errors in page_errors.
+// failed_requests; uncaught page errors in page_errors; what the page's Content-Security-Policy
+// blocked (Chromium's console message for each violation, the page's or a worker's) in
+// csp_violations.
 //
 //   import { scenario } from './harness.mjs';
 //   await scenario(async ({ page, params, login, open, screenshot, mark }) => {
@@ -129,6 +132,7 @@ export async function scenario(fn) {
     console: [],
     page_errors: [],
     failed_requests: [],
+    csp_violations: [],
     screenshots: [],
     timings: {},
   };
@@ -157,6 +161,9 @@ export async function scenario(fn) {
     const page = context.pages()[0] ?? (await context.newPage());
     page.on('console', (msg) => {
       record.console.push({ type: msg.type(), text: msg.text(), url: page.url() });
+      if (msg.text().includes('Content Security Policy')) {
+        record.csp_violations.push({ text: msg.text(), url: page.url() });
+      }
     });
     page.on('pageerror', (err) => record.page_errors.push(errorText(err)));
     page.on('requestfailed', (request) => {

@@ -13,12 +13,14 @@ the script reads, as keyword arguments that must be JSON-serialisable::
         assert record["result"]["charts"] ...
 
 The record is harness.mjs's ``result.json``: ``result`` (what the scenario returned), ``console``,
-``page_errors``, ``failed_requests``, ``timings``, ``screenshots`` (PNGs in ``out_dir``, under the
-test's tmp_path) and ``artifacts`` (the paths of their copies, with result.json beside them, in
-``$BROWSER_ARTIFACTS`` or test-artifacts/browser/: a folder per test and run, emptied first).
+``page_errors``, ``failed_requests``, ``csp_violations``, ``timings``, ``screenshots`` (PNGs in
+``out_dir``, under the test's tmp_path) and ``artifacts`` (the paths of their copies, with
+result.json beside them, in ``$BROWSER_ARTIFACTS`` or test-artifacts/browser/: a folder per test
+and run, emptied first).
 A scenario that throws, an uncaught page error (unless ``allow_page_errors=True``) or a failed
-request, network error or HTTP 5xx (unless ``allow_failed_requests=True``), fails the test with
-the scenario's error, the browser console, the failed requests and the screenshots' paths.
+request, network error or HTTP 5xx (unless ``allow_failed_requests=True``), or anything the
+page's Content-Security-Policy blocked (always), fails the test with the scenario's error, the
+browser console, the failed requests and the screenshots' paths.
 ``timeout`` (seconds, default 120) bounds the whole Node run; the Chromium processes go with it.
 
 Chromium missing: the test is skipped, except in CI (``CI=true``), where it fails.
@@ -164,6 +166,11 @@ class BrowserRunner:
             problems.append("uncaught errors in the page:\n" + "\n".join(record["page_errors"]))
         if record.get("failed_requests") and not allow_failed_requests:
             problems.append("requests failed (network error or HTTP 5xx), listed below")
+        if record.get("csp_violations"):
+            problems.append(
+                "the Content-Security-Policy blocked:\n"
+                + "\n".join(f"  {v['url']}: {v['text']}" for v in record["csp_violations"])
+            )
         if problems:
             console = "\n".join(
                 f"  [{m['type']}] {m['text']}" for m in record.get("console", [])[-30:]

@@ -480,6 +480,22 @@ TABLE: list[Row] = [
         writes=False,
         note="anyone may exchange a password for a token",
     ),
+    Row(
+        "api-logout",
+        "POST",
+        "/api/auth/logout/",
+        any_user(204),
+        writes=False,
+        note="revokes the token of the request (these clients carry none: tests/test_auth.py)",
+    ),
+    Row(
+        "api-logout-all",
+        "POST",
+        "/api/auth/logoutall/",
+        any_user(204),
+        writes=False,
+        note="revokes every token of the user (none here: tests/test_auth.py)",
+    ),
     Row("schema", "GET", "/api/schema/", PUBLIC, check=check_nonempty),
     Row("docs", "GET", "/api/docs/", PUBLIC, check=check_nonempty),
     Row("redoc", "GET", "/api/redoc/", PUBLIC, check=check_nonempty),
@@ -925,13 +941,15 @@ def test_dashboard_and_effort_table_count_only_alpha(world: World) -> None:
 
 
 def test_bad_credentials_are_refused_like_anonymous(world: World) -> None:
-    """A wrong token is 403 too (session authentication comes first, so DRF sends no 401),
-    and an inactive user's valid token does not open anything."""
+    """A wrong token is refused everywhere, API and DICOMweb: 401 with ``WWW-Authenticate:
+    Token`` (a token was sent and refused; no credentials at all stay 403), and an inactive
+    user's valid token does not open anything."""
     bad = APIClient()
     bad.credentials(HTTP_AUTHORIZATION="Token 0123456789abcdef0123456789abcdef01234567")
     for path in ("/api/me/", "/api/projects/{alpha}/", "/dicomweb/studies", "/api/jobs/{job}/"):
         response = bad.get(path.format(**world.ids))
-        assert response.status_code == 403, path
+        assert response.status_code == 401, path
+        assert response["WWW-Authenticate"] == "Token", path
         assert response.json() == {"detail": "Invalid token."}, path
     token = APIClient().post(
         "/api/auth/token/", {"username": "annotator", "password": "pw-annotator"}, format="json"
@@ -941,7 +959,7 @@ def test_bad_credentials_are_refused_like_anonymous(world: World) -> None:
     assert good.get(f"/api/tasks/{world.ids['claimed']}/").status_code == 200
     get_user_model().objects.filter(pk=world.users["annotator"]).update(is_active=False)
     response = good.get(f"/api/tasks/{world.ids['claimed']}/")
-    assert response.status_code == 403
+    assert response.status_code == 401
     assert response.json() == {"detail": "User inactive or deleted."}
 
 
