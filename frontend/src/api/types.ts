@@ -190,6 +190,14 @@ export interface InferenceJob {
   progress_done: number;
   progress_total: number;
   error: string;
+  /** What happened short of failing, e.g. "worker lost: ...; re-queued (attempt 2 of 3)". */
+  notice: string;
+  /** Runs started so far (at most 3). */
+  attempts: number;
+  /** The worker of the current run, "host:pid:..." (empty before the first). */
+  worker: string;
+  /** When that worker last said it was alive. */
+  heartbeat_at: string | null;
   timings: Record<string, unknown>;
   /** The mask version the job saved (succeeded jobs). */
   result: number | null;
@@ -326,6 +334,12 @@ export interface TrainingJob {
   progress_done: number;
   progress_total: number;
   error: string;
+  /** What happened short of failing, e.g. "worker lost: ...; re-queued (attempt 2 of 3)". */
+  notice: string;
+  /** Runs started so far (at most 3). */
+  attempts: number;
+  worker: string;
+  heartbeat_at: string | null;
   /** The model it trained, once it succeeded. */
   result: ModelVersion | null;
   created: string;
@@ -340,6 +354,15 @@ export interface PreannotationFailure {
   error: string;
 }
 
+/** A job still to finish that lost its worker and was queued again. */
+export interface PreannotationNotice {
+  job: number;
+  lesion: number;
+  task: number;
+  state: 'queued' | 'running';
+  notice: string;
+}
+
 /** The latest gpu-batch job of each lesion of a round, counted by state. */
 export interface PreannotationProgress {
   total: number;
@@ -348,6 +371,7 @@ export interface PreannotationProgress {
   succeeded: number;
   failed: number;
   failures: PreannotationFailure[];
+  notices: PreannotationNotice[];
   /** Only in the answer to a start: how many jobs that call queued. */
   started?: number;
 }

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { PreannotationProgress } from '../api';
 import { preannotationStatus, startMessage } from './rounds';
 
-const none: PreannotationProgress = { total: 0, queued: 0, running: 0, succeeded: 0, failed: 0, failures: [] };
+const none: PreannotationProgress = { total: 0, queued: 0, running: 0, succeeded: 0, failed: 0, failures: [], notices: [] };
 
 describe('pre-annotation progress', () => {
   it('is finished and empty before any job', () => {
@@ -14,6 +14,12 @@ describe('pre-annotation progress', () => {
     const s = preannotationStatus({ ...none, total: 8, queued: 3, running: 1, succeeded: 3, failed: 1 });
     expect(s).toMatchObject({ done: 4, active: 4, fraction: 0.5, finished: false });
     expect(s.text).toBe('4 of 8 lesions done · 1 running, 3 queued');
+  });
+
+  it('says how many jobs were re-queued after losing their worker', () => {
+    const notice = { job: 7, lesion: 3, task: 2, state: 'queued' as const, notice: 'worker lost: x; re-queued (attempt 2 of 3)' };
+    const s = preannotationStatus({ ...none, total: 2, queued: 1, succeeded: 1, notices: [notice] });
+    expect(s.text).toBe('1 of 2 lesions done · 0 running, 1 queued · 1 re-queued after a lost worker');
   });
 
   it('says when it finished with failures', () => {

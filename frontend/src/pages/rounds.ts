@@ -2,7 +2,8 @@
 
 import {
   getPreannotation, getProject, listModelVersions, listRounds, openRound, startPreannotation,
-  type ModelVersion, type PreannotationFailure, type PreannotationProgress, type Project, type Round,
+  type ModelVersion, type PreannotationFailure, type PreannotationNotice, type PreannotationProgress, type Project,
+  type Round,
 } from '../api';
 import { href, navigate } from '../router';
 import { setFlash } from '../store';
@@ -10,6 +11,7 @@ import { h } from '../ui/dom';
 import { emptyState, errorBanner, isAbort, notice } from '../ui/feedback';
 import { setBusy } from '../ui/forms';
 import { formatDate, formatNumber, plural } from '../ui/format';
+import { noticeLine } from '../ui/jobNotice';
 import { isManager, managerHead, managersOnly } from '../ui/managerNav';
 import { fraction, progressBar } from '../ui/progress';
 import { dataTable } from '../ui/table';
@@ -34,7 +36,11 @@ export function preannotationStatus(p: PreannotationProgress): PreannotationStat
   const share = fraction(done, p.total);
   let text: string;
   if (p.total === 0) text = 'Not started: no pre-annotation job in this round yet.';
-  else if (active > 0) text = `${formatNumber(done)} of ${formatNumber(p.total)} lesions done · ${formatNumber(p.running)} running, ${formatNumber(p.queued)} queued`;
+  else if (active > 0) {
+    text = `${formatNumber(done)} of ${formatNumber(p.total)} lesions done · ${formatNumber(p.running)} running, ${formatNumber(p.queued)} queued`;
+    const requeued = (p.notices ?? []).length;
+    if (requeued > 0) text += ` · ${formatNumber(requeued)} re-queued after a lost worker`;
+  }
   else if (p.failed > 0) text = `Finished with failures: ${formatNumber(p.succeeded)} succeeded, ${formatNumber(p.failed)} failed`;
   else text = `Finished: all ${plural(p.succeeded, 'lesion')} pre-annotated`;
   return { done, active, fraction: share, finished: active === 0, text };
@@ -71,6 +77,7 @@ function preannotationCard(project: Project, round: Round, signal: AbortSignal):
   const bar = progressBar(`Pre-annotation of round ${round.number}`);
   const counts = h('dl', { class: 'counts' });
   const failures = h('div');
+  const notices = h('div');
   const updated = h('p', { class: 'muted small' });
   const slot = h('div', { class: 'slot' });
   const startButton = h('button', { type: 'button', class: 'btn btn-primary' }, 'Start pre-annotation');
@@ -94,6 +101,21 @@ function preannotationCard(project: Project, round: Round, signal: AbortSignal):
           { header: 'Task', cell: (f) => h('a', { href: href.task(f.task) }, `#${f.task}`) },
           { header: 'Lesion', cell: (f) => `#${f.lesion}`, className: 'num' },
           { header: 'Reason', cell: (f) => h('span', { class: 'error-text' }, f.error || 'No reason recorded') },
+        ],
+      }),
+    ));
+    const requeued = p.notices ?? [];
+    notices.replaceChildren(requeued.length === 0 ? '' : h('div', { class: 'requeued' },
+      h('h3', null, `Re-queued (${formatNumber(requeued.length)})`),
+      h('p', { class: 'hint' }, 'These jobs lost their worker (it stopped answering) and wait for another one.'),
+      dataTable<PreannotationNotice>(requeued, {
+        label: 'Re-queued pre-annotation jobs',
+        columns: [
+          { header: 'Job', cell: (n) => `#${n.job}`, className: 'num' },
+          { header: 'Task', cell: (n) => h('a', { href: href.task(n.task) }, `#${n.task}`) },
+          { header: 'Lesion', cell: (n) => `#${n.lesion}`, className: 'num' },
+          { header: 'State', cell: (n) => (n.state === 'running' ? 'Running again' : 'Queued') },
+          { header: 'What happened', cell: (n) => h('span', { class: 'warning-text', title: n.notice }, noticeLine(n.notice)) },
         ],
       }),
     ));
@@ -133,7 +155,7 @@ function preannotationCard(project: Project, round: Round, signal: AbortSignal):
   void (async () => {
     try {
       const p = await getPreannotation(project.slug, round.number, { signal });
-      body.replaceChildren(bar.el, counts, updated, failures);
+      body.replaceChildren(bar.el, counts, updated, notices, failures);
       render(p);
     } catch (err) {
       if (!isAbort(err)) body.replaceChildren(errorBanner(err, 'Could not load the pre-annotation progress'));

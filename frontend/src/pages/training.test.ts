@@ -4,7 +4,8 @@ import { backendLabel, exportUrl, metricSummary, roundsSpan, trainingText } from
 
 const job: TrainingJob = {
   id: 4, project: 'p', round: 1, state: 'queued', progress: 0, progress_done: 0, progress_total: 0,
-  error: '', result: null, created: '2026-11-27T10:00:00Z', started_at: null, finished_at: null,
+  error: '', notice: '', attempts: 0, worker: '', heartbeat_at: null, result: null, created: '2026-11-27T10:00:00Z',
+  started_at: null, finished_at: null,
 };
 
 describe('model versions', () => {
@@ -28,6 +29,11 @@ describe('model versions', () => {
 
   it('says what each training state means', () => {
     expect(trainingText(job)).toMatch(/train queue/);
+    const lost = 'worker lost: gpu0 (process 9) stopped during attempt 1 of 3 (...); re-queued (attempt 2 of 3)';
+    expect(trainingText({ ...job, notice: lost, attempts: 1 }))
+      .toBe('Worker lost; re-queued (attempt 2 of 3): a training worker will pick it up.');
+    expect(trainingText({ ...job, state: 'running', notice: lost, attempts: 2, progress_done: 1, progress_total: 4 }))
+      .toBe('Training (attempt 2 of 3): 1 of 4 steps');
     expect(trainingText({ ...job, state: 'running', progress_done: 3, progress_total: 10 })).toBe('Training: 3 of 10 steps');
     expect(trainingText({ ...job, state: 'failed', error: 'no training cases' })).toBe('Training failed: no training cases');
     expect(trainingText({ ...job, state: 'failed' })).toMatch(/no reason recorded/);

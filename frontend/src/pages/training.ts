@@ -12,6 +12,7 @@ import { h } from '../ui/dom';
 import { emptyState, errorBanner, isAbort } from '../ui/feedback';
 import { setBusy } from '../ui/forms';
 import { formatDate } from '../ui/format';
+import { attemptSuffix, noticeLine } from '../ui/jobNotice';
 import { progressBar } from '../ui/progress';
 import { dataTable } from '../ui/table';
 
@@ -61,10 +62,12 @@ export function metricSummary(metrics: Record<string, unknown>): string {
 /** What a training job's state means for the manager. */
 export function trainingText(job: TrainingJob): string {
   switch (job.state) {
-    case 'queued':
-      return 'Queued on the train queue: a training worker will pick it up.';
+    case 'queued': {
+      const line = noticeLine(job.notice ?? '');
+      return `${line ? `${line}: ` : 'Queued on the train queue: '}a training worker will pick it up.`;
+    }
     case 'running':
-      return `Training: ${job.progress_done} of ${job.progress_total} steps`;
+      return `Training${attemptSuffix(job.attempts ?? 0)}: ${job.progress_done} of ${job.progress_total} steps`;
     case 'succeeded':
       return `Trained ${job.result ? `“${job.result.name}”` : 'a new model'}. Make it active to pre-annotate the next round with it.`;
     default:

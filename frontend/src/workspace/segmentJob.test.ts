@@ -11,8 +11,8 @@ import {
 function job(overrides: Partial<InferenceJob> = {}): InferenceJob {
   return {
     id: 50, kind: 'segment', lesion: 1, prompt: {}, backend: 'b', model_version: null, queue: 'gpu-interactive',
-    state: 'queued', progress: 0, progress_done: 0, progress_total: 0, error: '', timings: {}, result: null,
-    created: '', started_at: null, finished_at: null, ...overrides,
+    state: 'queued', progress: 0, progress_done: 0, progress_total: 0, error: '', notice: '', attempts: 0, worker: '',
+    heartbeat_at: null, timings: {}, result: null, created: '', started_at: null, finished_at: null, ...overrides,
   };
 }
 
@@ -173,5 +173,17 @@ describe('prompt helpers', () => {
   it('labels progress', () => {
     expect(progressOf(job({ state: 'running', progress_done: 1, progress_total: 4 }))).toMatchObject({ fraction: 0.25, label: 'Segmenting… 25 %' });
     expect(progressOf(job({ state: 'succeeded' })).fraction).toBe(1);
+  });
+
+  it('says why a job waits instead of spinning silently', () => {
+    const created = '2026-12-01T10:00:00Z';
+    const at = (s: number): number => Date.parse(created) + s * 1000;
+    expect(progressOf(job({ created }), at(3)).label).toBe('Queued');
+    expect(progressOf(job({ created }), at(42)).label).toBe('Queued 42 s: waiting for a free worker');
+    const notice = 'worker lost: gpu0 (process 7) stopped during attempt 1 of 3 (...); re-queued (attempt 2 of 3)';
+    expect(progressOf(job({ created, notice, attempts: 1 }), at(50)).label)
+      .toBe('Worker lost; re-queued (attempt 2 of 3) · waiting for a worker');
+    expect(progressOf(job({ state: 'running', notice, attempts: 2, progress_done: 1, progress_total: 2 })).label)
+      .toBe('Segmenting… 50 % (attempt 2 of 3)');
   });
 });

@@ -10,6 +10,7 @@
 import { ApiError } from '../api/client';
 import { fetchMaskData, getJob, getMaskVersion, requestSegmentation } from '../api/endpoints';
 import type { Box, InferenceJob, MaskData, MaskVersion, Point, SegmentRequest } from '../api/types';
+import { attemptSuffix, noticeLine } from '../ui/jobNotice';
 import type { Autosave } from './autosave';
 
 export interface SegmentApi {
@@ -31,7 +32,7 @@ export interface SegmentProgress {
   state: InferenceJob['state'];
   /** 0..1; null while the job has no total yet (queued, loading). */
   fraction: number | null;
-  /** "Queued", "Segmenting… 40 %" */
+  /** "Queued", "Segmenting… 40 %", "Worker lost; re-queued (attempt 2 of 3) · waiting for a worker" */
   label: string;
 }
 
@@ -68,12 +69,25 @@ export class SegmentJobError extends Error {
   }
 }
 
-export function progressOf(job: InferenceJob): SegmentProgress {
+/** A job queued longer than this says that it waits for a worker, rather than just "Queued". */
+export const LONG_QUEUE_MS = 10_000;
+
+/** What a job waiting in the queue shows: why it waits, once that is worth saying. */
+function queuedLabel(job: InferenceJob, now: number): string {
+  const line = noticeLine(job.notice ?? '');
+  if (line) return `${line} · waiting for a worker`;
+  const waited = now - Date.parse(job.created);
+  if (waited >= LONG_QUEUE_MS) return `Queued ${Math.round(waited / 1000)} s: waiting for a free worker`;
+  return 'Queued';
+}
+
+export function progressOf(job: InferenceJob, now: number = Date.now()): SegmentProgress {
   const fraction = job.progress_total > 0 ? Math.min(1, job.progress_done / job.progress_total) : null;
+  const again = attemptSuffix(job.attempts ?? 0);
   const label = job.state === 'queued'
-    ? 'Queued'
+    ? queuedLabel(job, now)
     : job.state === 'running'
-      ? fraction === null ? 'Segmenting…' : `Segmenting… ${Math.round(fraction * 100)} %`
+      ? fraction === null ? `Segmenting…${again}` : `Segmenting… ${Math.round(fraction * 100)} %${again}`
       : job.state === 'succeeded' ? 'Done' : 'Failed';
   return { job, state: job.state, fraction: job.state === 'succeeded' ? 1 : fraction, label };
 }
