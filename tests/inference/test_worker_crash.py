@@ -2,7 +2,9 @@
 
 The slow test backend (tests/support/slow_backend.py) appends the id of the process running
 ``segment`` to a marker file and stalls on its first attempt only, so the kill always lands
-mid-job, and the marker tells which process held the task and how many attempts ran.
+mid-job, and the marker tells which process held the task and how many attempts ran. A worker
+killed whole leaves nobody to requeue its job: the sweep (inference/recovery.py) notices the
+silence and queues it again, on the filesystem broker as on Redis.
 """
 
 import os
