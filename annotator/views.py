@@ -1,6 +1,6 @@
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpResponse
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.request import Request
@@ -15,6 +15,7 @@ from annotator.serializers import (
     EffortSerializer,
     LesionSerializer,
     LesionWriteSerializer,
+    MaskDataQuerySerializer,
     MaskSaveSerializer,
     MaskVersionSerializer,
 )
@@ -139,15 +140,17 @@ class MaskDetailView(APIView):
 
 class MaskDataView(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("encoding", str, enum=["raw-gzip", "nifti"])],
+        parameters=[MaskDataQuerySerializer],
         responses={(200, "application/octet-stream"): bytes},
     )
     def get(self, request: Request, pk: int) -> HttpResponse:
         """The voxels: ``raw-gzip`` (z*y*x uint8, shape in X-Mask-Shape) or ``nifti``."""
+        params = MaskDataQuerySerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
         version = get_visible(mask_queryset(request), pk=pk)
         mask = services.mask_version_load(version)
         volume = version.lesion.task.series.volume
-        if request.query_params.get("encoding") == "nifti":
+        if params.validated_data["encoding"] == "nifti":
             response = HttpResponse(encode_nifti(mask, volume), content_type="application/gzip")
             response["Content-Disposition"] = f'attachment; filename="mask-{version.pk}.nii.gz"'
             return response

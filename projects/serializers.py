@@ -4,7 +4,7 @@ from django.contrib.auth import get_user_model
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from annotator.models import Lesion, Series
+from annotator.models import Lesion, Series, Study
 from projects.access import role_of
 from projects.models import (
     Assignment,
@@ -18,12 +18,29 @@ from projects.models import (
     Round,
     Task,
 )
-from projects.services import current_round
+from projects.services import (
+    COLOR_PATTERN,
+    MAX_LESION_CLASSES,
+    MAX_REASON_CHARS,
+    MAX_TEXT_CHARS,
+    MAX_WINDOW_PRESETS,
+    current_round,
+)
+
+# Ids are BigAutoFields; round numbers PositiveIntegerFields. Bounding them here turns a
+# 30-digit id into a 400 rather than an integer overflow in the database driver.
+MAX_ID = 2**63 - 1
+MAX_ROUND = 2**31 - 1
 
 
 class LesionClassSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
-    color = serializers.CharField(max_length=32, required=False)
+    color = serializers.RegexField(
+        COLOR_PATTERN,
+        required=False,
+        error_messages={"invalid": "a colour as #rgb or #rrggbb"},
+        help_text="#rgb or #rrggbb",
+    )
 
 
 class WindowPresetSerializer(serializers.Serializer):
@@ -72,12 +89,24 @@ class ProjectSerializer(serializers.ModelSerializer):
         return round_.number if round_ else None
 
 
+def _lesion_classes(**kwargs: Any) -> serializers.ListSerializer[Any]:
+    return serializers.ListSerializer(
+        child=LesionClassSerializer(), max_length=MAX_LESION_CLASSES, **kwargs
+    )
+
+
+def _window_presets() -> serializers.ListSerializer[Any]:
+    return serializers.ListSerializer(
+        child=WindowPresetSerializer(), required=False, max_length=MAX_WINDOW_PRESETS
+    )
+
+
 class ProjectUpdateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False)
     deidentify = serializers.BooleanField(required=False)
-    description = serializers.CharField(required=False, allow_blank=True)
-    lesion_classes = LesionClassSerializer(many=True, required=False)
-    window_presets = WindowPresetSerializer(many=True, required=False)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=MAX_TEXT_CHARS)
+    lesion_classes = _lesion_classes(required=False)
+    window_presets = _window_presets()
     assignment = serializers.ChoiceField(choices=Assignment.choices, required=False)
     ordering = serializers.ChoiceField(choices=Ordering.choices, required=False)
     annotators_per_task = serializers.IntegerField(min_value=1, max_value=20, required=False)
@@ -87,10 +116,12 @@ class ProjectUpdateSerializer(serializers.Serializer):
 class ProjectCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     slug = serializers.SlugField(max_length=80)
-    description = serializers.CharField(required=False, allow_blank=True, default="")
+    description = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=MAX_TEXT_CHARS
+    )
     modality = serializers.ChoiceField(choices=Modality.choices)
-    lesion_classes = LesionClassSerializer(many=True)
-    window_presets = WindowPresetSerializer(many=True, required=False)
+    lesion_classes = _lesion_classes()
+    window_presets = _window_presets()
     deidentify = serializers.BooleanField(required=False, default=False)
     assignment = serializers.ChoiceField(choices=Assignment.choices, required=False)
     ordering = serializers.ChoiceField(choices=Ordering.choices, required=False)
@@ -108,7 +139,7 @@ class MembershipSerializer(serializers.ModelSerializer):
 
 
 class MembershipSetSerializer(serializers.Serializer):
-    username = serializers.CharField()
+    username = serializers.CharField(max_length=150)
     role = serializers.ChoiceField(choices=Role.choices)
 
     def validate_username(self, value: str) -> Any:
@@ -143,7 +174,9 @@ class ReviewSerializer(serializers.ModelSerializer):
 
 class ReviewCreateSerializer(serializers.Serializer):
     decision = serializers.ChoiceField(choices=Review.Decision.choices)
-    comment = serializers.CharField(required=False, allow_blank=True, default="")
+    comment = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=MAX_TEXT_CHARS
+    )
 
 
 class TaskSerializer(serializers.ModelSerializer):
@@ -184,7 +217,7 @@ class TaskSerializer(serializers.ModelSerializer):
 
 
 class TaskAssignSerializer(serializers.Serializer):
-    user = serializers.CharField(help_text="the annotator's username")
+    user = serializers.CharField(max_length=150, help_text="the annotator's username")
 
     def validate_user(self, value: str) -> Any:
         user = get_user_model().objects.filter(username=value, is_active=True).first()
@@ -194,7 +227,7 @@ class TaskAssignSerializer(serializers.Serializer):
 
 
 class TaskReopenSerializer(serializers.Serializer):
-    reason = serializers.CharField()
+    reason = serializers.CharField(max_length=MAX_REASON_CHARS)
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
@@ -209,3 +242,28 @@ class ExportLesionSerializer(serializers.ModelSerializer):
     class Meta:
         model = Lesion
         fields = ["id", "lesion_class", "key_slice", "box"]
+
+
+class VolumeUploadSerializer(serializers.Serializer):
+    """The text fields of a volume upload (its files are read by the view)."""
+
+    description = serializers.CharField(
+        max_length=Study._meta.get_field("description").max_length,
+        required=False,
+        allow_blank=True,
+        default="",
+    )
+
+
+class TaskListQuerySerializer(serializers.Serializer):
+    state = serializers.ChoiceField(choices=Task.State.choices, required=False)
+    mine = serializers.BooleanField(required=False, help_text="only tasks assigned to me")
+    round = serializers.IntegerField(min_value=0, max_value=MAX_ROUND, required=False)
+
+
+class AuditQuerySerializer(serializers.Serializer):
+    action = serializers.CharField(
+        max_length=AuditEvent._meta.get_field("action").max_length, required=False
+    )
+    user = serializers.CharField(max_length=150, required=False, help_text="the actor's username")
+    task = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)

@@ -1,6 +1,7 @@
 """Every write to projects, memberships, rounds, tasks and reviews goes through these functions."""
 
 import math
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -34,6 +35,16 @@ DEFAULT_WINDOWS: dict[str, list[dict[str, Any]]] = {
     ],
 }
 PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6"]
+# A class colour lands in the front end's styles: only hex colours, nothing CSS could read more
+# into (\A...\Z: "$" would let a trailing newline through).
+COLOR_PATTERN = r"\A#(?:[0-9A-Fa-f]{3}){1,2}\Z"
+MAX_LESION_CLASSES = 100
+MAX_CLASS_NAME_CHARS = 100
+MAX_WINDOW_PRESETS = 20
+# Free text kept in TextFields (project descriptions, review comments): the same cap on every
+# database, far above any real use.
+MAX_TEXT_CHARS = 10_000
+MAX_REASON_CHARS = 2_000
 
 
 def _check_classes(lesion_classes: list[Any]) -> list[dict[str, str]]:
@@ -41,6 +52,11 @@ def _check_classes(lesion_classes: list[Any]) -> list[dict[str, str]]:
         raise InvalidInput(
             "a project needs at least one lesion class",
             fields={"lesion_classes": ["give at least one class"]},
+        )
+    if len(lesion_classes) > MAX_LESION_CLASSES:
+        raise InvalidInput(
+            f"a project has at most {MAX_LESION_CLASSES} lesion classes",
+            fields={"lesion_classes": [f"at most {MAX_LESION_CLASSES}"]},
         )
     out = []
     for i, item in enumerate(lesion_classes):
@@ -50,7 +66,18 @@ def _check_classes(lesion_classes: list[Any]) -> list[dict[str, str]]:
             raise InvalidInput(
                 f"lesion class {i} has no name", fields={"lesion_classes": ["names are required"]}
             )
-        out.append({"name": name, "color": str(entry.get("color") or PALETTE[i % len(PALETTE)])})
+        if len(name) > MAX_CLASS_NAME_CHARS:
+            raise InvalidInput(
+                f"lesion class {i}'s name is longer than {MAX_CLASS_NAME_CHARS} characters",
+                fields={"lesion_classes": [f"names of at most {MAX_CLASS_NAME_CHARS} characters"]},
+            )
+        color = str(entry.get("color") or PALETTE[i % len(PALETTE)])
+        if not re.match(COLOR_PATTERN, color):
+            raise InvalidInput(
+                f"lesion class {name!r} has the colour {color!r}; expected #rgb or #rrggbb",
+                fields={"lesion_classes": ["colours are #rgb or #rrggbb"]},
+            )
+        out.append({"name": name, "color": color})
     names = [c["name"] for c in out]
     if len(set(names)) != len(names):
         raise InvalidInput(
@@ -60,6 +87,11 @@ def _check_classes(lesion_classes: list[Any]) -> list[dict[str, str]]:
 
 
 def _check_windows(window_presets: list[Any]) -> list[dict[str, Any]]:
+    if len(window_presets) > MAX_WINDOW_PRESETS:
+        raise InvalidInput(
+            f"a project has at most {MAX_WINDOW_PRESETS} window presets",
+            fields={"window_presets": [f"at most {MAX_WINDOW_PRESETS}"]},
+        )
     out = []
     for i, item in enumerate(window_presets):
         try:
@@ -69,6 +101,11 @@ def _check_windows(window_presets: list[Any]) -> list[dict[str, Any]]:
                 f"window preset {i} needs a name, a center and a width",
                 fields={"window_presets": ["each preset needs name, center and width"]},
             ) from exc
+        if not (math.isfinite(center) and math.isfinite(width)):
+            raise InvalidInput(
+                f"window preset {name!r} has a center or width that is not a finite number",
+                fields={"window_presets": ["center and width are finite numbers"]},
+            )
         if width <= 0:
             raise InvalidInput(
                 f"window preset {name!r} has a width <= 0",

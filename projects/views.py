@@ -1,3 +1,4 @@
+from pathlib import Path
 from typing import Any
 
 from django.db.models import Count, OuterRef, Prefetch, QuerySet, Subquery
@@ -22,6 +23,7 @@ from projects.exports import round_manifest
 from projects.models import AuditEvent, Membership, Project, Review, Role, Round, Task
 from projects.serializers import (
     AuditEventSerializer,
+    AuditQuerySerializer,
     MembershipSerializer,
     MembershipSetSerializer,
     ProjectCreateSerializer,
@@ -31,8 +33,10 @@ from projects.serializers import (
     ReviewSerializer,
     RoundSerializer,
     TaskAssignSerializer,
+    TaskListQuerySerializer,
     TaskReopenSerializer,
     TaskSerializer,
+    VolumeUploadSerializer,
 )
 
 MANAGER = Role.MANAGER
@@ -59,6 +63,14 @@ def task_rows(tasks: QuerySet[Task] | None = None) -> QuerySet[Task]:
 def task_queryset(request: Request) -> QuerySet[Task]:
     """The tasks the signed-in user may see, ready to serialize."""
     return task_rows(visible_tasks(current_user(request)))
+
+
+def query(request: Request, serializer_class: type[serializers.Serializer]) -> dict[str, Any]:
+    """The request's query parameters as ``serializer_class`` reads them; 400 naming each
+    parameter it refuses (a bad number is never handed to the database)."""
+    params = serializer_class(data=request.query_params)
+    params.is_valid(raise_exception=True)
+    return dict(params.validated_data)
 
 
 def task_data(pk: int) -> dict[str, Any]:
@@ -163,7 +175,7 @@ class VolumeUploadView(APIView):
                     "labels": serializers.FileField(
                         required=False, help_text="a label map on the image's grid"
                     ),
-                    "description": serializers.CharField(),
+                    "description": serializers.CharField(max_length=200, required=False),
                 },
             )
         },
@@ -177,7 +189,11 @@ class VolumeUploadView(APIView):
         upload = request.FILES.get("file")
         if upload is None:
             raise InvalidInput("no file was uploaded", fields={"file": ["required"]})
-        description = str(request.POST.get("description", ""))
+        fields = VolumeUploadSerializer(data=request.POST)
+        fields.is_valid(raise_exception=True)
+        # The file's name stands in for a missing description: it is held to the same length.
+        name = upload.name or "upload"
+        description = fields.validated_data["description"] or Path(name).name[:200]
         labels = request.FILES.get("labels")
         lesions: list[Any] = []
         if labels is None:
@@ -259,25 +275,17 @@ class RoundExportView(APIView):
 class TaskListView(generics.ListAPIView):
     serializer_class = TaskSerializer
 
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("state", str, enum=Task.State.values),
-            OpenApiParameter("mine", bool, description="only tasks assigned to me"),
-            OpenApiParameter("round", int),
-        ]
-    )
+    @extend_schema(parameters=[TaskListQuerySerializer])
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self) -> QuerySet[Task]:
         project = project_for(self.request, self.kwargs["slug"])
         tasks = task_queryset(self.request).filter(round__project=project)
-        params = self.request.query_params
+        params = query(self.request, TaskListQuerySerializer)
         if state := params.get("state"):
-            if state not in Task.State.values:
-                raise InvalidInput(f"unknown state {state!r}", fields={"state": ["unknown"]})
             tasks = tasks.filter(state=state)
-        if params.get("mine") in ("1", "true"):
+        if params.get("mine"):
             tasks = tasks.filter(assignee_id=current_user(self.request).id)
         if (number := params.get("round")) is not None:
             tasks = tasks.filter(round__number=number)
@@ -381,9 +389,8 @@ class ProjectAuditView(generics.ListAPIView):
 
     @extend_schema(
         parameters=[
+            AuditQuerySerializer,
             OpenApiParameter("action", str, enum=list(ACTIONS)),
-            OpenApiParameter("user", str, description="the actor's username"),
-            OpenApiParameter("task", int),
         ]
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -393,13 +400,11 @@ class ProjectAuditView(generics.ListAPIView):
         project = project_for(self.request, self.kwargs["slug"])
         require_role(current_user(self.request), project, MANAGER)
         events = audit_events(project)
-        params = self.request.query_params
+        params = query(self.request, AuditQuerySerializer)
         if action := params.get("action"):
             events = events.filter(action=action)
         if username := params.get("user"):
             events = events.filter(actor__username=username)
         if (task := params.get("task")) is not None:
-            if not task.isdigit():
-                raise InvalidInput(f"task must be an id, not {task!r}", fields={"task": ["id"]})
-            events = events.filter(task_id=int(task))
+            events = events.filter(task_id=task)
         return events

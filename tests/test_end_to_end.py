@@ -8,6 +8,7 @@ import gzip
 import io
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,11 @@ from tests.support.api import Api
 from tests.support.worker import running_worker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+def recent(seconds: int) -> str:
+    """An hour ago plus ``seconds``, in ISO 8601 (the effort API takes recent times only)."""
+    return (datetime.now(UTC) - timedelta(hours=1) + timedelta(seconds=seconds)).isoformat()
 
 
 @pytest.fixture
@@ -107,10 +113,8 @@ def test_import_annotate_review_export(
         f"/tasks/{task['id']}/effort/",
         201,
         json={
-            "intervals": [
-                {"started_at": "2026-11-27T10:00:00Z", "ended_at": "2026-11-27T10:01:00Z"}
-            ],
-            "interactions": [{"tool": "box", "at": "2026-11-27T10:00:10Z", "lesion": lesion["id"]}],
+            "intervals": [{"started_at": recent(0), "ended_at": recent(60)}],
+            "interactions": [{"tool": "box", "at": recent(10), "lesion": lesion["id"]}],
         },
     )
     assert ann.call("POST", f"/tasks/{task['id']}/submit/").json()["state"] == "submitted"

@@ -2,6 +2,7 @@
 
 import gzip
 import io
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -128,27 +129,26 @@ def test_bad_mask_payloads_are_400_and_write_nothing(
 def test_effort_records(lesion: dict[str, Any], workspace: dict[str, Any]) -> None:
     client = lesion["client"]
     task_id = workspace["imported"].task.pk
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)  # recent, as the API asks
+
+    def at(seconds: int) -> str:
+        return (start + timedelta(seconds=seconds)).isoformat()
+
     body = {
         "intervals": [
-            {"started_at": "2026-01-01T10:00:00Z", "ended_at": "2026-01-01T10:00:42Z"},
-            {
-                "started_at": "2026-01-01T10:01:00Z",
-                "ended_at": "2026-01-01T10:01:10Z",
-                "lesion": lesion["id"],
-            },
+            {"started_at": at(0), "ended_at": at(42)},
+            {"started_at": at(60), "ended_at": at(70), "lesion": lesion["id"]},
         ],
         "interactions": [
-            {"tool": "box", "at": "2026-01-01T10:00:05Z", "lesion": lesion["id"]},
-            {"tool": "brush", "at": "2026-01-01T10:00:09Z", "slice_index": 4},
+            {"tool": "box", "at": at(5), "lesion": lesion["id"]},
+            {"tool": "brush", "at": at(9), "slice_index": 4},
         ],
     }
     assert client.post(f"/api/tasks/{task_id}/effort/", body, format="json").status_code == 201
     task = workspace["imported"].task
     assert sum(i.seconds for i in task.intervals.all()) == 52
     assert sorted(task.interactions.values_list("tool", flat=True)) == ["box", "brush"]
-    backwards = {
-        "intervals": [{"started_at": "2026-01-01T10:00:00Z", "ended_at": "2026-01-01T09:00:00Z"}]
-    }
+    backwards = {"intervals": [{"started_at": at(0), "ended_at": at(-3600)}]}
     assert client.post(f"/api/tasks/{task_id}/effort/", backwards, format="json").status_code == 400
-    bad_tool = {"interactions": [{"tool": "lasso", "at": "2026-01-01T10:00:05Z"}]}
+    bad_tool = {"interactions": [{"tool": "lasso", "at": at(5)}]}
     assert client.post(f"/api/tasks/{task_id}/effort/", bad_tool, format="json").status_code == 400

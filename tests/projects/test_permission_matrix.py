@@ -24,7 +24,7 @@ import gzip
 import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -353,11 +353,10 @@ def mask_upload(w: World) -> tuple[Any, str | None]:
 
 
 def effort_body(w: World) -> dict[str, Any]:
-    at = "2026-01-05T10:00:00Z"
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)  # recent, as the API asks
+    at, end = start.isoformat(), (start + timedelta(minutes=1)).isoformat()
     return {
-        "intervals": [
-            {"started_at": at, "ended_at": "2026-01-05T10:01:00Z", "lesion": w.ids["lesion"]}
-        ],
+        "intervals": [{"started_at": at, "ended_at": end, "lesion": w.ids["lesion"]}],
         "interactions": [{"tool": "brush", "at": at, "lesion": w.ids["lesion"], "slice_index": 3}],
     }
 

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ApiError } from '../api/client';
 import type { EffortBatch } from '../api/types';
-import { EffortTracker, IDLE_CUTOFF_S, type EffortTargets } from './effort';
+import { EffortTracker, IDLE_CUTOFF_S, MAX_INTERACTIONS, MAX_INTERVALS, type EffortTargets } from './effort';
 
 const T0 = Date.parse('2026-11-27T10:00:00Z');
 const S = 1000;
@@ -122,6 +122,25 @@ describe('EffortTracker', () => {
     expect(batches).toHaveLength(1);
     expect(batches[0]!.interactions.map((i) => i.tool)).toEqual(['box', 'brush']);
     expect(seconds(batches)).toBe(20);
+  });
+
+  it('sends a backlog in requests no larger than the server takes, in order', async () => {
+    const { tracker, batches, at, post } = setup({ heartbeatMs: 30 * S });
+    post.mockRejectedValueOnce(new ApiError(0, 'offline'));
+    const backlog = MAX_INTERACTIONS + 10;
+    for (let i = 0; i < backlog; i++) { at(i / 10); tracker.interaction('brush'); }
+    at(MAX_INTERVALS * 30 + 45); tracker.activity(); // keep active: one piece every 30 s
+    for (let i = 0; i < MAX_INTERVALS + 10; i++) { at(MAX_INTERVALS * 30 + 45 + i * 30); tracker.activity(); }
+    await tracker.tick(); // offline: everything stays pending
+    expect(batches).toHaveLength(0);
+    at(MAX_INTERVALS * 60 + 400); await tracker.tick();
+    expect(batches.length).toBeGreaterThan(1);
+    expect(Math.max(...batches.map((b) => b.intervals.length))).toBeLessThanOrEqual(MAX_INTERVALS);
+    expect(Math.max(...batches.map((b) => b.interactions.length))).toBeLessThanOrEqual(MAX_INTERACTIONS);
+    const sent = batches.flatMap((b) => b.interactions.map((x) => Date.parse(x.at)));
+    expect(sent).toHaveLength(backlog);
+    expect(sent).toEqual([...sent].sort((x, y) => x - y));
+    expect(batches.flatMap((b) => b.intervals).length).toBeGreaterThan(MAX_INTERVALS);
   });
 
   it('stops sending after a 403 (not the task annotator)', async () => {

@@ -15,6 +15,11 @@ import type { EffortBatch, EffortInteraction, EffortInterval, EffortTool } from 
 /** projects/effort.py DEFAULT_IDLE_CUTOFF_S (the server's setting is not exposed by the API). */
 export const IDLE_CUTOFF_S = 120;
 
+/** The most intervals and interactions the server takes in one request (annotator/serializers.py
+ * MAX_INTERVALS, MAX_INTERACTIONS): a longer backlog goes in several. */
+export const MAX_INTERVALS = 500;
+export const MAX_INTERACTIONS = 2000;
+
 export const TOOLS: readonly EffortTool[] = [
   'box', 'point+', 'point-', 'brush', 'eraser', 'threshold', 'propagate', 'undo', 'redo',
 ];
@@ -218,23 +223,32 @@ export class EffortTracker {
     await this.flush({ keepalive });
   }
 
-  /** Sends the pending intervals and interactions (one request at a time). */
+  /** Sends the pending intervals and interactions (one request at a time, in requests no larger
+   * than the server takes, until none is left or one fails). */
   async flush({ keepalive = false }: { keepalive?: boolean } = {}): Promise<void> {
-    if (this.sending) await this.sending;
+    while (this.sending) await this.sending;
     if (this.disabled || (this.spans.length === 0 && this.interactions.length === 0)) return;
-    const spans = this.spans;
-    const interactions = this.interactions;
-    this.spans = [];
-    this.interactions = [];
-    this.sending = this.send(spans, interactions, keepalive).finally(() => {
+    this.sending = this.drain(keepalive).finally(() => {
       this.sending = null;
     });
     await this.sending;
   }
 
-  private async send(spans: Span[], interactions: PendingInteraction[], keepalive: boolean): Promise<void> {
+  private async drain(keepalive: boolean): Promise<void> {
+    while (!this.disabled && (this.spans.length > 0 || this.interactions.length > 0)) {
+      const spans = this.spans.slice(0, MAX_INTERVALS);
+      const interactions = this.interactions.slice(0, MAX_INTERACTIONS);
+      this.spans = this.spans.slice(spans.length);
+      this.interactions = this.interactions.slice(interactions.length);
+      if (!(await this.send(spans, interactions, keepalive))) return;
+    }
+  }
+
+  /** Whether the batch was taken; a failed one is put back (or dropped, see below). */
+  private async send(spans: Span[], interactions: PendingInteraction[], keepalive: boolean): Promise<boolean> {
     try {
       await this.post(this.batch(spans, interactions), { keepalive });
+      return true;
     } catch (err) {
       if (err instanceof ApiError && err.status === 403) {
         this.disabled = true; // effort is only recorded for the task's annotator
@@ -251,6 +265,7 @@ export class EffortTracker {
         this.requeue(spans, interactions); // transient: retried on the next heartbeat
       }
       this.onError(err);
+      return false;
     }
   }
 

@@ -54,14 +54,22 @@ describe('LesionStore', () => {
     store.load([lesion(1), lesion(2, 'cyst'), lesion(3, 'node')]);
     expect(store.get(1)?.color).toEqual([230, 25, 75]);
     expect(store.get(2)?.color).toEqual([0, 255, 0]);
-    // "teal" is the third class: PALETTE[2]
-    expect(store.get(3)).toMatchObject({ color: [0x43, 0x63, 0xd8], css: 'teal' });
+    // "teal" is the third class: PALETTE[2], in the swatch too
+    expect(store.get(3)).toMatchObject({ color: [0x43, 0x63, 0xd8], css: '#4363d8' });
+    expect(store.get(2)?.css).toBe('#00ff00');
     const table = store.colorTable({ alpha: 100, selectedAlpha: 200 });
     expect(table).toHaveLength(MAX_SEGMENTS + 1);
     expect(table[0]).toEqual([0, 0, 0, 0]);
     expect(table[1]).toEqual([230, 25, 75, 200]); // selected
     expect(table[2]).toEqual([0, 255, 0, 100]);
     expect(table[4]).toEqual([0, 0, 0, 0]);
+  });
+
+  it('puts only a hex colour of its own in the swatch, whatever text the project holds', () => {
+    const hostile = [{ name: 'x', color: '#000;background:url(https://example.org/)' }];
+    const store = new LesionStore(1, hostile, fakeApi());
+    store.load([lesion(1, 'x')]);
+    expect(store.get(1)?.css).toMatch(/^#[0-9a-f]{6}$/);
   });
 
   it('adds a lesion on the server with its prompt, in the lowest free segment, selected', async () => {

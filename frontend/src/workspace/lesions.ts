@@ -23,7 +23,7 @@ export interface LesionEntry {
   visible: boolean;
   /** The class colour as [r, g, b] 0..255. */
   color: Rgb;
-  /** The class colour as the project wrote it (for CSS swatches). */
+  /** `color` as "#rrggbb" (for CSS swatches: never the project's own text, which lands in a style). */
   css: string;
   /** "tumour 2": the class and the lesion's rank among that class (for the list). */
   name: string;
@@ -54,6 +54,11 @@ export function parseColor(value: string): Rgb | null {
   m = /^rgba?\(\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*(?:,[^)]*)?\)$/.exec(text);
   if (m) return [m[1], m[2], m[3]].map((v) => Math.min(255, Number(v))) as Rgb;
   return null;
+}
+
+/** "#rrggbb" of an [r, g, b] colour. */
+export function rgbToHex(rgb: Rgb): string {
+  return `#${rgb.map((v) => Math.round(v).toString(16).padStart(2, '0')).join('')}`;
 }
 
 export interface LesionColorOptions {
@@ -112,10 +117,10 @@ export class LesionStore {
 
   private colorOfClass(name: string): { color: Rgb; css: string } {
     const index = this.classes.findIndex((c) => c.name === name);
-    const css = index >= 0 ? this.classes[index]!.color : '';
+    const written = index >= 0 ? this.classes[index]!.color : '';
     const fallback = PALETTE[(index >= 0 ? index : this.classes.length) % PALETTE.length]!;
-    const parsed = parseColor(css);
-    return parsed ? { color: parsed, css } : { color: parseColor(fallback)!, css: css || fallback };
+    const color = parseColor(written) ?? parseColor(fallback)!;
+    return { color, css: rgbToHex(color) };
   }
 
   private entry(lesion: Lesion, segment: number, visible = true): LesionEntry {
