@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
-from csp.constants import NONCE, NONE, SELF, WASM_UNSAFE_EVAL
+from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE, WASM_UNSAFE_EVAL
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -261,6 +261,9 @@ CONTENT_SECURITY_POLICY = {
         "default-src": [SELF],
         "script-src": [SELF, NONCE, WASM_UNSAFE_EVAL],
         "style-src": [SELF, NONCE],
+        # style="" attributes (Cornerstone's SVG annotations and text boxes set them): they can
+        # restyle an element but neither run code nor read the page, unlike <style> elements
+        "style-src-attr": [UNSAFE_INLINE],
         "img-src": [SELF, "data:", "blob:"],
         "font-src": [SELF, "data:"],
         "connect-src": [SELF],
