@@ -2,7 +2,7 @@ from django.db.models import Prefetch, QuerySet
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -11,6 +11,7 @@ from annotator import services
 from annotator.api import current_user, get_visible
 from annotator.masks import decode_mask, encode_nifti, encode_raw_gzip
 from annotator.models import Lesion, MaskVersion
+from annotator.parsers import JSONParser
 from annotator.serializers import (
     EffortSerializer,
     LesionSerializer,

@@ -82,6 +82,20 @@ def test_pacs_parameters_are_checked_before_the_pacs_is_asked(
     assert "PACS_DICOMWEB_URL" in response.json()["detail"]
 
 
+def test_json_bodies_nested_too_deeply_are_bad_input(
+    workspace: dict[str, Any], lesion: dict[str, Any], client_for: Clients
+) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    manager = client_for(workspace["manager"])
+    for client, url in (
+        (manager, "/api/projects/"),
+        (lesion["client"], f"/api/lesions/{lesion['id']}/masks/"),  # a view naming its parsers
+    ):
+        response = client.post(url, deep, content_type="application/json")
+        assert response.status_code == 400, response.content[:200]
+        assert "nested too deeply" in response.json()["detail"]
+
+
 def test_volume_description_is_held_to_the_column(
     workspace: dict[str, Any], client_for: Clients, phantom_file: Path, media_root: Path
 ) -> None:
