@@ -3,6 +3,11 @@
 from typing import Any, TypeVar
 
 from django.contrib.auth.models import User
+from django.core.exceptions import (
+    RequestDataTooBig,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Model, QuerySet
 from django.http import Http404
@@ -22,6 +27,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         body: dict[str, Any] = {"detail": exc.message}
         body.update(exc.fields)
         return Response(body, status=exc.status)
+    if isinstance(exc, RequestDataTooBig | TooManyFieldsSent | TooManyFilesSent):
+        # Django's own limits on a form (DATA_UPLOAD_MAX_*): bad input, said as the API says it.
+        return Response({"detail": str(exc)}, status=400)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(
             exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}

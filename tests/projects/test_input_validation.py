@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 from rest_framework.test import APIClient
 
 from annotator.errors import InvalidInput
@@ -94,6 +96,24 @@ def test_json_bodies_nested_too_deeply_are_bad_input(
         response = client.post(url, deep, content_type="application/json")
         assert response.status_code == 400, response.content[:200]
         assert "nested too deeply" in response.json()["detail"]
+
+
+def test_django_form_limits_are_json_400s(workspace: dict[str, Any], client_for: Clients) -> None:
+    """Too many files or fields in one form: Django refuses them; the API says so as it says
+    everything else, through a token or the browser's session (whose CSRF check reads the form
+    before the view does)."""
+    session = Client(enforce_csrf_checks=True)
+    session.force_login(workspace["manager"])
+    session.cookies["csrftoken"] = "c" * 32  # the check then looks for the form's token
+    for client in (client_for(workspace["manager"]), session):
+        files = [SimpleUploadedFile(f"slice{i}.dcm", b"x") for i in range(101)]
+        response = client.post("/api/projects/alpha/imports/", {"files": files})
+        assert response.status_code == 400, response.content[:200]
+        assert "DATA_UPLOAD_MAX_NUMBER_FILES" in response.json()["detail"]
+        fields = {f"field{i}": "x" for i in range(1001)}
+        response = client.post("/api/projects/alpha/volumes/", fields)
+        assert response.status_code == 400, response.content[:200]
+        assert "DATA_UPLOAD_MAX_NUMBER_FIELDS" in response.json()["detail"]
 
 
 def test_volume_description_is_held_to_the_column(
