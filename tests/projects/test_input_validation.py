@@ -98,6 +98,22 @@ def test_json_bodies_nested_too_deeply_are_bad_input(
         assert "nested too deeply" in response.json()["detail"]
 
 
+def test_json_bodies_over_the_data_limit_are_json_400s(
+    workspace: dict[str, Any], client_for: Clients, settings: Any
+) -> None:
+    """DRF reads a JSON body through ``request.body``, which Django holds to
+    ``DATA_UPLOAD_MAX_MEMORY_SIZE`` on its declared length; the API says so in JSON."""
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    manager = client_for(workspace["manager"])
+    body = json.dumps({"description": "d" * 2000})
+    response = manager.patch("/api/projects/alpha/", body, content_type="application/json")
+    assert response.status_code == 400
+    assert "DATA_UPLOAD_MAX_MEMORY_SIZE" in response.json()["detail"]
+    small = json.dumps({"description": "d" * 900})
+    response = manager.patch("/api/projects/alpha/", small, content_type="application/json")
+    assert response.status_code == 200, response.content
+
+
 def test_django_form_limits_are_json_400s(workspace: dict[str, Any], client_for: Clients) -> None:
     """Too many files or fields in one form: Django refuses them; the API says so as it says
     everything else, through a token or the browser's session (whose CSRF check reads the form
