@@ -27,8 +27,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         body: dict[str, Any] = {"detail": exc.message}
         body.update(exc.fields)
         return Response(body, status=exc.status)
-    if isinstance(exc, RequestDataTooBig | TooManyFieldsSent | TooManyFilesSent):
-        # Django's own limits on a form (DATA_UPLOAD_MAX_*): bad input, said as the API says it.
+    django_limits = RequestDataTooBig | TooManyFieldsSent | TooManyFilesSent
+    if isinstance(exc, django_limits) and not isinstance(exc, exceptions.APIException):
+        # Django's own limits on a form (DATA_UPLOAD_MAX_*): bad input, said as the API says it
+        # (the upload limit's refusal is one too, with its own body: annotator.uploads).
         return Response({"detail": str(exc)}, status=400)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(
