@@ -145,6 +145,30 @@ def test_a_success_before_the_limit_clears_the_count(
 
 
 @pytest.mark.django_db
+def test_the_lockout_address_is_not_taken_from_a_forged_header(
+    make_user: Callable[..., Any], short_lockout: None, settings: Any
+) -> None:
+    """Without a proxy (DJANGO_NUM_PROXIES=0) X-Forwarded-For is ignored: a new forged address
+    per try does not escape the lockout. Behind one proxy, the address it appended counts."""
+    make_user("nora")
+
+    def login(forwarded_for: str, password: str = "wrong") -> int:
+        body = {"username": "nora", "password": password}
+        response = APIClient().post("/api/auth/token/", body, HTTP_X_FORWARDED_FOR=forwarded_for)
+        return response.status_code
+
+    statuses = [login(f"198.51.100.{i}") for i in range(LIMIT + 1)]
+    assert statuses == [400] * (LIMIT - 1) + [429] * 2
+    assert login("198.51.100.99", "pw-nora") == 429
+
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+    # the client put a forged address first; the proxy appended the real one
+    assert login("10.0.0.1, 203.0.113.7", "pw-nora") == 200
+    assert [login(f"10.0.0.{i}, 203.0.113.8") for i in range(LIMIT)][-1] == 429
+    assert login("203.0.113.7", "pw-nora") == 200  # another client behind the same proxy
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     ("body", "field"),
     [
