@@ -1,6 +1,8 @@
 """Existing labels (RTSTRUCT, DICOM SEG, label maps) become lesions with an imported mask.
 
-The masks come from :mod:`annotator.dicom.labels`, already on the series' grid. Each label
+The masks come from :mod:`annotator.dicom.labels`, already on the series' grid, one at a time:
+each is stored before the next is made, so an object's labels never sit in memory together, and
+what an object may hold is capped by ``MAX_LABELS`` and ``MAX_CONTOUR_POINTS``. Each label
 becomes one lesion of the series' task in the project's open round, with the prompt MedSAM2 would
 get (the key slice where the label's area is largest, and the tight box on it) and a root mask
 version whose source is ``import``.
@@ -8,28 +10,34 @@ version whose source is ``import``.
 
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
 import pydicom
+from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
 
 from annotator import storage
 from annotator.dicom.labels import (
+    Grid,
     LabelError,
+    LabelLimits,
     LabelMask,
+    frames_of_reference,
     label_image_masks,
+    referenced_images,
+    referenced_series,
     rtstruct_masks,
     seg_masks,
 )
 from annotator.dicom.types import LabelObject
 from annotator.errors import Conflict, InvalidInput
 from annotator.image_files import image_suffix, read_image
-from annotator.models import Lesion, MaskVersion, Series
+from annotator.models import Lesion, MaskVersion, Series, Volume
 from annotator.services import Author, mask_version_save
-from annotator.volumes import ImportedVolume, volume_import, volume_read
+from annotator.volumes import ImportedVolume, volume_import
 from inference.engine import key_slice_and_box
 from projects.models import Project, Task
 from projects.services import current_round, task_create
@@ -48,27 +56,35 @@ def _task_for(series: Series) -> Task:
     return task
 
 
+def label_limits() -> LabelLimits:
+    """What one label object or label map may hold, from the settings."""
+    return LabelLimits(
+        max_labels=settings.MAX_LABELS, max_contour_points=settings.MAX_CONTOUR_POINTS
+    )
+
+
+def volume_grid(volume: Volume) -> Grid:
+    """The volume's voxel grid from its row: the labels need no voxels of the image."""
+    x, y, z = (int(n) for n in volume.size)
+    sx, sy, sz = (float(v) for v in volume.spacing)
+    ox, oy, oz = (float(v) for v in volume.origin)
+    return Grid((x, y, z), (sx, sy, sz), (ox, oy, oz), tuple(float(v) for v in volume.direction))
+
+
 def labels_import(
-    *, series: Series, masks: list[LabelMask], as_reference: bool = False
+    *, series: Series, masks: Iterable[LabelMask], as_reference: bool = False
 ) -> list[Lesion]:
     """Create one lesion per label on the series' task in its project's open round.
 
-    ``as_reference``: the labels are the case's reference standard rather than pre-annotations
-    to correct; their mask versions record the backend ``import:reference``, and the task must
-    not have lesions yet (a reference is the whole truth of the case). Either every lesion and
-    mask version is created, or nothing is (files included).
+    ``masks`` may be a generator (as :mod:`annotator.dicom.labels` gives them): each label is
+    checked and stored, then let go before the next is asked for, so one mask is in memory at a
+    time. More than ``MAX_LABELS`` labels are refused. ``as_reference``: the labels are the
+    case's reference standard rather than pre-annotations to correct; their mask versions record
+    the backend ``import:reference``, and the task must not have lesions yet (a reference is the
+    whole truth of the case). Either every lesion and mask version is created, or nothing is
+    (files included): a label that fails, or a generator that raises, undoes the others.
     """
     volume = series.volume
-    if not masks:
-        raise InvalidInput("there is no label to import")
-    for label in masks:
-        if label.mask.shape != volume.shape_zyx:
-            raise InvalidInput(
-                f"label {label.name!r} has shape {label.mask.shape}, the series' volume "
-                f"{volume.shape_zyx}"
-            )
-        if not label.mask.any():
-            raise InvalidInput(f"label {label.name!r} is empty")
     written: list[str] = []
     try:
         with transaction.atomic():
@@ -79,8 +95,20 @@ def labels_import(
                 raise Conflict("the task already has lesions: a reference must stand alone")
             classes = task.round.project.lesion_class_names
             author = Author(backend=REFERENCE_BACKEND if as_reference else IMPORT_BACKEND)
-            lesions = []
+            lesions: list[Lesion] = []
             for label in masks:
+                if len(lesions) == settings.MAX_LABELS:
+                    raise InvalidInput(
+                        f"more than {settings.MAX_LABELS} labels, the most one import may hold "
+                        "(ANNOTATOR_MAX_LABELS)"
+                    )
+                if label.mask.shape != volume.shape_zyx:
+                    raise InvalidInput(
+                        f"label {label.name!r} has shape {label.mask.shape}, the series' volume "
+                        f"{volume.shape_zyx}"
+                    )
+                if not label.mask.any():
+                    raise InvalidInput(f"label {label.name!r} is empty")
                 key_slice, (x0, y0, x1, y1) = key_slice_and_box(label.mask)
                 lesion = Lesion.objects.create(
                     task=task,
@@ -97,6 +125,9 @@ def labels_import(
                 )
                 written.append(version.storage_key)
                 lesions.append(lesion)
+                del label  # let the generator's next mask replace this one, not join it
+            if not lesions:
+                raise InvalidInput("there is no label to import")
             return lesions
     except BaseException:
         storage.delete_quietly(written)
@@ -106,63 +137,61 @@ def labels_import(
 RTSTRUCT, SEG = "RTSTRUCT", "SEG"
 
 
-def _referenced_series(ds: pydicom.Dataset) -> list[str]:
-    uids = [item.SeriesInstanceUID for item in ds.get("ReferencedSeriesSequence", [])]
-    for frame in ds.get("ReferencedFrameOfReferenceSequence", []):
-        for study in frame.get("RTReferencedStudySequence", []):
-            uids += [s.SeriesInstanceUID for s in study.get("RTReferencedSeriesSequence", [])]
-    return uids
-
-
 def dicom_labels_import(
     project: Project, label: LabelObject, uid_map: Callable[[str], str] = str
 ) -> str:
     """Import an RTSTRUCT or SEG object's regions as lesions of the series it refers to.
 
     ``uid_map`` maps the object's UIDs to the project's (identity, or the de-identification
-    mapping, so references still meet their images). Raises a DomainError with the reason.
+    mapping, so references still meet their images). Raises a DomainError with the reason;
+    an object over the limits (:func:`label_limits`) is refused before its labels are made,
+    or, for counts only known while reading them, with every lesion it made undone.
     """
+    if label.modality not in (RTSTRUCT, SEG):
+        raise InvalidInput(f"{label.modality} objects are not imported as labels")
     ds = pydicom.dcmread(label.path)
-    candidates = [uid_map(uid) for uid in _referenced_series(ds)]
-    series = _referenced_series_in(project, ds, candidates, uid_map)
-    if series is None:
-        raise InvalidInput(
-            f"{label.modality} object: the series it refers to ({', '.join(candidates) or 'none'}) "
-            "is not in the project"
-        )
-    reference = volume_read(series.volume)
-    slice_uids: list[str] = []
-    for sop, frames in series.instances.order_by("frame_offset").values_list(
-        "sop_instance_uid", "number_of_frames"
-    ):
-        slice_uids += [sop] * frames
-    if uid_map is not str:  # the label's own references are still the original UIDs
-        inverse = {uid_map(uid): uid for uid in _all_uids(ds)}
-        slice_uids = [inverse.get(uid, uid) for uid in slice_uids]
+    limits = label_limits()
     notes: list[str] = []
+    names: list[str] = []
     try:
-        if label.modality == RTSTRUCT:
-            masks = rtstruct_masks(ds, reference, slice_uids, notes=notes)
-        elif label.modality == SEG:
-            masks = seg_masks(ds, reference, slice_uids, notes=notes)
-        else:
-            raise InvalidInput(f"{label.modality} objects are not imported as labels")
+        candidates = [uid_map(uid) for uid in referenced_series(ds, limits)]
+        series = _referenced_series_in(project, ds, candidates, uid_map, limits)
+        if series is None:
+            raise InvalidInput(
+                f"{label.modality} object: the series it refers to "
+                f"({', '.join(candidates) or 'none'}) is not in the project"
+            )
+        slice_uids: list[str] = []
+        for sop, frames in series.instances.order_by("frame_offset").values_list(
+            "sop_instance_uid", "number_of_frames"
+        ):
+            slice_uids += [sop] * frames
+        if uid_map is not str:  # the label's own references are still the original UIDs
+            inverse = {uid_map(uid): uid for uid in referenced_images(ds, limits)}
+            slice_uids = [inverse.get(uid, uid) for uid in slice_uids]
+        grid = volume_grid(series.volume)
+        read = rtstruct_masks if label.modality == RTSTRUCT else seg_masks
+        masks = read(ds, grid, slice_uids, notes=notes, limits=limits)
+        lesions = labels_import(series=series, masks=_named(masks, names))
     except LabelError as exc:
         raise InvalidInput(f"{label.modality} object: {exc}") from exc
-    masks = [m for m in masks if m.mask.any()]
-    lesions = labels_import(series=series, masks=masks)
-    names = ", ".join(m.name for m in masks)
     remark = f" ({'; '.join(notes)})" if notes else ""
-    return f"{len(lesions)} lesion(s) imported into series {series.pk}: {names}{remark}"
+    return f"{len(lesions)} lesion(s) imported into series {series.pk}: {', '.join(names)}{remark}"
 
 
-def _frames_of_reference(ds: pydicom.Dataset) -> list[str]:
-    uids = [f.FrameOfReferenceUID for f in ds.get("ReferencedFrameOfReferenceSequence", [])]
-    return uids + ([ds.FrameOfReferenceUID] if "FrameOfReferenceUID" in ds else [])
+def _named(masks: Iterable[LabelMask], names: list[str]) -> Iterator[LabelMask]:
+    for mask in masks:
+        names.append(mask.name)
+        yield mask
+        del mask  # held while suspended, it would sit beside the next one
 
 
 def _referenced_series_in(
-    project: Project, ds: pydicom.Dataset, series_uids: list[str], uid_map: Callable[[str], str]
+    project: Project,
+    ds: pydicom.Dataset,
+    series_uids: list[str],
+    uid_map: Callable[[str], str],
+    limits: LabelLimits,
 ) -> Series | None:
     """The series the object refers to: by Series Instance UID, else (some exports carry a
     stale one) the series of its frame of reference holding the images it references."""
@@ -172,32 +201,17 @@ def _referenced_series_in(
     found = in_project.filter(series_instance_uid__in=series_uids).first()
     if found is not None:
         return found
-    frames = [uid_map(uid) for uid in _frames_of_reference(ds)]
-    referenced = {uid_map(uid) for uid in _all_uids(ds)}
+    frames = [uid_map(uid) for uid in frames_of_reference(ds, limits)]
     same_frame = list(in_project.filter(frame_of_reference_uid__in=frames))
     if len(same_frame) == 1:
         return same_frame[0]
+    referenced = {uid_map(uid) for uid in referenced_images(ds, limits)} if same_frame else set()
     best, best_overlap = None, 0
     for series in same_frame:
         overlap = series.instances.filter(sop_instance_uid__in=referenced).count()
         if overlap > best_overlap:
             best, best_overlap = series, overlap
     return best
-
-
-def _all_uids(ds: pydicom.Dataset) -> set[str]:
-    found: set[str] = set()
-
-    def walk(item: pydicom.Dataset) -> None:
-        for element in item:
-            if element.VR == "UI" and element.value:
-                found.add(str(element.value))
-            elif element.VR == "SQ":
-                for child in element.value:
-                    walk(child)
-
-    walk(ds)
-    return found
 
 
 def volume_with_labels_import(
@@ -231,12 +245,14 @@ def volume_with_labels_import(
                 for name in default_storage.listdir(series.original_prefix)[1]
             ]
             try:
-                masks = label_image_masks(label_image, volume_read(imported.volume))
+                masks = label_image_masks(
+                    label_image, volume_grid(imported.volume), limits=label_limits()
+                )
+                lesions = labels_import(series=series, masks=masks)
             except LabelError as exc:
                 raise InvalidInput(
                     f"{labels_filename!r}: {exc}", fields={"labels": [str(exc)]}
                 ) from exc
-            lesions = labels_import(series=series, masks=masks)
     except BaseException:
         storage.delete_quietly(keys)
         raise

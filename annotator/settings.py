@@ -176,6 +176,10 @@ MAX_UPLOAD_BYTES = env.int("ANNOTATOR_MAX_UPLOAD_BYTES", default=2 * 1024**3)
 # one volume (NIfTI/NRRD/MHA upload, DICOM series, video), frames of one DICOM object or video.
 MAX_IMAGE_VOXELS = env.int("ANNOTATOR_MAX_IMAGE_VOXELS", default=1024**3)
 MAX_IMAGE_FRAMES = env.int("ANNOTATOR_MAX_IMAGE_FRAMES", default=10_000)
+# What one label object (RTSTRUCT, DICOM SEG) or label map may hold: segments, ROIs or label
+# values; and the points of all an RTSTRUCT's contours (annotator.dicom.labels.LabelLimits).
+MAX_LABELS = env.int("ANNOTATOR_MAX_LABELS", default=256)
+MAX_CONTOUR_POINTS = env.int("ANNOTATOR_MAX_CONTOUR_POINTS", default=10_000_000)
 # The limit is enforced as the body streams in, before the handlers that keep the files.
 FILE_UPLOAD_HANDLERS = [
     "annotator.uploads.LimitedUploadHandler",

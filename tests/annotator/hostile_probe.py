@@ -1,6 +1,10 @@
 """Import one file through the real service in a fresh process; report time and peak memory.
 
     python tests/annotator/hostile_probe.py {volume|dicom} PROJECT_SLUG FILE
+    python tests/annotator/hostile_probe.py labels PROJECT_SLUG SERIES LABEL_FILE
+
+``labels`` imports the DICOM series SERIES first (not measured), then the label object
+LABEL_FILE (RTSTRUCT, SEG) alone: the seconds and the peak (reset after the series) are its own.
 
 The test database to use comes as JSON in PROBE_DATABASE (the test's own connection settings,
 so the project it committed is there). Prints one JSON line: the outcome, the seconds the import
@@ -22,6 +26,11 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def reset_peak_rss() -> None:
+    """Start VmHWM again from the current resident size (Linux clear_refs, value 5)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
 def main() -> None:
     kind, slug, name = sys.argv[1:4]
     path = Path(name)
@@ -40,6 +49,11 @@ def main() -> None:
     from projects.models import Project
 
     project = Project.objects.get(slug=slug)
+    if kind == "labels":
+        series = studies_import(project=project, paths=[path], display_names={path: path.name})
+        assert series.imported_series == 1, series.to_dict()
+        path = Path(sys.argv[4])
+        reset_peak_rss()
     before = peak_rss_mb()
     outcome: dict[str, object]
     start = time.perf_counter()
