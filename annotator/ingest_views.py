@@ -21,6 +21,7 @@ from annotator.dicom import archive
 from annotator.errors import InvalidInput
 from annotator.ingest import ImportReport, studies_import
 from annotator.pacs import PacsSource, pacs_find_studies, pacs_import
+from annotator.uploads import descriptors_refused
 from projects.access import require_role, visible_projects
 from projects.models import Role
 
@@ -61,7 +62,7 @@ class StudyImportView(APIView):
             for index, upload in enumerate(uploads):
                 # Our own name on disk: the client's name is only shown in the report.
                 local = Path(tmp) / f"{index:05d}.upload"
-                with open(local, "wb") as out:
+                with descriptors_refused("files"), open(local, "wb") as out, upload:
                     for chunk in upload.chunks(CHUNK):
                         total += len(chunk)
                         if total > settings.MAX_UPLOAD_BYTES:
@@ -70,6 +71,8 @@ class StudyImportView(APIView):
                                 fields={"files": [f"at most {settings.MAX_UPLOAD_BYTES} bytes"]},
                             )
                         out.write(chunk)
+                # Closed once copied (``with upload``): its temporary file is deleted now, not
+                # at the end of the request, and no descriptor stays open per file.
                 paths.append(local)
                 names[local] = upload.name or f"file {index + 1}"
             # Checked on what the archives declare, before any is extracted; each one's

@@ -172,6 +172,17 @@ STORAGES = {
 DATA_UPLOAD_MAX_MEMORY_SIZE = 32 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 32 * 1024 * 1024
 MAX_UPLOAD_BYTES = env.int("ANNOTATOR_MAX_UPLOAD_BYTES", default=2 * 1024**3)
+# Files of one request: a series must arrive whole, and real ones have thousands of slices.
+MAX_UPLOAD_FILES = max(1, env.int("ANNOTATOR_MAX_UPLOAD_FILES", default=10_000))
+# Django's own count is a backstop one past ours, which answers first and names the field.
+DATA_UPLOAD_MAX_NUMBER_FILES = MAX_UPLOAD_FILES + 1
+# The limits are enforced as the body streams in, before the handlers that keep the files; a
+# file on disk holds no descriptor until it is read (annotator.uploads).
+FILE_UPLOAD_HANDLERS = [
+    "annotator.uploads.LimitedUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "annotator.uploads.TemporaryPathUploadHandler",
+]
 # Every image's declared size is checked against these before anything is allocated: voxels of
 # one volume (NIfTI/NRRD/MHA upload, DICOM series, video), frames of one DICOM object or video.
 MAX_IMAGE_VOXELS = env.int("ANNOTATOR_MAX_IMAGE_VOXELS", default=1024**3)
@@ -180,12 +191,6 @@ MAX_IMAGE_FRAMES = env.int("ANNOTATOR_MAX_IMAGE_FRAMES", default=10_000)
 # values; and the points of all an RTSTRUCT's contours (annotator.dicom.labels.LabelLimits).
 MAX_LABELS = env.int("ANNOTATOR_MAX_LABELS", default=256)
 MAX_CONTOUR_POINTS = env.int("ANNOTATOR_MAX_CONTOUR_POINTS", default=10_000_000)
-# The limit is enforced as the body streams in, before the handlers that keep the files.
-FILE_UPLOAD_HANDLERS = [
-    "annotator.uploads.LimitedUploadHandler",
-    "django.core.files.uploadhandler.MemoryFileUploadHandler",
-    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
-]
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from annotator.celery import QUEUES
+from annotator.uploads import open_file_limit_raise
 
 
 class Command(BaseCommand):
@@ -35,6 +36,9 @@ class Command(BaseCommand):
         # No control socket: gunicorn's default is one fixed path per user, so a second instance
         # on the machine would take over the first's (and nothing here uses gunicornc).
         web_command += ["--access-logfile", "-", "--no-control-socket"]
+        # Both inherit it: an import brings thousands of files (gunicorn's workers also raise
+        # their own, in annotator.wsgi, when started some other way).
+        open_file_limit_raise()
         worker = subprocess.Popen(worker_command, env=env)
         web = subprocess.Popen(web_command, env=env)
         processes = [web, worker]
