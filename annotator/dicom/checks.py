@@ -8,22 +8,18 @@ storage paths and DICOMweb URL parts, so they must follow PS3.5 9.1 exactly.
 
 import io
 import warnings
-import zlib
 from pathlib import Path
 
 from pydicom.dataset import Dataset
 from pydicom.encaps import parse_basic_offsets, parse_fragments
-from pydicom.filereader import read_file_meta_info
 from pydicom.pixels.utils import get_expected_length
-from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+from pydicom.uid import UID
 
 from annotator.dicom.types import Limits
 
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 # The UIDs that become keys (rows, storage paths, URLs): each must be a valid UID when present.
 KEY_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID")
-# A deflated dataset is inflated whole in memory by pydicom: at most this much.
-MAX_INFLATED_DATASET_BYTES = 1024**3
 
 
 def uid_problem(keyword: str, value: str) -> str:
@@ -52,33 +48,6 @@ def uid_problems(ds: Dataset, keywords: tuple[str, ...] = KEY_UIDS) -> list[str]
             if problem:
                 problems.append(problem)
     return problems
-
-
-def deflated_problem(path: Path) -> str:
-    """A deflated-syntax file whose dataset inflates past MAX_INFLATED_DATASET_BYTES (pydicom
-    would inflate it whole in memory); "" for any other file. Counted, output discarded."""
-    try:
-        meta = read_file_meta_info(path)
-    except Exception:  # not a DICOM file: dcmread says why
-        return ""
-    if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
-        return ""
-    start = 128 + 4 + 12 + int(meta.get("FileMetaInformationGroupLength", 0))
-    inflater, total = zlib.decompressobj(-zlib.MAX_WBITS), 0
-    with open(path, "rb") as f:
-        f.seek(start)
-        data = f.read(1024 * 1024)
-        while data and not inflater.eof:
-            try:
-                total += len(inflater.decompress(data, 8 * 1024 * 1024))
-            except zlib.error:
-                return "the deflated dataset is corrupt"
-            if total > MAX_INFLATED_DATASET_BYTES:
-                return (
-                    f"the deflated dataset inflates to more than {MAX_INFLATED_DATASET_BYTES} bytes"
-                )
-            data = inflater.unconsumed_tail or f.read(1024 * 1024)
-    return ""
 
 
 def number_of_frames(ds: Dataset) -> int | None:

@@ -1,9 +1,11 @@
 """Scanning DICOM input: files, folders and zip archives -> per-file outcomes and series.
 
-Pure Python (no Django). :func:`scan` reads every file's header with pydicom (``force=False``:
-a file without the DICOM preamble and meta header is refused), classifies it (image, label
-object, not an image), drops duplicate instances, groups the images by series and hands each
-series to :mod:`annotator.dicom.geometry`, which sorts, checks and builds its volume.
+Pure Python (no Django). :func:`scan` counts every file's structure first
+(:mod:`annotator.dicom.structure`: a file over its caps is refused before pydicom parses it),
+reads its header with pydicom (``force=False``: a file without the DICOM preamble and meta
+header is refused), classifies it (image, label object, not an image), drops duplicate
+instances, groups the images by series and hands each series to
+:mod:`annotator.dicom.geometry`, which sorts, checks and builds its volume.
 """
 
 import logging
@@ -19,7 +21,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from annotator.dicom import archive, checks
+from annotator.dicom import archive, checks, structure
 from annotator.dicom.geometry import assemble_series, functional_item
 from annotator.dicom.pixels import build_volume
 from annotator.dicom.types import (
@@ -159,15 +161,17 @@ def read_instance(
 ) -> DicomInstance | LabelObject | FileOutcome:
     """Read one file's header: an image instance, a label object, or a rejection.
 
-    Large values (the pixel data) are not read, only measured; every declared size and UID is
-    checked (:mod:`annotator.dicom.checks`) before a frame list is built.
+    The file's elements, sequence items and nesting are counted before pydicom parses it
+    (:mod:`annotator.dicom.structure`); large values (the pixel data) are not read, only
+    measured; every declared size and UID is checked (:mod:`annotator.dicom.checks`) before a
+    frame list is built.
     """
     size = -1
     try:
         size = path.stat().st_size
-        inflated = checks.deflated_problem(path)
-        if inflated:
-            return FileOutcome(source=source, status=REJECTED, reason=inflated)
+        too_complex = structure.structure_problem(path)
+        if too_complex:
+            return FileOutcome(source=source, status=REJECTED, reason=too_complex)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             ds = pydicom.dcmread(path, force=False, defer_size=DEFER_BYTES)
