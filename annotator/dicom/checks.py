@@ -20,6 +20,14 @@ from annotator.dicom.types import Limits
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 # The UIDs that become keys (rows, storage paths, URLs): each must be a valid UID when present.
 KEY_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID")
+# A label object (SEG) is never made into one volume: the labels import places its frames
+# without their pixels and decodes them one at a time onto the reference series' grid, so its
+# memory does not grow with them. Its own caps bound that work (a TotalSegmentator SEG of 117
+# segments on a 512 x 512 x 300 CT: about 6,000 frames, 1.6e9 voxels); a frame must still fit
+# the image voxel cap, and the pixel bytes present must still be those declared. The structure
+# caps (annotator.dicom.structure) allow the functional groups of about 25,000 frames.
+MAX_LABEL_FRAMES = 25_000
+MAX_LABEL_VOXELS = 8 * 1024**3
 
 
 def uid_problem(keyword: str, value: str) -> str:
@@ -62,18 +70,26 @@ def number_of_frames(ds: Dataset) -> int | None:
     return frames if frames >= 1 else None
 
 
-def pixel_data_problem(ds: Dataset, path: Path, file_size: int, limits: Limits) -> str:
+def pixel_data_problem(
+    ds: Dataset, path: Path, file_size: int, limits: Limits, *, label: bool = False
+) -> str:
     """Why the object's declared pixel data cannot be right or is too large, or "".
 
-    Rows x Columns x NumberOfFrames must be within the caps; native pixel data must hold the
-    bytes Rows x Columns x SamplesPerPixel x BitsAllocated x NumberOfFrames need (counted in the
-    file: the value itself is not read); encapsulated pixel data must hold a fragment per frame.
+    Rows x Columns x NumberOfFrames must be within the caps (an image's, or for a ``label``
+    object MAX_LABEL_FRAMES and MAX_LABEL_VOXELS, a frame within the image voxel cap); native
+    pixel data must hold the bytes Rows x Columns x SamplesPerPixel x BitsAllocated x
+    NumberOfFrames need (counted in the file: the value itself is not read); encapsulated pixel
+    data must hold a fragment per frame.
     """
+    max_frames, max_voxels = (
+        (MAX_LABEL_FRAMES, MAX_LABEL_VOXELS) if label else (limits.max_frames, limits.max_voxels)
+    )
+    what = " for a label object" if label else ""
     frames = number_of_frames(ds)
     if frames is None:
         return f"NumberOfFrames {ds.get('NumberOfFrames')!r} is not a positive integer"
-    if frames > limits.max_frames:
-        return f"too large: NumberOfFrames {frames} (limit {limits.max_frames})"
+    if frames > max_frames:
+        return f"too large: NumberOfFrames {frames} (limit {max_frames}{what})"
     try:
         rows, columns = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
         samples = int(ds.get("SamplesPerPixel", 1))
@@ -85,9 +101,10 @@ def pixel_data_problem(ds: Dataset, path: Path, file_size: int, limits: Limits) 
             f"invalid image size: Rows {rows}, Columns {columns}, SamplesPerPixel {samples}, "
             f"BitsAllocated {bits}"
         )
-    voxels = rows * columns * frames
-    if voxels > limits.max_voxels:
-        return f"too large: {frames} x {rows} x {columns} voxels (limit {limits.max_voxels})"
+    if rows * columns > limits.max_voxels:
+        return f"too large: frames of {rows} x {columns} pixels (limit {limits.max_voxels})"
+    if rows * columns * frames > max_voxels:
+        return f"too large: {frames} x {rows} x {columns} voxels (limit {max_voxels}{what})"
     keyword = next(k for k in PIXEL_KEYWORDS if k in ds)
     element = ds.get_item(keyword, keep_deferred=True)
     value = getattr(element, "value", None)

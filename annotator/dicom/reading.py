@@ -201,7 +201,8 @@ def read_instance(
     if sop_class in LABEL_SOP_CLASSES:
         problems = checks.uid_problems(ds)
         if not problems and any(k in ds for k in checks.PIXEL_KEYWORDS):
-            problems = [p for p in [checks.pixel_data_problem(ds, path, size, limits)] if p]
+            problem = checks.pixel_data_problem(ds, path, size, limits, label=True)
+            problems = [problem] if problem else []
         if problems:
             return FileOutcome(
                 source=source,

@@ -2,9 +2,12 @@
 
     python tests/annotator/hostile_probe.py {volume|dicom} PROJECT_SLUG FILE
     python tests/annotator/hostile_probe.py labels PROJECT_SLUG SERIES LABEL_FILE
+    python tests/annotator/hostile_probe.py scan - FILE
 
 ``labels`` imports the DICOM series SERIES first (not measured), then the label object
 LABEL_FILE (RTSTRUCT, SEG) alone: the seconds and the peak (reset after the series) are its own.
+``scan`` runs the DICOM scan alone (annotator.dicom.scan, no database, no Django): each file's
+status and reason.
 
 The test database to use comes as JSON in PROBE_DATABASE (the test's own connection settings,
 so the project it committed is there). Prints one JSON line: the outcome, the seconds the import
@@ -31,12 +34,35 @@ def reset_peak_rss() -> None:
     Path("/proc/self/clear_refs").write_text("5")
 
 
+def scan_only(path: Path) -> None:
+    from annotator.dicom import scanned
+
+    before = peak_rss_mb()
+    start = time.perf_counter()
+    with scanned([path], build=False) as result:
+        files = [{"status": f.status, "reason": f.reason} for f in result.files]
+    seconds = time.perf_counter() - start
+    print(
+        json.dumps(
+            {
+                "files": files,
+                "seconds": seconds,
+                "rss_before_mb": before,
+                "peak_rss_mb": peak_rss_mb(),
+            }
+        )
+    )
+
+
 def main() -> None:
     kind, slug, name = sys.argv[1:4]
     path = Path(name)
     # A safety net: a regression fails with MemoryError here rather than exhausting the machine.
     resource.setrlimit(resource.RLIMIT_AS, (8 * 1024**3, 8 * 1024**3))
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    if kind == "scan":
+        scan_only(path)
+        return
     os.environ["DJANGO_SETTINGS_MODULE"] = "annotator.settings_test"
     import django
     from django.conf import settings

@@ -1,4 +1,5 @@
-"""A DICOM file's structure counted before pydicom parses it (annotator.dicom.structure).
+"""A DICOM file's structure counted before pydicom parses it (annotator.dicom.structure), and
+the scan's caps for label objects (annotator.dicom.checks).
 
 The walk must see what pydicom will build: its counts are compared with pydicom's own parse on
 pydicom's test files and on odd encodings written here. Hostile files (a million sequence
@@ -6,21 +7,28 @@ items, nesting thousands deep, a million fragments) are imported through the rea
 process of their own, timed and measured (tests/annotator/hostile_probe.py).
 """
 
+import json
+import os
 import struct
+import subprocess
+import sys
 import warnings
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_file_meta_info
 from pydicom.filewriter import dcmwrite, write_file_meta_info
 from pydicom.uid import (
+    UID,
+    CTImageStorage,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
@@ -29,18 +37,22 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from annotator.dicom import IMAGE, REJECTED, scan
+from annotator.dicom import IMAGE, LABEL, REJECTED, Limits, scan
+from annotator.dicom.checks import MAX_LABEL_FRAMES, pixel_data_problem
 from annotator.dicom.structure import (
     MAX_ITEMS,
     StructureLimits,
     structure_counts,
     structure_problem,
 )
+from annotator.dicom.types import DEFAULT_LIMITS
 from annotator.models import Series, Study
 from projects.models import Project
 from tests.annotator.test_dicom_reading import write_ct_series, write_ct_slice
 from tests.annotator.test_hostile_images import probe
 
+PROBE = Path(__file__).with_name("hostile_probe.py")
+SEG_STORAGE = UID("1.2.840.10008.5.1.4.1.1.66.4")
 UNDEFINED = 0xFFFFFFFF
 
 # ---------------------------------------------------------------------------------------------
@@ -406,3 +418,176 @@ def test_a_hostile_structure_is_refused_fast_and_small(
     assert outcome["status"] == "rejected" and reason in outcome["reason"], outcome
     assert not Series.objects.exists() and not Study.objects.exists()
     assert not [p for p in media_root.rglob("*") if p.is_file()]
+
+
+# ---------------------------------------------------------------------------------------------
+# Label objects at the scan: caps of their own
+
+
+def code(value: str, meaning: str) -> Dataset:
+    ds = Dataset()
+    ds.CodeValue, ds.CodingSchemeDesignator, ds.CodeMeaning = value, "SCT", meaning
+    return ds
+
+
+def one(**values: Any) -> list[Dataset]:
+    """A sequence of one item."""
+    ds = Dataset()
+    for keyword, value in values.items():
+        setattr(ds, keyword, value)
+    return [ds]
+
+
+def seg_file(
+    path: Path,
+    *,
+    frames: int,
+    segments: int,
+    rows: int,
+    columns: int,
+    slices: int = 300,
+    functional_groups: bool = True,
+    missing_bytes: int = 0,
+) -> Path:
+    """A BINARY SEG (1 bit a pixel) of ``frames`` frames spread over ``segments`` segments on
+    ``slices`` slice positions, with highdicom's functional groups (8 items a frame) in
+    sequences of undefined length, as DCMTK writes them. Its pixel data (zeros) is a hole in a
+    sparse file, ``missing_bytes`` fewer than the frames need."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SEG_STORAGE
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = SEG_STORAGE, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.FrameOfReferenceUID = generate_uid()
+    ds.Modality, ds.SegmentationType = "SEG", "BINARY"
+    ds.Rows, ds.Columns, ds.NumberOfFrames = rows, columns, frames
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PixelRepresentation = 1, "MONOCHROME2", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 1, 1, 0
+    ds.SegmentSequence = [
+        one(
+            SegmentNumber=n,
+            SegmentLabel=f"structure {n}",
+            SegmentAlgorithmType="AUTOMATIC",
+            SegmentedPropertyCategoryCodeSequence=[code("123037004", "Anatomical Structure")],
+            SegmentedPropertyTypeCodeSequence=[code("10200004", "Liver")],
+        )[0]
+        for n in range(1, segments + 1)
+    ]
+    if functional_groups:
+        ds.SharedFunctionalGroupsSequence = one(
+            PlaneOrientationSequence=one(ImageOrientationPatient=[1, 0, 0, 0, 1, 0]),
+            PixelMeasuresSequence=one(PixelSpacing=[0.8, 0.8], SliceThickness=1.5),
+        )
+        sources = [generate_uid() for _ in range(slices)]
+        per_frame = []
+        for index in range(frames):
+            segment, position = index % segments + 1, index * 7 % slices
+            per_frame.extend(
+                one(
+                    FrameContentSequence=one(DimensionIndexValues=[segment, position + 1]),
+                    PlanePositionSequence=one(ImagePositionPatient=[0, 0, 1.5 * position]),
+                    DerivationImageSequence=one(
+                        SourceImageSequence=one(
+                            ReferencedSOPClassUID=CTImageStorage,
+                            ReferencedSOPInstanceUID=sources[position],
+                            PurposeOfReferenceCodeSequence=[code("121322", "Source image")],
+                        ),
+                        DerivationCodeSequence=[code("113076", "Segmentation")],
+                    ),
+                    SegmentIdentificationSequence=one(ReferencedSegmentNumber=segment),
+                )
+            )
+        ds.PerFrameFunctionalGroupsSequence = per_frame
+    for elem in ds.iterall():
+        if elem.VR == "SQ":
+            elem.is_undefined_length = True
+            for child in elem.value:
+                child.is_undefined_length_sequence_item = True
+    ds.save_as(path, enforce_file_format=True)
+    needed = (frames * rows * columns + 7) // 8
+    length = needed + needed % 2 - missing_bytes
+    with open(path, "ab") as f:
+        f.write(struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OB", 0, length + missing_bytes))
+        f.truncate(f.tell() + length)
+    return path
+
+
+def scan_probe(path: Path) -> dict[str, Any]:
+    """The DICOM scan alone, timed and measured in a process of its own."""
+    done = subprocess.run(
+        [sys.executable, str(PROBE), "scan", "-", str(path)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def test_a_totalsegmentator_size_seg_passes_the_scan_above_the_image_caps(
+    tmp_path: Path,
+) -> None:
+    """117 segments, 6,000 frames of 512 x 512 (bit-packed: 197 MB of pixel data), 48,000
+    items of functional groups: 1.6e9 voxels, over the image voxel cap (2^30)."""
+    path = seg_file(tmp_path / "seg.dcm", frames=6000, segments=117, rows=512, columns=512)
+    assert Limits().max_voxels < 6000 * 512 * 512
+    counts = structure_counts(path)
+    assert 6000 * 8 <= counts.items < MAX_ITEMS, counts
+    result = scan_probe(path)
+    print(
+        f"SEG {path.stat().st_size} bytes, {counts}: scan {result['seconds']:.2f} s, peak RSS "
+        f"{result['peak_rss_mb']:.0f} MB"
+    )
+    assert result["files"] == [{"status": LABEL, "reason": "label object, imported with labels"}]
+    assert result["seconds"] < 10 and result["peak_rss_mb"] < 500, result
+
+    ds = pydicom.dcmread(path, defer_size=64 * 1024)
+    size = path.stat().st_size
+    assert pixel_data_problem(ds, path, size, Limits()) == (
+        f"too large: 6000 x 512 x 512 voxels (limit {Limits().max_voxels})"
+    )
+    assert pixel_data_problem(ds, path, size, Limits(), label=True) == ""
+
+
+def scan_one(path: Path, limits: Limits = DEFAULT_LIMITS) -> tuple[str, str]:
+    work = path.parent / "work"
+    work.mkdir(exist_ok=True)
+    ((status, reason),) = [
+        (f.status, f.reason) for f in scan([path], workdir=work, limits=limits).files
+    ]
+    return status, reason
+
+
+def test_label_objects_have_caps_of_their_own_and_must_hold_their_bytes(tmp_path: Path) -> None:
+    def seg(name: str, **options: Any) -> Path:
+        return seg_file(tmp_path / name, functional_groups=False, segments=2, **options)
+
+    many = seg("many.dcm", frames=MAX_LABEL_FRAMES + 1, rows=1, columns=1)
+    assert scan_one(many) == (
+        REJECTED,
+        f"too large: NumberOfFrames {MAX_LABEL_FRAMES + 1} (limit {MAX_LABEL_FRAMES} for a "
+        "label object)",
+    )
+    assert scan_one(seg("at-cap.dcm", frames=MAX_LABEL_FRAMES, rows=1, columns=1))[0] == LABEL
+
+    large = seg("large.dcm", frames=20_000, rows=1024, columns=512)  # 1.07e10 voxels
+    status, reason = scan_one(large)
+    assert status == REJECTED and "20000 x 1024 x 512 voxels" in reason, reason
+    assert "for a label object" in reason
+
+    # A frame must fit the image voxel cap, whatever the label caps.
+    wide = seg("wide.dcm", frames=2, rows=64, columns=64)
+    assert scan_one(wide, Limits(max_voxels=4096))[0] == LABEL
+    assert scan_one(wide, Limits(max_voxels=4095)) == (
+        REJECTED,
+        "too large: frames of 64 x 64 pixels (limit 4095)",
+    )
+
+    short = seg("short.dcm", frames=100, rows=64, columns=64, missing_bytes=2)
+    status, reason = scan_one(short)
+    assert status == REJECTED and reason.startswith("truncated pixel data"), reason
