@@ -26,7 +26,7 @@ Ends with ``RESULT soak requests=N errors_5xx=E p95_ms=P rss_growth_pct=G consis
 import argparse
 import contextlib
 import os
-import signal
+import re
 import statistics
 import subprocess
 import sys
@@ -41,9 +41,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.support import soak  # noqa: E402
-from tests.support.servers import free_port, wait_for  # noqa: E402
+from tests.support.servers import serving  # noqa: E402
 
 SHAPE = (16, 64, 64)
+WEB_WORKERS = 2  # manage.py serve's default
 
 
 def tree_rss(process: psutil.Process) -> int:
@@ -96,6 +97,17 @@ def environment(args: argparse.Namespace, data_dir: Path) -> dict[str, str]:
     return env
 
 
+def server_problems(log: Path) -> list[str]:
+    """What the server's own output says went wrong: a web worker that was restarted (killed
+    by a timeout, a crash or the OOM killer), an error logged with its traceback."""
+    text = log.read_text(errors="replace")
+    problems = [line for line in text.splitlines() if re.search(r"Traceback|WORKER TIMEOUT", line)]
+    boots = len(re.findall(r"Booting worker with pid", text))
+    if boots != WEB_WORKERS:
+        problems.append(f"{boots} gunicorn workers booted for {WEB_WORKERS}: some were restarted")
+    return problems
+
+
 def orphan_files(media_root: Path) -> list[str]:
     """Mask files in local storage that no mask version names."""
     from annotator.models import MaskVersion
@@ -143,35 +155,21 @@ def main() -> int:
     broker = settings.CELERY_BROKER_URL.split("://")[0]
     print(f"soak: {args.clients} clients for {seconds:.0f} s on {database} + {broker}", flush=True)
 
-    port = free_port()
-    log = open(data_dir / "serve.log", "wb")  # noqa: SIM115 (closed below)
-    server = subprocess.Popen(
-        [*manage, "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(f"{base}/accounts/login/", process=server, timeout=120, request_timeout=10)
+    log = data_dir / "serve.log"
+    with serving(env, log) as (base, server):
         sampler = MemorySampler(server.pid)
         sampler.start()
         tally = soak.run(base, clients=args.clients, seconds=seconds, shape=SHAPE)
         sampler.stopped.set()
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
-        log.close()
     warm_up = max(20.0, seconds / 5)
     growth = sampler.growth_pct(warm_up)
-    problems = soak.audit_problems(tally)
+    problems = soak.audit_problems(tally) + server_problems(log)
     from django.core.files.storage import FileSystemStorage, default_storage
 
     if isinstance(default_storage, FileSystemStorage):
         problems += [f"orphan mask file {key}" for key in orphan_files(settings.MEDIA_ROOT)]
     summary = soak.summary(tally)
-    summary["rss_mb"] = [round(rss / 2**20) for _, rss in sampler.samples]
+    summary["rss_mb"] = " ".join(str(round(rss / 2**20)) for _, rss in sampler.samples)
     summary["problems"] = problems[:20]
     print(soak.dumps(summary))
     consistent = int(not problems and not tally.unexpected)

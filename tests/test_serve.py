@@ -1,7 +1,6 @@
 """`manage.py serve` (what `make run` starts): two instances on one machine stay apart."""
 
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,13 +10,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.servers import free_port, wait_for
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.servers import REPO, serving
 
 
 @contextmanager
-def serving(data_dir: Path, home: Path) -> Iterator[str]:
+def instance(data_dir: Path, home: Path) -> Iterator[str]:
+    """An embedded instance with its own data folder, under ``home``."""
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
     env.pop("XDG_RUNTIME_DIR", None)
     env.update(
@@ -27,22 +25,8 @@ def serving(data_dir: Path, home: Path) -> Iterator[str]:
     )
     manage = [sys.executable, str(REPO / "manage.py")]
     subprocess.run([*manage, "migrate", "-v", "0"], env=env, cwd=REPO, check=True)
-    port = free_port()
-    with open(data_dir / "serve.log", "wb") as log:
-        server = subprocess.Popen(
-            [*manage, "serve", "--port", str(port)],
-            env=env,
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(f"{base}/accounts/login/", process=server, timeout=90, request_timeout=10)
+    with serving(env, data_dir / "serve.log") as (base, _):
         yield base
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
 
 
 @pytest.mark.e2e
@@ -55,7 +39,7 @@ def test_two_instances_on_one_machine_share_no_control_socket(tmp_path: Path) ->
         bases = []
         for name in ("one", "two"):
             (tmp_path / name).mkdir()
-            bases.append(stack.enter_context(serving(tmp_path / name, home)))
+            bases.append(stack.enter_context(instance(tmp_path / name, home)))
         for base in bases:
             assert requests.get(f"{base}/accounts/login/", timeout=30).status_code == 200
         assert not list(home.rglob("*.ctl")), list(home.rglob("*"))

@@ -98,7 +98,12 @@ class Client:
     def call(self, method: str, path: str, *expected: int, **kwargs: Any) -> requests.Response:
         started = time.perf_counter()
         url = path if path.startswith("http") else f"{self.base}{path}"
-        response = self.session.request(method, url, timeout=120, **kwargs)
+        try:
+            response = self.session.request(method, url, timeout=120, **kwargs)
+        except requests.RequestException as exc:  # name the request: the exception does not
+            raise RuntimeError(
+                f"{method} {path} after {time.perf_counter() - started:.3f} s"
+            ) from exc
         self.tally.record(response, time.perf_counter() - started, expected or (200,))
         return response
 
@@ -293,8 +298,14 @@ def run(
             try:
                 client.step()
             except Exception as exc:  # a dropped connection, a body that is not JSON
+                cause = (
+                    f" ({type(exc.__cause__).__name__}: {exc.__cause__})" if exc.__cause__ else ""
+                )
                 with tally.lock:
-                    tally.unexpected.append(f"{client.username}: {type(exc).__name__}: {exc}")
+                    tally.unexpected.append(
+                        f"{datetime.now(UTC):%H:%M:%S.%f} {client.username}: "
+                        f"{type(exc).__name__}: {exc}{cause}"
+                    )
                 time.sleep(0.5)
 
     threads = [threading.Thread(target=loop, args=(c,), name=c.username) for c in people]

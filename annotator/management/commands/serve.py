@@ -36,6 +36,10 @@ class Command(BaseCommand):
         # No control socket: gunicorn's default is one fixed path per user, so a second instance
         # on the machine would take over the first's (and nothing here uses gunicornc).
         web_command += ["--access-logfile", "-", "--no-control-socket"]
+        # Keep an idle connection 30 s (gunicorn's default is 2): a client that pauses between
+        # requests (a viewer polling a job, a script) otherwise often reuses a connection just as
+        # the server closes it, and sees a reset.
+        web_command += ["--keep-alive", "30"]
         # Both inherit it: an import brings thousands of files (gunicorn's workers also raise
         # their own, in annotator.wsgi, when started some other way).
         open_file_limit_raise()
