@@ -8,14 +8,16 @@ when a job or a round's pre-annotation is read through the API (scoped to what i
 from ``manage.py sweep`` for operators.
 """
 
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db.models import QuerySet
 
 from annotator.services import mask_files_sweep
-from inference.jobs import requeue_lost
+from inference.jobs import owner_alive, requeue_lost
 from inference.models import InferenceJob, TrainingJob
+
+AnyJob = TypeVar("AnyJob", InferenceJob, TrainingJob)
 
 
 def send_again(job: InferenceJob | TrainingJob) -> None:
@@ -32,6 +34,15 @@ def send_again(job: InferenceJob | TrainingJob) -> None:
 def jobs_recover(jobs: QuerySet[Any]) -> list[Any]:
     """Re-queue (or fail) the jobs of ``jobs`` whose worker is gone; returns those changed."""
     return requeue_lost(jobs, send=send_again)
+
+
+def job_recover(job: AnyJob) -> AnyJob:
+    """``job`` as it stands: re-queued (or failed) first if its worker is gone. Free for a job
+    that is not running or whose owner lives (a poll of a job in progress costs no query)."""
+    lost = job.state == "running" and not owner_alive(job)
+    if lost and jobs_recover(type(job)._default_manager.filter(pk=job.pk)):
+        job.refresh_from_db()
+    return job
 
 
 def sweep() -> dict[str, Any]:

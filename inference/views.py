@@ -9,7 +9,7 @@ from annotator.api import current_user, get_visible
 from annotator.views import lesion_queryset
 from inference.batch import round_preannotate, round_preannotation_progress
 from inference.models import InferenceJob, ModelVersion, TrainingJob
-from inference.recovery import jobs_recover
+from inference.recovery import job_recover, jobs_recover
 from inference.serializers import (
     InferenceJobSerializer,
     ModelVersionSerializer,
@@ -43,8 +43,7 @@ class JobDetailView(APIView):
         """A segmentation job's state, progress, error and notice; a job whose worker is gone
         is re-queued (or failed) before it is shown."""
         jobs = InferenceJob.objects.filter(lesion__task__in=visible_tasks(current_user(request)))
-        jobs_recover(jobs.filter(pk=pk))
-        return Response(InferenceJobSerializer(get_visible(jobs, pk=pk)).data)
+        return Response(InferenceJobSerializer(job_recover(get_visible(jobs, pk=pk))).data)
 
 
 class ModelVersionListView(APIView):
@@ -135,6 +134,4 @@ class TrainingJobDetailView(APIView):
         )
         job = get_visible(jobs, pk=pk)
         require_role(user, job.project, Role.MANAGER)
-        if jobs_recover(jobs.filter(pk=pk)):  # its worker was gone: re-queued or failed now
-            job.refresh_from_db()
-        return Response(TrainingJobSerializer(job).data)
+        return Response(TrainingJobSerializer(job_recover(job)).data)
