@@ -97,10 +97,13 @@ def owner_alive(job: Any) -> bool:
     return pid is None or _pid_alive(pid)
 
 
-def _give_up(job: Any, why: str) -> None:
+def _give_up(job: Any, why: str, **also: Any) -> None:
+    """Fail the job after its last attempt, with the reason (and ``also``'s fields)."""
     job.state, job.finished_at = "failed", timezone.now()
     job.error = f"stopped after {job.attempts} attempts: {why}"
-    job.save(update_fields=["state", "finished_at", "error"])
+    for field, value in also.items():
+        setattr(job, field, value)
+    job.save(update_fields=["state", "finished_at", "error", *also])
 
 
 def claim(model: type[Job], job_id: int, *, reset: dict[str, Any] | None = None) -> Job | None:
@@ -233,9 +236,7 @@ def requeue_lost(jobs: QuerySet[Any], *, send: Callable[[Any], None]) -> list[An
                 f"of {MAX_ATTEMPTS} (last heartbeat {last:%H:%M:%S} UTC)"
             )
             if job.attempts >= MAX_ATTEMPTS:
-                job.notice = why
-                job.save(update_fields=["notice"])
-                _give_up(job, why)
+                _give_up(job, why, notice=why)
             else:
                 job.state, job.heartbeat_at = "queued", None
                 job.notice = f"{why}; re-queued (attempt {job.attempts + 1} of {MAX_ATTEMPTS})"
