@@ -53,6 +53,20 @@ def items(ds: Dataset, keyword: str, limit: int, what: str) -> Iterator[Dataset]
         yield item
 
 
+class ItemBudget:
+    """Items of several sequences read within one ``limit`` in all (an object's referenced-image
+    lists); past it, TooLarge with ``what``."""
+
+    def __init__(self, limit: int, what: str) -> None:
+        self.left = limit
+        self.what = what
+
+    def items(self, ds: Dataset, keyword: str) -> list[Dataset]:
+        found = list(items(ds, keyword, self.left, self.what))
+        self.left -= len(found)
+        return found
+
+
 def first_item(ds: Dataset | None, keyword: str) -> Dataset | None:
     """The first item of a sequence (a functional group macro holds one), reading no other."""
     if ds is None:

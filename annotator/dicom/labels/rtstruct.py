@@ -18,7 +18,7 @@ from annotator.dicom.labels.common import (
     note,
     points_to_index,
 )
-from annotator.dicom.labels.items import decimals, items, value_count
+from annotator.dicom.labels.items import ItemBudget, decimals, items, value_count
 from annotator.dicom.labels.polygon import fill, row_crossings
 
 
@@ -227,29 +227,26 @@ class _Work:
             )
 
 
-class _References:
+class _References(ItemBudget):
     """Referenced-image lists, read item by item, within ``limits.max_references`` in all."""
 
     def __init__(self, limits: LabelLimits) -> None:
-        self.left = limits.max_references
-        self.what = f"the RTSTRUCT lists more than {limits.max_references} referenced images"
-
-    def _uids(self, ds: pydicom.Dataset, keyword: str) -> list[pydicom.Dataset]:
-        found = list(items(ds, keyword, self.left, self.what))
-        self.left -= len(found)
-        return found
+        super().__init__(
+            limits.max_references,
+            f"the RTSTRUCT lists more than {limits.max_references} referenced images",
+        )
 
     def listed(self, rtstruct: pydicom.Dataset) -> set[str]:
         uids: set[str] = set()
-        for frame in self._uids(rtstruct, "ReferencedFrameOfReferenceSequence"):
-            for study in self._uids(frame, "RTReferencedStudySequence"):
-                for series in self._uids(study, "RTReferencedSeriesSequence"):
-                    for image in self._uids(series, "ContourImageSequence"):
+        for frame in self.items(rtstruct, "ReferencedFrameOfReferenceSequence"):
+            for study in self.items(frame, "RTReferencedStudySequence"):
+                for series in self.items(study, "RTReferencedSeriesSequence"):
+                    for image in self.items(series, "ContourImageSequence"):
                         uids.add(str(image.get("ReferencedSOPInstanceUID", "")))
         return uids - {""}
 
     def contour_images(self, contour: pydicom.Dataset) -> set[str]:
-        images = self._uids(contour, "ContourImageSequence")
+        images = self.items(contour, "ContourImageSequence")
         return {str(i.get("ReferencedSOPInstanceUID", "")) for i in images} - {""}
 
 

@@ -32,7 +32,7 @@ from annotator.dicom.labels.common import (
     check_frame_of_reference,
     note,
 )
-from annotator.dicom.labels.items import first_item, items
+from annotator.dicom.labels.items import ItemBudget, first_item, items
 
 GROUPS = (
     "PlanePositionSequence",
@@ -347,30 +347,27 @@ def _labelmap_masks(
         raise EmptyLabelsError("no segment of the SEG covers a voxel of the reference series")
 
 
-class _References:
+class _References(ItemBudget):
     """Referenced-image lists, read item by item, within ``limits.max_references`` in all."""
 
     def __init__(self, limits: LabelLimits) -> None:
-        self.left = limits.max_references
-        self.what = f"the SEG lists more than {limits.max_references} referenced images"
-
-    def _items(self, ds: pydicom.Dataset, keyword: str) -> list[pydicom.Dataset]:
-        found = list(items(ds, keyword, self.left, self.what))
-        self.left -= len(found)
-        return found
+        super().__init__(
+            limits.max_references,
+            f"the SEG lists more than {limits.max_references} referenced images",
+        )
 
     def listed(self, seg: pydicom.Dataset) -> set[str]:
         uids = {
             str(image.get("ReferencedSOPInstanceUID", ""))
-            for series in self._items(seg, "ReferencedSeriesSequence")
-            for image in self._items(series, "ReferencedInstanceSequence")
+            for series in self.items(seg, "ReferencedSeriesSequence")
+            for image in self.items(series, "ReferencedInstanceSequence")
         }
         return uids - {""}
 
     def sources(self, frame: pydicom.Dataset) -> set[str]:
         uids = {
             str(source.get("ReferencedSOPInstanceUID", ""))
-            for derivation in self._items(frame, "DerivationImageSequence")
-            for source in self._items(derivation, "SourceImageSequence")
+            for derivation in self.items(frame, "DerivationImageSequence")
+            for source in self.items(derivation, "SourceImageSequence")
         }
         return uids - {""}
