@@ -393,10 +393,10 @@ def _syntax_of(
     return False, LITTLE, False  # explicit VR little endian, and every encapsulated syntax
 
 
-def _inflate(path: Path, start: int, limit: int, out: Any = None) -> None:
-    """Inflate the deflated dataset from ``start``, into ``out`` when given; refuses one that
-    is corrupt or inflates past ``limit`` bytes (counted as it comes, before anything is kept:
-    a few kilobytes can inflate to gigabytes)."""
+def _inflate(path: Path, start: int, limit: int, out: Any) -> None:
+    """Inflate the deflated dataset from ``start`` into ``out``; refuses one that is corrupt or
+    inflates past ``limit`` bytes (counted as it comes: a few kilobytes can inflate to
+    gigabytes, and no more than ``limit`` is ever written)."""
     inflater, total = zlib.decompressobj(-zlib.MAX_WBITS), 0
     with open(path, "rb") as f:
         f.seek(start)
@@ -409,8 +409,7 @@ def _inflate(path: Path, start: int, limit: int, out: Any = None) -> None:
             total += len(chunk)
             if total > limit:
                 raise StructureRefused(f"the deflated dataset inflates to more than {limit} bytes")
-            if out is not None:
-                out.write(chunk)
+            out.write(chunk)
             data = inflater.unconsumed_tail or f.read(1024 * 1024)
 
 
@@ -439,7 +438,8 @@ def _walk_file(path: Path, buffer: Any, limits: StructureLimits) -> Counts:
             return walker.counts
     except _Unreadable:
         return walker.counts
-    _inflate(path, pos, limits.max_inflated_bytes)  # measured first: nothing written for a bomb
+    # Refused as soon as it passes the cap: the temporary file, deleted on the way out, holds
+    # no more than a dataset within the cap would.
     with tempfile.TemporaryFile(prefix="annotator-inflated-") as out:
         _inflate(path, pos, limits.max_inflated_bytes, out)
         out.flush()
