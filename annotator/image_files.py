@@ -124,13 +124,13 @@ def read_image(path: Path, filename: str, *, field: str = "file") -> sitk.Image:
     except RuntimeError as exc:
         refuse(_itk_reason(exc))
     _check_information(reader, layout, path, refuse)
+    _check_geometry(reader, refuse)
     try:
         image = reader.Execute()
     except RuntimeError as exc:
         refuse(_itk_reason(exc))
     if image.GetDimension() == 2:
         image = sitk.JoinSeries(image)
-    _check_geometry(image, refuse)
     _check_finite(image, refuse)
     return image
 
@@ -467,14 +467,16 @@ def _scan_voxels(
     return found
 
 
+def _check_geometry(reader: sitk.ImageFileReader, refuse: Refuse) -> None:
+    """The geometry as ITK made it from the header (a 2D image's third axis, added on reading,
+    is spacing 1 at origin 0)."""
+    _check_spacings("the spacing", reader.GetSpacing(), refuse)
+    _check_finite_numbers("the origin", list(reader.GetOrigin()), refuse)
+    _check_finite_numbers("the direction", list(reader.GetDirection()), refuse)
+
+
 # --------------------------------------------------------------------------------------------
 # After reading
-
-
-def _check_geometry(image: sitk.Image, refuse: Refuse) -> None:
-    _check_spacings("the spacing", image.GetSpacing(), refuse)
-    _check_finite_numbers("the origin", list(image.GetOrigin()), refuse)
-    _check_finite_numbers("the direction", list(image.GetDirection()), refuse)
 
 
 def _check_finite(image: sitk.Image, refuse: Refuse) -> None:
