@@ -230,7 +230,7 @@ def read_instance(
         )
         if not value
     ]
-    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+    if not any(k in ds for k in checks.PIXEL_KEYWORDS):
         kind = pydicom.uid.UID(sop_class).name if sop_class else "unknown SOP class"
         return FileOutcome(
             source=source,
@@ -252,7 +252,8 @@ def read_instance(
             series_instance_uid=series_uid,
             sop_instance_uid=sop_uid,
         )
-    frames, geometry_error = _frames(ds, checks.number_of_frames(ds) or 1)
+    count = checks.number_of_frames(ds) or 1  # checked positive by pixel_data_problem
+    frames, geometry_error = _frames(ds, count)
     pixel_spacing, spacing_error = _pixel_spacing(ds)
     return DicomInstance(
         path=path,
@@ -271,7 +272,7 @@ def read_instance(
         rows=_int(ds, "Rows") or 0,
         columns=_int(ds, "Columns") or 0,
         pixel_spacing=pixel_spacing,
-        frames=frames or [Frame(None, None)] * (checks.number_of_frames(ds) or 1),
+        frames=frames or [Frame(None, None)] * count,
         geometry_error=geometry_error or spacing_error,
     )
 
