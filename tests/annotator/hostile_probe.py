@@ -12,14 +12,42 @@ status and reason.
 The test database to use comes as JSON in PROBE_DATABASE (the test's own connection settings,
 so the project it committed is there). Prints one JSON line: the outcome, the seconds the import
 call took, and the process's peak resident memory (VmHWM) in MB, before and after the call.
+Tests run it with :func:`run_probe`.
 """
 
 import json
 import os
 import resource
+import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+
+
+def run_probe(
+    *args: str, database: bool = True, env: Mapping[str, str] | None = None, timeout: int = 300
+) -> dict[str, Any]:
+    """Run this script with ``args`` in a fresh process and return its JSON line; ``database``:
+    hand it the calling test's connection settings (PROBE_DATABASE); ``env``: more variables."""
+    extra = dict(env or {})
+    if database:
+        from django.db import connection
+
+        settings = connection.settings_dict
+        keys = ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT")
+        extra["PROBE_DATABASE"] = json.dumps({key: settings[key] for key in keys})
+    done = subprocess.run(
+        [sys.executable, __file__, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **extra},
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def peak_rss_mb() -> float:

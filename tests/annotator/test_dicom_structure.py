@@ -7,11 +7,7 @@ items, nesting thousands deep, a million fragments) are imported through the rea
 process of their own, timed and measured (tests/annotator/hostile_probe.py).
 """
 
-import json
-import os
 import struct
-import subprocess
-import sys
 import warnings
 import zlib
 from collections.abc import Callable
@@ -48,10 +44,10 @@ from annotator.dicom.structure import (
 from annotator.dicom.types import DEFAULT_LIMITS
 from annotator.models import Series, Study
 from projects.models import Project
+from tests.annotator.hostile_probe import run_probe
 from tests.annotator.test_dicom_reading import write_ct_series, write_ct_slice
 from tests.annotator.test_hostile_images import probe
 
-PROBE = Path(__file__).with_name("hostile_probe.py")
 SEG_STORAGE = UID("1.2.840.10008.5.1.4.1.1.66.4")
 UNDEFINED = 0xFFFFFFFF
 
@@ -517,16 +513,7 @@ def seg_file(
 
 def scan_probe(path: Path) -> dict[str, Any]:
     """The DICOM scan alone, timed and measured in a process of its own."""
-    done = subprocess.run(
-        [sys.executable, str(PROBE), "scan", "-", str(path)],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ),
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    return run_probe("scan", "-", str(path), database=False)
 
 
 def test_a_totalsegmentator_size_seg_passes_the_scan_above_the_image_caps(

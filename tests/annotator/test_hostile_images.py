@@ -7,11 +7,7 @@ mask uploads, the DICOM import); the memory and time bounds are measured in a se
 
 import gzip
 import io
-import json
-import os
 import struct
-import subprocess
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +17,6 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from django.db import connection
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import UID, ExplicitVRLittleEndian, RLELossless, generate_uid
@@ -29,12 +24,12 @@ from rest_framework.test import APIClient
 
 from annotator.models import Instance, MaskVersion, Series, Study
 from projects.models import Project, Task
+from tests.annotator.hostile_probe import run_probe
 from tests.annotator.test_dicom_reading import write_ct_series, write_ct_slice
 
 pytestmark = pytest.mark.django_db
 
 SECRET = b"SECRET-BYTES-OF-THE-SERVER-" * 10  # 270 bytes; a 4 x 4 x 4 uint8 image needs 64
-PROBE = Path(__file__).with_name("hostile_probe.py")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -258,21 +253,8 @@ def fragment_short_dicom(path: Path) -> None:
 
 
 def probe(kind: str, path: Path) -> dict[str, Any]:
-    settings = connection.settings_dict
-    database = {
-        key: settings[key] for key in ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT")
-    }
-    env = {**os.environ, "PROBE_DATABASE": json.dumps(database)}
-    done = subprocess.run(
-        [sys.executable, str(PROBE), kind, "hostile", str(path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    """Import ``path`` into project "hostile" in a process of its own (hostile_probe.py)."""
+    return run_probe(kind, "hostile", str(path))
 
 
 HUGE_FILES: dict[str, Callable[[Path], object]] = {

@@ -7,12 +7,7 @@ imports too; the label import is timed and its peak memory measured in a separat
 (``hostile_probe.py labels``), and an object refused leaves no lesion, row or mask file.
 """
 
-import io
-import json
-import os
 import struct
-import subprocess
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +16,6 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from django.db import connection
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
@@ -35,10 +29,11 @@ from rest_framework.test import APIClient
 from annotator.ingest import studies_import
 from annotator.models import Lesion, MaskVersion, Series
 from projects.models import Project
+from tests.annotator.hostile_probe import run_probe
 from tests.annotator.test_dicom_reading import Slice, write_ct_series
+from tests.annotator.test_hostile_images import named
 
 pytestmark = pytest.mark.django_db
-PROBE = Path(__file__).with_name("hostile_probe.py")
 SEG_STORAGE = UID("1.2.840.10008.5.1.4.1.1.66.4")
 LABELMAP_STORAGE = UID("1.2.840.10008.5.1.4.1.1.66.7")
 RTSTRUCT_STORAGE = UID("1.2.840.10008.5.1.4.1.1.481.3")
@@ -221,25 +216,14 @@ def disk(size: int, centre: tuple[float, float], radius: float) -> np.ndarray:
 
 
 def probe_labels(series: Path, label: Path, media_root: Path) -> dict[str, Any]:
-    settings = connection.settings_dict
-    database = {
-        key: settings[key] for key in ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT")
-    }
-    env = {
-        **os.environ,
-        "PROBE_DATABASE": json.dumps(database),
-        "ANNOTATOR_MEDIA_ROOT": str(media_root),
-    }
-    done = subprocess.run(
-        [sys.executable, str(PROBE), "labels", "hostile", str(series), str(label)],
-        capture_output=True,
-        text=True,
-        env=env,
+    result = run_probe(
+        "labels",
+        "hostile",
+        str(series),
+        str(label),
+        env={"ANNOTATOR_MEDIA_ROOT": str(media_root)},
         timeout=600,
-        check=False,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = dict(json.loads(done.stdout.strip().splitlines()[-1]))
     (outcome,) = result["report"]["files"]
     result["outcome"] = outcome
     print(
@@ -407,12 +391,6 @@ def test_a_seg_of_120_segments_imports_with_one_mask_in_memory_at_a_time(
 
 # ---------------------------------------------------------------------------------------------
 # Through the API, and a failure half way through an object
-
-
-def named(name: str, content: bytes) -> io.BytesIO:
-    f = io.BytesIO(content)
-    f.name = name
-    return f
 
 
 def test_a_label_object_over_the_cap_alone_is_a_400_naming_the_reason(
