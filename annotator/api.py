@@ -11,7 +11,7 @@ from django.core.exceptions import (
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Model, QuerySet
 from django.http import Http404
-from rest_framework import exceptions
+from rest_framework import exceptions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -52,3 +52,13 @@ def current_user(request: Request) -> User:
     user = request.user
     assert isinstance(user, User), "API views require an authenticated user"
     return user
+
+
+def query_params(
+    request: Request, serializer_class: type[serializers.Serializer]
+) -> dict[str, Any]:
+    """The request's query parameters as ``serializer_class`` reads them; 400 naming each
+    parameter it refuses (a bad number is never handed to the database)."""
+    params = serializer_class(data=request.query_params)
+    params.is_valid(raise_exception=True)
+    return dict(params.validated_data)

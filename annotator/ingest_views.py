@@ -16,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotator.api import current_user, get_visible
+from annotator.api import current_user, get_visible, query_params
 from annotator.dicom import archive
 from annotator.errors import InvalidInput
 from annotator.ingest import ImportReport, studies_import
@@ -157,9 +157,8 @@ class PacsStudyListView(APIView):
         """Search the configured PACS for studies (managers)."""
         project = get_visible(visible_projects(current_user(request)), slug=slug)
         require_role(current_user(request), project, Role.MANAGER)
-        params = PacsQuerySerializer(data=request.query_params)
-        params.is_valid(raise_exception=True)
-        query = {k: v for k, v in params.validated_data.items() if v}
+        params = query_params(request, PacsQuerySerializer)
+        query = {k: v for k, v in params.items() if v}
         return Response(pacs_find_studies(source=PacsSource.configured(), query=query))
 
 

@@ -8,7 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotator import services
-from annotator.api import current_user, get_visible
+from annotator.api import current_user, get_visible, query_params
 from annotator.masks import decode_mask, encode_nifti, encode_raw_gzip
 from annotator.models import Lesion, MaskVersion
 from annotator.parsers import JSONParser
@@ -146,12 +146,11 @@ class MaskDataView(APIView):
     )
     def get(self, request: Request, pk: int) -> HttpResponse:
         """The voxels: ``raw-gzip`` (z*y*x uint8, shape in X-Mask-Shape) or ``nifti``."""
-        params = MaskDataQuerySerializer(data=request.query_params)
-        params.is_valid(raise_exception=True)
+        params = query_params(request, MaskDataQuerySerializer)
         version = get_visible(mask_queryset(request), pk=pk)
         mask = services.mask_version_load(version)
         volume = version.lesion.task.series.volume
-        if params.validated_data["encoding"] == "nifti":
+        if params["encoding"] == "nifti":
             response = HttpResponse(encode_nifti(mask, volume), content_type="application/gzip")
             response["Content-Disposition"] = f'attachment; filename="mask-{version.pk}.nii.gz"'
             return response

@@ -5,6 +5,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from annotator.models import Lesion, Series, Study
+from annotator.serializers import MAX_ID
 from projects.access import role_of
 from projects.models import (
     Assignment,
@@ -20,6 +21,7 @@ from projects.models import (
 )
 from projects.services import (
     COLOR_PATTERN,
+    MAX_CLASS_NAME_CHARS,
     MAX_LESION_CLASSES,
     MAX_REASON_CHARS,
     MAX_TEXT_CHARS,
@@ -27,14 +29,15 @@ from projects.services import (
     current_round,
 )
 
-# Ids are BigAutoFields; round numbers PositiveIntegerFields. Bounding them here turns a
-# 30-digit id into a 400 rather than an integer overflow in the database driver.
-MAX_ID = 2**63 - 1
+# Round numbers are PositiveIntegerFields (ids: annotator.serializers.MAX_ID). Bounding them
+# here turns a 30-digit number into a 400 rather than an integer overflow in the database driver.
 MAX_ROUND = 2**31 - 1
+# A study's (and its series') description.
+DESCRIPTION_CHARS = Study._meta.get_field("description").max_length
 
 
 class LesionClassSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=100)
+    name = serializers.CharField(max_length=MAX_CLASS_NAME_CHARS)
     color = serializers.RegexField(
         COLOR_PATTERN,
         required=False,
@@ -248,7 +251,7 @@ class VolumeUploadSerializer(serializers.Serializer):
     """The text fields of a volume upload (its files are read by the view)."""
 
     description = serializers.CharField(
-        max_length=Study._meta.get_field("description").max_length,
+        max_length=DESCRIPTION_CHARS,
         required=False,
         allow_blank=True,
         default="",

@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotator.api import current_user, get_visible
+from annotator.api import current_user, get_visible, query_params
 from annotator.dicomweb.wado import warm_series_metadata
 from annotator.errors import InvalidInput
 from annotator.label_import import volume_with_labels_import
@@ -22,6 +22,7 @@ from projects.audit import ACTIONS, audit_events
 from projects.exports import round_manifest
 from projects.models import AuditEvent, Membership, Project, Review, Role, Round, Task
 from projects.serializers import (
+    DESCRIPTION_CHARS,
     AuditEventSerializer,
     AuditQuerySerializer,
     MembershipSerializer,
@@ -63,14 +64,6 @@ def task_rows(tasks: QuerySet[Task] | None = None) -> QuerySet[Task]:
 def task_queryset(request: Request) -> QuerySet[Task]:
     """The tasks the signed-in user may see, ready to serialize."""
     return task_rows(visible_tasks(current_user(request)))
-
-
-def query(request: Request, serializer_class: type[serializers.Serializer]) -> dict[str, Any]:
-    """The request's query parameters as ``serializer_class`` reads them; 400 naming each
-    parameter it refuses (a bad number is never handed to the database)."""
-    params = serializer_class(data=request.query_params)
-    params.is_valid(raise_exception=True)
-    return dict(params.validated_data)
 
 
 def task_data(pk: int) -> dict[str, Any]:
@@ -175,7 +168,9 @@ class VolumeUploadView(APIView):
                     "labels": serializers.FileField(
                         required=False, help_text="a label map on the image's grid"
                     ),
-                    "description": serializers.CharField(max_length=200, required=False),
+                    "description": serializers.CharField(
+                        max_length=DESCRIPTION_CHARS, required=False
+                    ),
                 },
             )
         },
@@ -193,21 +188,21 @@ class VolumeUploadView(APIView):
         fields.is_valid(raise_exception=True)
         # The file's name stands in for a missing description: it is held to the same length.
         name = upload.name or "upload"
-        description = fields.validated_data["description"] or Path(name).name[:200]
+        description = fields.validated_data["description"] or Path(name).name[:DESCRIPTION_CHARS]
         labels = request.FILES.get("labels")
         lesions: list[Any] = []
         if labels is None:
             imported = volume_import(
                 project=project,
                 file=upload,
-                filename=upload.name or "upload",
+                filename=name,
                 description=description,
             )
         else:
             imported, lesions = volume_with_labels_import(
                 project=project,
                 file=upload,
-                filename=upload.name or "upload",
+                filename=name,
                 labels=labels,
                 labels_filename=labels.name or "labels",
                 description=description,
@@ -282,7 +277,7 @@ class TaskListView(generics.ListAPIView):
     def get_queryset(self) -> QuerySet[Task]:
         project = project_for(self.request, self.kwargs["slug"])
         tasks = task_queryset(self.request).filter(round__project=project)
-        params = query(self.request, TaskListQuerySerializer)
+        params = query_params(self.request, TaskListQuerySerializer)
         if state := params.get("state"):
             tasks = tasks.filter(state=state)
         if params.get("mine"):
@@ -400,7 +395,7 @@ class ProjectAuditView(generics.ListAPIView):
         project = project_for(self.request, self.kwargs["slug"])
         require_role(current_user(self.request), project, MANAGER)
         events = audit_events(project)
-        params = query(self.request, AuditQuerySerializer)
+        params = query_params(self.request, AuditQuerySerializer)
         if action := params.get("action"):
             events = events.filter(action=action)
         if username := params.get("user"):
