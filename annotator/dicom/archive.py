@@ -13,6 +13,7 @@ it is written (declared sizes are not trusted). The limits, all of them for the 
   of small entries of zeros cannot each take a grace of their own.
 """
 
+import dataclasses
 import stat
 import zipfile
 import zlib
@@ -147,23 +148,25 @@ class Budget:
         declared = sum(info.file_size for info in infos)
         if declared > self.max_total_bytes:
             raise ArchiveRefused(self._too_many_bytes())
-        grace = 0
+        trial = dataclasses.replace(self, written=0, grace_used=0)
         for info in infos:
-            over = max(0, info.file_size - self.entry_allowance(info))
-            grace += over
-            if grace > RATIO_GRACE_BYTES:
-                raise ArchiveRefused(self._entry_inflates(info, alone=over > RATIO_GRACE_BYTES))
+            trial.draw_grace(info, 0, info.file_size)
         if declared > self.archive_allowance():
             raise ArchiveRefused(self._archive_inflates(declared))
 
+    def draw_grace(self, info: zipfile.ZipInfo, before: int, after: int) -> None:
+        """Take what ``info`` writes beyond its own ratio, from ``before`` to ``after`` bytes
+        of it, out of the archive's grace; refuse the archive once that is spent."""
+        allowance = self.entry_allowance(info)
+        over = max(0, after - allowance)
+        drawn = over - max(0, before - allowance)
+        if self.grace_used + drawn > RATIO_GRACE_BYTES:
+            raise ArchiveRefused(self._entry_inflates(info, alone=over > RATIO_GRACE_BYTES))
+        self.grace_used += drawn
+
     def add(self, info: zipfile.ZipInfo, entry_written: int, chunk: int) -> None:
         """Count ``chunk`` more bytes of ``info`` (``entry_written`` before it)."""
-        after = entry_written + chunk
-        over = max(0, after - self.entry_allowance(info))
-        before = max(0, entry_written - self.entry_allowance(info))
-        if self.grace_used + over - before > RATIO_GRACE_BYTES:
-            raise ArchiveRefused(self._entry_inflates(info, alone=over > RATIO_GRACE_BYTES))
-        self.grace_used += over - before
+        self.draw_grace(info, entry_written, entry_written + chunk)
         self.written += chunk
         if self.written > self.max_total_bytes:
             raise ArchiveRefused(self._too_many_bytes())
