@@ -131,6 +131,17 @@ def gunicorn(tmp_path: Path, media_root: Path) -> Iterator[dict[str, Any]]:
         yield server
 
 
+@pytest.fixture
+def disk_uploads(settings: Any, tmp_path: Path) -> Path:
+    """Every uploaded file kept on disk (no in-memory handler), as large uploads are, in a
+    folder of the test's: returned, for the test to see what is left there."""
+    folder = tmp_path / "uploads"
+    folder.mkdir()
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 0
+    settings.FILE_UPLOAD_TEMP_DIR = str(folder)
+    return folder
+
+
 @pytest.mark.django_db(transaction=True)
 def test_uploads_over_the_limit_are_refused_while_streaming(
     gunicorn: dict[str, Any], make_project: Callable[..., Project], make_user: Callable[..., Any]
@@ -171,14 +182,11 @@ def test_uploads_over_the_limit_are_refused_while_streaming(
 
 @pytest.mark.django_db
 def test_every_upload_endpoint_stops_at_the_limit(
-    settings: Any, tmp_path: Path, workspace: dict[str, Any], lesion: dict[str, Any]
+    settings: Any, disk_uploads: Path, workspace: dict[str, Any], lesion: dict[str, Any]
 ) -> None:
     """Volumes (file and labels), DICOM imports and masks: a 400 naming the field, no
     temporary file left, with files on disk (no in-memory handler) as large uploads are."""
     settings.MAX_UPLOAD_BYTES = LIMIT
-    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 0
-    settings.FILE_UPLOAD_TEMP_DIR = str(tmp_path / "uploads")
-    os.mkdir(settings.FILE_UPLOAD_TEMP_DIR)
     manager = Client()
     manager.force_login(workspace["manager"])
     annotator = Client()
@@ -209,7 +217,7 @@ def test_every_upload_endpoint_stops_at_the_limit(
         response = client.post(url, data)
         assert response.status_code == 400, (url, response.content)
         assert field in response.json(), (url, response.json())
-        assert not os.listdir(settings.FILE_UPLOAD_TEMP_DIR), url
+        assert not os.listdir(disk_uploads), url
 
 
 def _upload(name: str, content: bytes) -> SimpleUploadedFile:
@@ -294,7 +302,7 @@ def test_a_series_of_300_loose_files_imports_in_one_request(
 @pytest.mark.django_db
 def test_more_files_than_the_cap_are_refused_naming_the_field(
     settings: Any,
-    tmp_path: Path,
+    disk_uploads: Path,
     make_project: Callable[..., Project],
     make_user: Callable[..., Any],
     client_for: Callable[[Any], Any],
@@ -304,9 +312,6 @@ def test_more_files_than_the_cap_are_refused_naming_the_field(
     form); nothing kept, nothing imported. At the cap, the files are imported."""
     settings.MAX_UPLOAD_FILES = 5
     settings.DATA_UPLOAD_MAX_NUMBER_FILES = 6
-    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 0
-    settings.FILE_UPLOAD_TEMP_DIR = str(tmp_path / "uploads")
-    os.mkdir(settings.FILE_UPLOAD_TEMP_DIR)
     manager = make_user("boss", can_create_projects=True)
     make_project("alpha", manager=manager)
     token = client_for(manager)
@@ -324,7 +329,7 @@ def test_more_files_than_the_cap_are_refused_naming_the_field(
         body = response.json()
         assert body["files"] == ["at most 5 files in one request"], body
         assert "ANNOTATOR_MAX_UPLOAD_FILES" in body["detail"], body
-        assert not os.listdir(settings.FILE_UPLOAD_TEMP_DIR)
+        assert not os.listdir(disk_uploads)
         assert not Instance.objects.exists()
 
     client = token
@@ -333,21 +338,17 @@ def test_more_files_than_the_cap_are_refused_naming_the_field(
     response = client.post(url, {"files": files})
     assert response.status_code == 201, response.content
     assert response.json()["counts"]["files imported"] == 1  # and 4 duplicates skipped
-    assert not os.listdir(settings.FILE_UPLOAD_TEMP_DIR)
+    assert not os.listdir(disk_uploads)
 
 
 @pytest.mark.django_db
 def test_no_descriptor_left_is_a_400_naming_files(
-    settings: Any,
-    tmp_path: Path,
+    disk_uploads: Path,
     make_project: Callable[..., Project],
     make_user: Callable[..., Any],
 ) -> None:
     """A process out of file descriptors (EMFILE: every one up to its soft limit taken) answers
     an upload with a 400 naming ``files``, not a 500, and keeps no temporary file."""
-    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 0
-    settings.FILE_UPLOAD_TEMP_DIR = str(tmp_path / "uploads")
-    os.mkdir(settings.FILE_UPLOAD_TEMP_DIR)
     manager = make_user("boss", can_create_projects=True)
     make_project("alpha", manager=manager)
     client = Client()
@@ -372,13 +373,12 @@ def test_no_descriptor_left_is_a_400_naming_files(
     body = response.json()
     assert body["files"] == ["more files than the server can open at once"], body
     assert "several requests" in body["detail"], body
-    assert not os.listdir(settings.FILE_UPLOAD_TEMP_DIR)
+    assert not os.listdir(disk_uploads)
 
 
 @pytest.mark.django_db
 def test_every_upload_endpoint_reads_files_kept_on_disk(
-    settings: Any,
-    tmp_path: Path,
+    disk_uploads: Path,
     workspace: dict[str, Any],
     lesion: dict[str, Any],
     phantom: Any,
@@ -386,9 +386,6 @@ def test_every_upload_endpoint_reads_files_kept_on_disk(
 ) -> None:
     """Volumes, DICOM imports and masks read their files from the disk handler (each file closed
     when received, opened again when read); every temporary file is gone after the request."""
-    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 0
-    settings.FILE_UPLOAD_TEMP_DIR = str(tmp_path / "uploads")
-    os.mkdir(settings.FILE_UPLOAD_TEMP_DIR)
     manager = Client()
     manager.force_login(workspace["manager"])
     annotator = Client()
@@ -408,7 +405,7 @@ def test_every_upload_endpoint_reads_files_kept_on_disk(
     for client, url, data in cases:
         response = client.post(url, data)
         assert response.status_code == 201, (url, response.content)
-        assert not os.listdir(settings.FILE_UPLOAD_TEMP_DIR), url
+        assert not os.listdir(disk_uploads), url
     assert MaskVersion.objects.get().voxel_count == int(phantom.lesion_masks[0].sum())
 
 
