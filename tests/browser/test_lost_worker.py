@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from annotator.celery import app
@@ -35,7 +36,7 @@ def real_broker() -> Iterator[None]:
         yield
     finally:
         purge_queues()
-        app.conf.task_always_eager = True
+        app.conf.task_always_eager = settings.CELERY_TASK_ALWAYS_EAGER
 
 
 def test_the_rounds_page_shows_a_job_requeued_after_its_worker_was_lost(
