@@ -8,7 +8,8 @@ give it nothing to say. So each voxel's log-odds of being lesion is a sum of thr
 
 - the shape prior: ``PRIOR_SLOPE * (1 - r)``, ``r`` the voxel's normalised distance from the
   box's ellipsoid (half-height along the slice axis = ``depth`` times the mean in-plane
-  half-width in mm; 1 by default: roughly as deep as wide);
+  half-width in mm; 1 by default: roughly as deep as wide; where the annotator gave the
+  lesion's slice range, the ellipsoid reaches from its first to its last slice instead);
 - the intensity evidence: the log-likelihood ratio of the voxel's (smoothed) intensity between
   the box's core and everything outside the box on the key slice (the box being tight, nothing
   outside it on that slice is this lesion), from smoothed histograms, clipped, and weighted by
@@ -27,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from scipy import ndimage
 
 from ._ops import BoolArray, FloatArray
@@ -52,15 +54,24 @@ def ellipsoid_radius(
     box: tuple[int, int, int, int],
     spacing: tuple[float, float, float],
     depth: float = 1.0,
+    half_heights: tuple[float, float] | None = None,
 ) -> tuple[FloatArray, FloatArray]:
-    """(r in 3D, r on the key slice): normalised distance from the box's ellipsoid, 1 on it;
-    its half-height is ``depth`` times the mean in-plane half-width."""
+    """(r in 3D, r on the key slice): normalised distance from the box's ellipsoid, 1 on it.
+
+    Its half-height is ``depth`` times the mean in-plane half-width; or, where the lesion's
+    extent is known, ``half_heights`` = (below, above) the key slice in slices: two half
+    ellipsoids joined at the key slice, so that a key slice off the middle of the lesion is
+    no mistake."""
     x0, y0, x1, y1 = box
     sx, sy, sz = spacing
     ax, ay = (x1 - x0 + 1) / 2, (y1 - y0 + 1) / 2
-    az = max(depth * (ax * sx + ay * sy) / 2 / sz, 0.5)
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     zz, yy, xx = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    if half_heights is None:
+        az: float | npt.NDArray[np.float64] = max(depth * (ax * sx + ay * sy) / 2 / sz, 0.5)
+    else:
+        below, above = (max(float(h), 0.5) for h in half_heights)
+        az = np.where(zz < key, below, above)
     in_plane = ((xx - cx) / ax) ** 2 + ((yy - cy) / ay) ** 2
     r = np.sqrt(in_plane + ((zz - key) / az) ** 2).astype(np.float32)
     return r, np.sqrt(in_plane[0]).astype(np.float32)
@@ -103,12 +114,14 @@ def box_prior_draft(
     *,
     depth: float = 1.0,
     bias: float = 0.0,
+    half_heights: tuple[float, float] | None = None,
 ) -> Draft:
     """The draft in a crop: ``image`` normalised and smoothed, ``key`` and ``box`` in crop
     coordinates, ``classical`` the classical mask in the crop (None where it found nothing);
-    ``depth`` and ``bias`` as in the module docs."""
+    ``depth`` and ``bias`` as in the module docs; ``half_heights`` (below, above the key
+    slice, in slices) replace ``depth`` where the lesion's extent is known."""
     shape = (int(image.shape[0]), int(image.shape[1]), int(image.shape[2]))
-    r, r_key = ellipsoid_radius(shape, key, box, spacing, depth)
+    r, r_key = ellipsoid_radius(shape, key, box, spacing, depth, half_heights)
     x0, y0, x1, y1 = box
     in_box = np.zeros(shape[1:], dtype=bool)
     in_box[y0 : y1 + 1, x0 : x1 + 1] = True

@@ -8,7 +8,9 @@ on the lesion's size, not the volume's):
 1. Crop a region of interest: the box plus an in-plane margin, and as many slices on each side
    of the key slice as the box's physical size allows (``z_reach`` times the box's larger
    side in mm, or ``z_reach * depth`` for a prior deeper than wide: lesions are roughly
-   compact).
+   compact). Where the prompt gives the lesion's slice range (``z_range``, its first and
+   last slice as the annotator marked them), exactly those slices: nothing outside the range
+   is ever part of the mask, and steps 5 and 6 take the range as the lesion's extent.
 2. Normalise intensities to [0, 1]: the CT window if given (as a scale only: nothing is
    clipped), otherwise the 0.5/99.5 percentiles of the crop. Smooth with a Gaussian of about
    one in-plane voxel (less for tiny boxes; the same physical width along z, so anisotropic
@@ -27,12 +29,17 @@ on the lesion's size, not the volume's):
    previous one; an opening in proportion to the box cuts thin bridges (vessels); a slice
    whose area jumps past 1.3 times the key slice's is trimmed back, the key slice being by
    convention the lesion's largest. Propagation stops at the first empty slice, so the
-   result is one 3D component connected to the key-slice mask.
+   result is one 3D component connected to the key-slice mask. With a slice range, the
+   envelope's reach on each side follows the range's end on that side.
 
 6. Weigh it all in one draft (:mod:`.box_prior`): the box's ellipsoid as a shape prior, the
    intensity evidence of the key slice (trusted as far as intensity alone explains the box),
    and the mask of steps 3-5 as a vote. Isodense lesions, which no threshold finds, get a
-   box-shaped draft; lesions that stand out get their own outline.
+   box-shaped draft; lesions that stand out get their own outline. With a slice range the
+   ellipsoid spans the range, its half-heights above and below the key slice each reaching
+   the range's end.
+
+Colour images (RGB) are segmented on their luma (:meth:`ImageVolume.grey`).
 
 A completely flat region gives an EMPTY mask and a note in ``SegmentationResult.notes``; a key
 slice on which nothing inside the box differs from its surroundings gives the box-shaped draft
@@ -76,6 +83,12 @@ from .box_prior import box_prior_draft
 
 __all__ = ["ClassicalBackend"]
 
+# With a slice range: how far the ellipsoid prior's half-heights reach past the key slice's
+# distance to each end of the range, in slices (the range's own slices are lesion), and how
+# much farther than the lesion's half-height the propagation envelope shrinks to nothing.
+RANGE_PRIOR_PAD = 1.0
+RANGE_ENVELOPE = 1.5
+
 
 @dataclass(frozen=True)
 class _Crop:
@@ -89,6 +102,12 @@ class _Crop:
     x1: int
     key: int
     box: tuple[int, int, int, int]
+    # The slices are the lesion's known extent (the prompt's z_range), not a guess.
+    known_extent: bool = False
+
+    @property
+    def depth(self) -> int:
+        return self.z1 - self.z0
 
     @property
     def slices(self) -> tuple[slice, slice, slice]:
@@ -164,7 +183,7 @@ class ClassicalBackend(SegmentationBackend):
             "name": self.name,
             "version": self.version,
             "kind": "classical (threshold + slice-wise propagation), no weights",
-            "prompts": ["box"],
+            "prompts": ["box", "z_range"],
             "ignored_prompts": ["positive_points", "negative_points"],
             "device": "cpu",
             "options": {
@@ -185,6 +204,7 @@ class ClassicalBackend(SegmentationBackend):
     ) -> SegmentationResult:
         """Segment each prompt independently; masks are bool arrays with the volume's shape."""
         started = time.perf_counter()
+        volume = volume.grey()
         self.validate(volume, prompts)
         total = len(prompts)
         if progress is not None:
@@ -213,19 +233,24 @@ class ClassicalBackend(SegmentationBackend):
         # out) and for the lesion to extend past the box on other slices.
         pad_x = max(4, math.ceil(0.3 * bw), math.ceil(self.margin * bw) + 2)
         pad_y = max(4, math.ceil(0.3 * bh), math.ceil(self.margin * bh) + 2)
-        reach_mm = self.reach * max(bw * sx, bh * sy)
-        pad_z = max(1, math.ceil(reach_mm / sz))
         k = prompt.key_slice
-        z0, y0c, x0c = max(0, k - pad_z), max(0, y0 - pad_y), max(0, x0 - pad_x)
+        if prompt.z_range is not None:
+            z0, z1 = int(prompt.z_range[0]), int(prompt.z_range[1]) + 1
+        else:
+            reach_mm = self.reach * max(bw * sx, bh * sy)
+            pad_z = max(1, math.ceil(reach_mm / sz))
+            z0, z1 = max(0, k - pad_z), min(depth, k + pad_z + 1)
+        y0c, x0c = max(0, y0 - pad_y), max(0, x0 - pad_x)
         return _Crop(
             z0=z0,
-            z1=min(depth, k + pad_z + 1),
+            z1=z1,
             y0=y0c,
             y1=min(height, y1 + pad_y + 1),
             x0=x0c,
             x1=min(width, x1 + pad_x + 1),
             key=k - z0,
             box=(x0 - x0c, y0 - y0c, x1 - x0c, y1 - y0c),
+            known_extent=prompt.z_range is not None,
         )
 
     def _normalise(self, volume: ImageVolume, data: FloatArray) -> FloatArray | None:
@@ -265,6 +290,7 @@ class ClassicalBackend(SegmentationBackend):
         """The classical mask within the region of interest (``None`` where it stays empty),
         with an outcome whose full-size mask is still all False; subclasses refine it."""
         t0 = time.perf_counter()
+        volume = volume.grey()
         crop = self._crop(volume, prompt)
         full = np.zeros(volume.shape, dtype=bool)
         data = np.asarray(volume.array[crop.slices], dtype=np.float32)
@@ -286,7 +312,14 @@ class ClassicalBackend(SegmentationBackend):
         model, note = self._model(norm, crop, sigma)
         classical = None if model is None else self._propagate(norm, crop, model, (sx, sy, sz))
         draft = box_prior_draft(
-            norm, crop.key, crop.box, (sx, sy, sz), classical, depth=self.depth, bias=self.bias
+            norm,
+            crop.key,
+            crop.box,
+            (sx, sy, sz),
+            classical,
+            depth=self.depth,
+            bias=self.bias,
+            half_heights=_half_heights(crop),
         )
         if note is not None:
             weight = draft.evidence_weight
@@ -381,7 +414,7 @@ class ClassicalBackend(SegmentationBackend):
         x0, y0, x1, y1 = crop.box
         bw, bh = x1 - x0 + 1, y1 - y0 + 1
         sx, sy, sz = spacing
-        envelope = Envelope(shape2d, crop.box, self.margin, self.reach * max(bw * sx, bh * sy))
+        reach_mm = self.reach * max(bw * sx, bh * sy)
         # How far the outline may move between slices: about 0.6 slice thicknesses.
         step_radius = max(2, round(0.6 * sz / min(sx, sy)))
         step = disk(step_radius)
@@ -393,6 +426,12 @@ class ClassicalBackend(SegmentationBackend):
         out = np.zeros(image.shape, dtype=bool)
         out[crop.key] = seed
         for direction in (1, -1):
+            if crop.known_extent:
+                # The range's end on this side is the lesion's: the envelope reaches past it
+                # as far, relative to the lesion's half-height, as ``reach`` does to a box.
+                end = crop.depth - 1 if direction > 0 else 0
+                reach_mm = RANGE_ENVELOPE * (abs(end - crop.key) + 0.5) * sz
+            envelope = Envelope(shape2d, crop.box, self.margin, reach_mm)
             previous = seed
             z = crop.key + direction
             while 0 <= z < image.shape[0]:
@@ -430,3 +469,11 @@ class ClassicalBackend(SegmentationBackend):
                 previous = out[z]
                 z += direction
         return out
+
+
+def _half_heights(crop: _Crop) -> tuple[float, float] | None:
+    """The ellipsoid prior's half-heights (below, above the key slice, in slices) where the
+    slice range gives the lesion's extent; ``None`` leaves them to ``depth``."""
+    if not crop.known_extent:
+        return None
+    return crop.key + RANGE_PRIOR_PAD, crop.depth - 1 - crop.key + RANGE_PRIOR_PAD

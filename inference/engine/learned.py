@@ -34,6 +34,9 @@ With a classifier, :class:`LearnedBackend` refines each tuned draft:
    fairly sure to overrule), threshold at 0.5, keep the 3D component that covers most of the
    box on the key slice, fill holes slice by slice and in 3D.
 
+Colour images are segmented, and learned from, on their luma; a prompt's slice range bounds
+the region of interest, so the refined mask never leaves it either (:mod:`.default`).
+
 Pure numpy / scipy / scikit-learn: no Django, no GPU. A model file is a joblib pickle with a
 format tag and version; load model files only from your own training runs (a pickle can run
 code when loaded, like any pickle).
@@ -43,7 +46,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -298,6 +301,7 @@ class LearnedBackend(ClassicalBackend):
         *,
         progress: ProgressCallback | None = None,
     ) -> SegmentationResult:
+        volume = volume.grey()
         if self.model is None:
             return super().segment(volume, prompts, progress=progress)
         model = self.model
@@ -334,7 +338,7 @@ class LearnedBackend(ClassicalBackend):
     def _region(
         self, volume: ImageVolume, crop: _Crop, classical: BoolArray | None, note: str | None
     ) -> _Region:
-        data = np.asarray(volume.array[crop.slices], dtype=np.float32)
+        data = np.asarray(volume.grey().array[crop.slices], dtype=np.float32)
         shape = data.shape
         if classical is None:
             classical = np.zeros(shape, dtype=bool)
@@ -438,7 +442,8 @@ def train(
 
 
 def _checked(examples: Iterable[TrainingCase]) -> list[TrainingCase]:
-    cases = list(examples)
+    """The cases, checked, with colour images turned grey once for all the fits."""
+    cases = [replace(case, volume=case.volume.grey()) for case in examples]
     if not cases:
         raise InvalidInput("no training cases: a learned model needs accepted masks")
     for case in cases:

@@ -290,6 +290,8 @@ class MedSAM2Backend(SegmentationBackend):
         import torch
 
         started = time.perf_counter()
+        # Colour frames go in as their luma, the grey image the model was fine-tuned on.
+        volume = volume.grey()
         self.validate(volume, prompts)
         entry = self._volume_entry(volume)
         frames = SliceFrames(volume.array, entry.mapping)
