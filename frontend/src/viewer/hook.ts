@@ -23,6 +23,8 @@ export function installHook(): WorkspaceHook {
     saveState: () => '',
     selectedLesion: () => null,
     sliceIndex: notReady,
+    overlay: () => null,
+    sliceRange: () => ({ first: null, last: null }),
   };
   window.__workspace = hook;
   return hook;

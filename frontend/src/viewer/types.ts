@@ -19,6 +19,15 @@ export interface WindowPresetLike {
   width: number;
 }
 
+/**
+ * The first and last slice marked for a lesion (volume index k, the server's z), as marked:
+ * `first` may be the higher index. Either is null until marked.
+ */
+export interface RangeMarks {
+  first: number | null;
+  last: number | null;
+}
+
 /** One lesion in the viewer: segment index (1-based) and its latest saved mask, if any. */
 export interface ViewerLesion {
   id: number;
@@ -67,6 +76,16 @@ export interface WorkspaceHook {
   selectedLesion(): number | null;
   /** The slice (a cine: the frame) a view shows, 0-based. */
   sliceIndex(viewportId: string): number;
+  /** What a view's overlay shows now, or null (no such view, or no volume views). */
+  overlay(viewportId: string): {
+    slice: string;
+    range: string;
+    mark: string;
+    windowLevel: string;
+    edges: { top: string; bottom: string; left: string; right: string };
+  } | null;
+  /** The selected lesion's marked slices ({first, last}: volume index k, as marked). */
+  sliceRange(): RangeMarks;
 }
 
 declare global {

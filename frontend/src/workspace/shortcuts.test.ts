@@ -125,6 +125,33 @@ describe('ShortcutRegistry', () => {
     expect(registry.keysOf('tool.eraser')).toEqual(['E']);
   });
 
+  it('marks and clears the slice range with I, O and X, listed in the help', () => {
+    const registry = new ShortcutRegistry();
+    const first = vi.fn();
+    const last = vi.fn();
+    const clear = vi.fn();
+    const smaller = vi.fn();
+    registry.bind('range.first', first);
+    registry.bind('range.last', last);
+    registry.bind('range.clear', clear);
+    registry.bind('brush.smaller', smaller);
+    registry.handle(key('i'));
+    registry.handle(key('o'));
+    registry.handle(key('o', { repeat: true })); // a held key marks once
+    registry.handle(key('x'));
+    registry.handle(key('['));
+    expect([first, last, clear, smaller].map((f) => f.mock.calls.length)).toEqual([1, 1, 1, 1]);
+    expect(registry.handle(key('i', { ctrlKey: true }))).toBe(false);
+    expect(registry.helpSections().find((s) => s.title === 'Slice range')).toEqual({
+      title: 'Slice range',
+      rows: [
+        { keys: ['I'], description: "Mark this axial slice as the lesion's first" },
+        { keys: ['O'], description: "Mark this axial slice as the lesion's last" },
+        { keys: ['X'], description: "Clear the lesion's slice range" },
+      ],
+    });
+  });
+
   it('listens for keydown on a target', () => {
     const registry = new ShortcutRegistry();
     const save = vi.fn();

@@ -13,6 +13,7 @@ export type WorkspaceAction =
   | 'tool.threshold' | 'brush.smaller' | 'brush.larger'
   | 'edit.undo' | 'edit.redo' | 'edit.save'
   | 'segment.run' | 'segment.propagate' | 'segment.cancel'
+  | 'range.first' | 'range.last' | 'range.clear'
   | 'lesion.add' | 'lesion.next' | 'lesion.previous' | 'lesion.toggleVisible' | 'lesion.showAll'
   | 'lesion.cycleClass' | 'lesion.delete'
   | 'view.sliceUp' | 'view.sliceDown' | 'view.keySlice' | 'view.reset' | 'view.preset'
@@ -23,7 +24,7 @@ export interface ShortcutDef {
   /** "Mod+Shift+Z", "b", "ArrowUp", "1..9" (a digit range: the digit is passed to the handler). */
   keys: string[];
   description: string;
-  group: 'Tools' | 'Edit' | 'Segmentation' | 'Lesions' | 'View' | 'Task';
+  group: 'Tools' | 'Edit' | 'Segmentation' | 'Slice range' | 'Lesions' | 'View' | 'Task';
 }
 
 export const WORKSPACE_SHORTCUTS: readonly ShortcutDef[] = [
@@ -41,6 +42,10 @@ export const WORKSPACE_SHORTCUTS: readonly ShortcutDef[] = [
   { action: 'segment.run', keys: ['Enter'], description: 'Segment the lesion from its prompt', group: 'Segmentation' },
   { action: 'segment.propagate', keys: ['g'], description: 'Propagate my correction from this slice', group: 'Segmentation' },
   { action: 'segment.cancel', keys: ['Escape'], description: 'Stop waiting for the segmentation', group: 'Segmentation' },
+  // I / O: "in" and "out" points, as video editors mark a clip's first and last frame
+  { action: 'range.first', keys: ['i'], description: "Mark this axial slice as the lesion's first", group: 'Slice range' },
+  { action: 'range.last', keys: ['o'], description: "Mark this axial slice as the lesion's last", group: 'Slice range' },
+  { action: 'range.clear', keys: ['x'], description: "Clear the lesion's slice range", group: 'Slice range' },
   { action: 'lesion.add', keys: ['a'], description: 'New lesion', group: 'Lesions' },
   { action: 'lesion.next', keys: ['l'], description: 'Next lesion', group: 'Lesions' },
   { action: 'lesion.previous', keys: ['Shift+L'], description: 'Previous lesion', group: 'Lesions' },
