@@ -25,6 +25,7 @@ import { installUnloadGuard } from '../workspace/autosave';
 import { DIFFERENCE, differenceLabelmap, replaceSegment } from '../workspace/labelmap';
 import { boxFromCorners, boxPrompt, propagatePrompt, type SegmentProgress } from '../workspace/segmentJob';
 import { WorkspaceSession } from '../workspace/session';
+import { rangeText, SliceRanges, zRangeOf, type RangeEnd } from '../workspace/sliceRange';
 import { isMac, installWorkspaceShortcuts, ShortcutRegistry, WORKSPACE_SHORTCUTS } from '../workspace/shortcuts';
 import type { PageContext } from './page';
 
@@ -134,6 +135,13 @@ export async function workspacePage(root: HTMLElement, ctx: PageContext, id: num
   // Side panel: save state, lesions, segmentation progress, submit / review.
   const saveEl = h('div', { class: 'vw-save', 'data-state': '', role: 'status', 'aria-live': 'polite' });
   const segmentEl = h('div', { class: 'vw-segment', 'data-state': 'idle' });
+  const rangeValue = h('span', { class: 'vw-range-value', 'data-testid': 'slice-range' });
+  const clearRangeButton = h('button', {
+    type: 'button', class: 'btn btn-small', 'data-action': 'clear-range', disabled: true,
+    title: "Clear the lesion's slice range (X)",
+  }, 'Clear range');
+  const rangeEl = h('div', { class: 'vw-range', title: 'Mark the first (I) and last (O) slice of the lesion while scrolling the axial view' },
+    'Slice range: ', rangeValue, clearRangeButton);
   const lesionList = h('ul', { class: 'vw-lesions' });
   const classSelect = h('select', { 'aria-label': 'Lesion class' },
     project.lesion_classes.map((c) => h('option', { value: c.name }, c.name)));
@@ -155,6 +163,7 @@ export async function workspacePage(root: HTMLElement, ctx: PageContext, id: num
     h('h2', null, 'Lesions'),
     lesionList,
     editable ? h('div', { class: 'vw-add' }, classSelect, addButton) : null,
+    editable ? rangeEl : null,
     segmentEl,
     actionSlot,
   );
@@ -255,6 +264,8 @@ export async function workspacePage(root: HTMLElement, ctx: PageContext, id: num
   let submitted = false;
   const canEdit = (): boolean => editable && !submitted && ses !== null;
   const points = new Map<number, { positive: Point[]; negative: Point[] }>();
+  // the lesions' marked slice ranges, sent as z_range with each of their segmentation requests
+  const ranges = new SliceRanges();
   let segmenting: AbortController | null = null;
 
   // ---- tools ----------------------------------------------------------------------------------
@@ -303,15 +314,18 @@ export async function workspacePage(root: HTMLElement, ctx: PageContext, id: num
 
   // ---- segmentation ---------------------------------------------------------------------------
   const segBar = progressBar('Segmentation');
-  const runSegment = async (lesionId: number, prompt: Parameters<WorkspaceSession['segment']>[1], what: string): Promise<void> => {
+  const runSegment = async (lesionId: number, asked: Parameters<WorkspaceSession['segment']>[1], what: string): Promise<void> => {
     if (!ses || segmenting) return;
     segmenting = new AbortController();
     updateToolAvailability();
+    // the lesion's slice range goes with every request, widened to the slices the prompt needs
+    const { prompt, message } = ranges.fit(lesionId, asked);
+    const rangeNote = message ? h('p', { class: 'muted small vw-range-note', 'data-testid': 'range-note' }, message) : null;
     const cancel = h('button', { type: 'button', class: 'btn btn-small', onclick: () => segmenting?.abort() }, 'Stop waiting');
     segmentEl.dataset.state = 'running';
     segBar.setTone('normal');
     segBar.set(null, `${what}: queued`);
-    segmentEl.replaceChildren(segBar.el, cancel);
+    segmentEl.replaceChildren(segBar.el, cancel, rangeNote ?? '');
     try {
       const result = await ses.segment(lesionId, prompt, {
         signal: segmenting.signal,
@@ -320,10 +334,13 @@ export async function workspacePage(root: HTMLElement, ctx: PageContext, id: num
       segBar.set(1, `${what}: done, ${result.version.voxel_count} voxels`);
       segBar.setTone('success');
       segmentEl.dataset.state = 'done';
-      segmentEl.replaceChildren(segBar.el);
+      segmentEl.replaceChildren(segBar.el, rangeNote ?? '');
     } catch (err) {
       segmentEl.dataset.state = 'error';
-      segmentEl.replaceChildren(isAbort(err) ? notice('Stopped waiting for the segmentation.') : errorBanner(err, `${what} failed`));
+      segmentEl.replaceChildren(
+        isAbort(err) ? notice('Stopped waiting for the segmentation.') : errorBanner(err, `${what} failed`),
+        rangeNote ?? '',
+      );
     } finally {
       segmenting = null;
       renderLesions();
@@ -347,6 +364,7 @@ export async function workspacePage(root: HTMLElement, ctx: PageContext, id: num
       let entry = ses.lesions.selected;
       if (!entry) {
         entry = await ses.addLesion(classSelect.value || undefined);
+        ranges.adoptPending(entry.lesion.id);
         ses.select(entry.lesion.id);
       }
       points.delete(entry.lesion.id);
@@ -515,7 +533,9 @@ export async function workspacePage(root: HTMLElement, ctx: PageContext, id: num
             return;
           }
           pendingDelete.delete(lesionId);
-          ses.deleteLesion(lesionId).catch((err: unknown) => lesionList.append(errorBanner(err, 'Could not delete the lesion')));
+          ses.deleteLesion(lesionId)
+            .then(() => ranges.clear(lesionId))
+            .catch((err: unknown) => lesionList.append(errorBanner(err, 'Could not delete the lesion')));
         },
       }, pendingDelete.has(lesionId) ? 'Confirm delete' : 'Delete');
       row.append(swatch, name, classes, eye, del);
@@ -533,7 +553,10 @@ export async function workspacePage(root: HTMLElement, ctx: PageContext, id: num
     if (!ses || !canEdit()) return;
     addButton.disabled = true;
     ses.addLesion(classSelect.value || undefined)
-      .then((entry) => ses.select(entry.lesion.id))
+      .then((entry) => {
+        ranges.adoptPending(entry.lesion.id);
+        ses.select(entry.lesion.id);
+      })
       .catch((err: unknown) => lesionList.append(errorBanner(err, 'Could not add the lesion')))
       .finally(() => updateToolAvailability());
   };
@@ -561,6 +584,35 @@ export async function workspacePage(root: HTMLElement, ctx: PageContext, id: num
   renderLesions();
   styleSegments();
   renderSave();
+
+  // ---- the lesion's slice range ---------------------------------------------------------------
+  const rangeOwner = (): number | null => ses?.lesions.selected?.lesion.id ?? null;
+  const renderRange = (): void => {
+    const marks = ranges.get(rangeOwner());
+    ready.setRangeMarks(ses ? marks : null);
+    const range = zRangeOf(marks);
+    const shown = (z: number | null): string => (z === null ? '?' : String(z + 1));
+    rangeValue.textContent = range
+      ? rangeText(range)
+      : marks.first === null && marks.last === null
+        ? 'not marked (I: first slice, O: last)'
+        : `${shown(marks.first)}-${shown(marks.last)}`; // one end marked: "33-?" (as the views show it)
+    rangeEl.dataset.state = range ? 'complete' : marks.first === null && marks.last === null ? 'none' : 'partial';
+    clearRangeButton.disabled = !canEdit() || (marks.first === null && marks.last === null);
+    rangeEl.hidden = !ses; // no labelmap (a cine, one image): nothing to segment
+  };
+  const markRange = (end: RangeEnd): void => {
+    if (!canEdit()) return;
+    ranges.mark(rangeOwner(), end, Math.min(ready.dimensions[2] - 1, Math.max(0, axialSlice())));
+  };
+  const clearRange = (): void => {
+    if (canEdit()) ranges.clear(rangeOwner());
+  };
+  clearRangeButton.addEventListener('click', clearRange);
+  cleanups.push(ranges.subscribe(renderRange));
+  if (ses) cleanups.push(ses.lesions.subscribe(renderRange));
+  hook.sliceRange = () => ({ ...ranges.get(rangeOwner()) });
+  renderRange();
 
   // ---- submit / review ------------------------------------------------------------------------
   const submitAction: { run: (() => void) | null } = { run: null };
@@ -713,6 +765,9 @@ export async function workspacePage(root: HTMLElement, ctx: PageContext, id: num
       if (!toolButtons.get('box')?.disabled) select('box');
     });
     registry.bind('segment.propagate', () => propagateButton.click());
+    registry.bind('range.first', () => markRange('first'));
+    registry.bind('range.last', () => markRange('last'));
+    registry.bind('range.clear', clearRange);
     const run = submitAction.run;
     if (run) registry.bind('task.submit', run);
   }

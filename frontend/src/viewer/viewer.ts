@@ -17,10 +17,11 @@ import { applyLayout, ORIENTATIONS } from './layout';
 import { fetchMask, paintSegment } from './masks';
 import { createTools, paintImmediately, repaintOnlyPaintedView, type ViewerTools } from './tools';
 import { labelmapLook, StrokeOverlay } from './strokeOverlay';
+import { ViewOverlays } from './viewOverlay';
 import { worldToIndex } from './planes';
 import { viewAxis } from './strokePaint';
 import type {
-  LabelmapAccess, LabelmapEdit, Layout, Orientation, ToolName, ViewerLesion,
+  LabelmapAccess, LabelmapEdit, Layout, Orientation, RangeMarks, ToolName, ViewerLesion,
   WindowPresetLike, WorkspaceHook,
 } from './types';
 
@@ -68,6 +69,8 @@ export interface Viewer extends LabelmapAccess {
   pageToVoxel(viewportId: string, page: [number, number]): [number, number, number];
   /** The volume index of the slice a view shows (k for the axial view). */
   sliceIndex(viewportId: string): number;
+  /** The selected lesion's marked slice range, shown in every view's overlay (null: none). */
+  setRangeMarks(marks: RangeMarks | null): void;
   /** Colour ([r, g, b] 0..255) and visibility of one segment in every view (best effort). */
   setSegmentStyle(segment: number, color: [number, number, number] | null, visible: boolean): void;
   /** Reports pending edits now (normally found in idle time). */
@@ -363,6 +366,9 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
   await Promise.all(rendered);
   elements.keyCell.hidden = true;
   still.remove();
+  const overlays = new ViewOverlays(volumeViewports, elements.cells, volume, { cine });
+  disposers.push(() => overlays.dispose());
+  hook.overlay = (id) => overlays.state(id);
   hook.viewports = ids;
   performance.mark('viewer:views-ready');
 
@@ -432,6 +438,7 @@ export async function createViewer(options: ViewerOptions): Promise<Viewer> {
       return [ijk[0], ijk[1], ijk[2]];
     },
     sliceIndex: volumeSlice,
+    setRangeMarks: (marks) => overlays.setMarks(marks),
     setSegmentStyle(segment: number, color: [number, number, number] | null, visible: boolean) {
       for (const id of ids) {
         try {
@@ -485,6 +492,7 @@ function stackOnlyViewer(
     applyPreset: () => undefined,
     pageToVoxel: unsupported,
     sliceIndex: () => 0,
+    setRangeMarks: () => undefined,
     setSegmentStyle: () => undefined,
     flushEdits: () => undefined,
     playCine(play: boolean) {
