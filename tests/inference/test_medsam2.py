@@ -335,6 +335,23 @@ def test_forward_only_and_z_range(backend: MedSAM2Backend, volume: ImageVolume) 
     assert cropped.timings["slices_propagated"] == 2 + 2
 
 
+def test_a_colour_volume_is_segmented_on_its_luma(backend: MedSAM2Backend) -> None:
+    """Colour frames (z, y, x, 3) go in as their luma: the same masks as the grey volume."""
+    rng = np.random.default_rng(3)
+    grey = make_volume()
+    tint = rng.uniform(0.8, 1.2, 3)
+    # Channels whose BT.601 luma is the grey image again (up to float rounding).
+    rgb = np.stack([grey.array * t for t in tint], axis=-1) / float(tint @ [0.299, 0.587, 0.114])
+    colour = ImageVolume(rgb.astype(np.float32), grey.spacing, "CT", window=grey.window)
+    assert colour.is_colour
+    np.testing.assert_allclose(colour.grey().array, grey.array, atol=0.05)
+    prompt = LesionPrompt("l", KEY, BOX)
+    from_colour = backend.segment(colour, [prompt]).masks["l"]
+    from_grey = backend.segment(colour.grey(), [prompt]).masks["l"]
+    assert from_colour.shape == grey.shape
+    np.testing.assert_array_equal(from_colour, from_grey)
+
+
 def test_plan_passes() -> None:
     box = (0, 0, 1, 1)
     assert [
