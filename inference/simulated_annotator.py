@@ -24,10 +24,18 @@ a saved mask).
 
 Decisions, each a model of an annotator rather than a measurement:
 
-* Which wrong slice next: the one nearest the key slice (ties: the higher one), since a
-  correction propagates away from the key slice and so also reaches the wrong slices beyond
-  it (``order="worst"``: the lowest 2D Dice first). The key slice itself is never re-prompted
-  (its box is the initial prompt's: the answer would be the same); each slice is prompted once.
+* Which wrong slice next (``order``): by default the one with the lowest 2D Dice ("worst";
+  ties: the one nearer the key slice), which is most often a slice the model missed or added
+  at the lesion's ends, where a correction reaches few slices; "nearest" the key slice first
+  (a correction then also reaches the wrong slices beyond it) and "outermost" first are the
+  alternatives. On ``../shared/data`` with the classical backend and the range marked
+  (2026-12-07), round 0 of ``simulate_campaign``'s split, 3 prompts: worst -9.5%, outermost
+  -9.0%, nearest -17.3% (nearest's corrections reach many slices and mostly fail: each costs
+  a look at every slice it changed). The key slice itself is never re-prompted (its box is
+  the initial prompt's: the answer would be the same); each slice is prompted once.
+* A wrong slice whose reference box is under :data:`MIN_BOX_SIDE` voxels on a side is left to
+  the brush: nobody drags a box that small (and the classical backend fails on a box one
+  voxel wide).
 * A correction that does not lower the number of wrong slices is undone (the viewer's undo);
   its box and the look at what it changed are still paid for.
 * A slice where the mask has voxels and the reference none is erased with one eraser stroke,
@@ -55,7 +63,8 @@ from inference.engine.metrics import SLICE_FIX_DICE
 BoolArray = npt.NDArray[np.bool_]
 Segmenter = Callable[[LesionPrompt], npt.NDArray[Any]]
 
-ORDERS = ("nearest", "worst")
+ORDERS = ("nearest", "worst", "outermost")
+MIN_BOX_SIDE = 3  # voxels: the smallest corrective box the annotator draws
 
 
 @dataclass(frozen=True)
@@ -130,11 +139,11 @@ class CostModel:
 class PromptPolicy:
     """How the prompting annotator works: at most ``max_prompts`` corrections (boxes and
     eraser strokes) per lesion, the slice range marked first or not, the next slice chosen by
-    ``order`` ("nearest" the key slice or "worst" 2D Dice)."""
+    ``order`` (:func:`next_slice`)."""
 
     max_prompts: int = 3
     slice_range: bool = True
-    order: str = "nearest"
+    order: str = "worst"
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_prompts, int) or self.max_prompts < 0:
@@ -236,9 +245,14 @@ def corrective_prompt(
     return LesionPrompt(prompt.lesion_id, z, box, z_range=z_range, direction=direction)
 
 
-def _next_slice(wrong: dict[int, float], key: int, order: str) -> int:
+def next_slice(wrong: dict[int, float], key: int, order: str) -> int:
+    """The wrong slice (slice -> 2D Dice) to correct next: "worst" Dice, "nearest" the key
+    slice or "outermost" (farthest from it); "worst" breaks ties by the distance to the key
+    slice, every order then by the higher slice."""
     if order == "worst":
         return min(wrong, key=lambda z: (wrong[z], abs(z - key), -z))
+    if order == "outermost":
+        return min(wrong, key=lambda z: (-abs(z - key), -z))
     return min(wrong, key=lambda z: (abs(z - key), -z))
 
 
@@ -271,14 +285,17 @@ def prompts_then_recontour(
         open_ = {z: d for z, d in wrong.items() if z not in tried}
         if not open_:
             break
-        z = _next_slice(open_, prompt.key_slice, policy.order)
+        z = next_slice(open_, prompt.key_slice, policy.order)
         tried.add(z)
         if not reference[z].any():
             mask[z] = False  # one eraser stroke
             erased += 1
             wrong.pop(z)
             continue
-        corrective = corrective_prompt(prompt, z, tight_box(reference[z]), extent)
+        box = tight_box(reference[z])
+        if min(box[2] - box[0], box[3] - box[1]) + 1 < MIN_BOX_SIDE:
+            continue  # too small to box: the brush
+        corrective = corrective_prompt(prompt, z, box, extent)
         assert corrective.z_range is not None
         candidate = replace_in_range(mask, segment(corrective), corrective.z_range)
         prompts += 1

@@ -1,24 +1,33 @@
-"""A whole annotation campaign with a simulated annotator, round after round as the model learns.
+"""A whole annotation campaign with simulated annotators, round after round as the model learns.
 
 The lesions of a ``pairs.json`` data folder (:func:`~inference.evaluation.all_lesion_cases`) are
 split into rounds by patient, each round with a comparable mix of collections
-(:func:`split_by_patient`). In each round, for each lesion, the
-simulated annotator draws the box of the reference on its key slice, the project's default
-backend pre-segments the lesion, and the annotator re-contours every slice whose 2D Dice against
-the reference is under 0.9 (:data:`~inference.engine.metrics.SLICE_FIX_DICE`), slices the model
-missed or added included. A perfect annotator then leaves exactly the reference, so after each
-round the references of all rounds so far train the next round's model with the same
+(:func:`split_by_patient`). In each round, for each lesion, the simulated annotator draws the
+box of the reference on its key slice and the round's backend pre-segments the lesion. Two
+annotators then turn the pre-segmentation into the reference (:mod:`inference.simulated_annotator`):
+one re-contours every slice whose 2D Dice is under 0.9; the other first uses the product's own
+tools (the slice range, corrective boxes propagated from the wrong slice) and re-contours what
+is still wrong. Both are perfect annotators, so after each round the references of all rounds
+so far train the next round's model.
+
+The backend comes from :func:`~inference.engine.load_backend` (an alias or a dotted path), and
+how it learns from accepted lesions is a :class:`Training` chosen by the backend's name
+(:func:`training_for`): two functions, one that fits a model on the accepted lesions and one
+that makes the backend pre-segmenting with it. The classical default learns with the same
 :func:`~inference.engine.learned.train` the platform's training job calls
 (``inference/training.py``: one :class:`~inference.engine.learned.TrainingCase` per accepted
-lesion, its box as the prompt, its patient, seed 0). Round 0 has no model:
-:class:`~inference.engine.learned.LearnedBackend` without one is the classical backend, as for
-a new project.
+lesion, its box as the prompt, its patient); a backend without a training reuses its untrained
+self in every round, and the report says so.
 
-Cost (:class:`CostModel`) is annotation time, set against contouring every reference slice by
-hand; the reduction of a round is ``1 - sum(assisted) / sum(manual)`` over its lesions.
+Every round also pre-segments its lesions with the round-0 backend ("untrained"), so that the
+model's own effect is told apart from the change of lesions between rounds.
+
+Cost (:class:`~inference.simulated_annotator.CostModel`) is annotation time, set against
+contouring every reference slice by hand; a round's reduction is ``1 - sum(assisted) /
+sum(manual)`` over its lesions.
 
 No Django here: the ``simulate_campaign`` management command is a thin shell around
-:func:`run_campaign`, :func:`campaign_report` and :func:`plot_costs`.
+:func:`run_campaign`, :func:`campaign_report` and :func:`~inference.simulation_plot.plot_costs`.
 """
 
 from __future__ import annotations
@@ -26,122 +35,191 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
-from inference.engine import dice
-from inference.engine.learned import LearnedBackend, LearnedModel, TrainingCase, train
-from inference.engine.metrics import SLICE_FIX_DICE, slices_to_fix
+from inference.engine import SegmentationBackend, dice, load_backend
+from inference.engine.base import BACKEND_ALIASES
+from inference.engine.learned import LearnedBackend, TrainingCase, train
+from inference.engine.metrics import SLICE_FIX_DICE
 from inference.evaluation import LesionCase, LoadedLesion, all_lesion_cases, load_lesion
+from inference.simulated_annotator import (
+    Annotation,
+    CostModel,
+    PromptPolicy,
+    backend_segmenter,
+    prompts_then_recontour,
+    recontour_only,
+)
+
+__all__ = [
+    "ANNOTATORS",
+    "Campaign",
+    "CostModel",
+    "LesionOutcome",
+    "PromptPolicy",
+    "RoundSummary",
+    "Training",
+    "annotate_lesion",
+    "campaign_report",
+    "result_line",
+    "run_campaign",
+    "split_by_patient",
+    "summarise_round",
+    "training_for",
+    "write_report",
+]
+
+# The two annotator models, as named in the report: re-contour only; prompts then re-contour.
+ANNOTATORS = ("recontour", "prompts")
 
 
 @dataclass(frozen=True)
-class CostModel:
-    """Seconds an annotator spends on one lesion, manual and model-assisted.
+class Training:
+    """How a backend learns from a project's accepted lesions.
 
-    * manual: every slice of the reference contoured from scratch,
-      ``manual_slice_s`` each;
-    * assisted: one box on the key slice (``box_s``), a look at every slice the model or the
-      reference covers (``review_slice_s``), and every slice needing correction re-contoured
-      at ``correction_factor`` x ``manual_slice_s`` (1.0: as long as contouring it anew, the
-      pessimistic choice; a correction often only moves part of an outline).
-
-    The defaults are assumptions, not measurements: 30 s to contour one lesion slice by hand,
-    5 s to drag a box, 2 s to scroll past a slice and judge its mask. The cost reduction
-    depends only on the ratios ``box_s / manual_slice_s`` and ``review_slice_s /
-    manual_slice_s`` (and the correction factor), so a site that has measured its own
-    annotators (``projects/effort.py`` records active time per lesion) should put its figures
-    in a JSON file and pass ``--cost-config``.
+    ``fit(cases, seed)`` trains a model on the accepted lesions; ``backend(model)`` makes the
+    backend that pre-segments with it; ``describe(model)`` is what the report records of the
+    model (a JSON object; ``cases`` the number of lesions it was trained on). A new kind of
+    training (LiteMedSAM fine-tuning) is one more instance in :data:`TRAININGS`.
     """
 
-    manual_slice_s: float = 30.0
-    box_s: float = 5.0
-    review_slice_s: float = 2.0
-    correction_factor: float = 1.0
+    name: str
+    fit: Callable[[Sequence[TrainingCase], int], Any]
+    backend: Callable[[Any], SegmentationBackend]
+    describe: Callable[[Any], dict[str, Any]]
 
-    def __post_init__(self) -> None:
-        for field in fields(self):
-            value = getattr(self, field.name)
-            if not isinstance(value, int | float) or value < 0:
-                raise ValueError(f"cost model: {field.name} must be a number >= 0, got {value!r}")
-        if self.manual_slice_s <= 0:
-            raise ValueError("cost model: manual_slice_s must be > 0")
 
-    @classmethod
-    def from_mapping(cls, values: dict[str, Any]) -> CostModel:
-        """From a JSON object; unknown keys are an error (a typo must not pass silently)."""
-        known = {field.name for field in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"cost model: unknown keys {unknown}; known: {sorted(known)}")
-        return cls(**{key: float(value) for key, value in values.items()})
+LEARNED = Training(
+    name="inference.engine.learned.train",
+    fit=lambda cases, seed: train(cases, seed=seed),
+    backend=lambda model: LearnedBackend(model=model),
+    describe=lambda model: dict(model.meta),
+)
 
-    def manual(self, reference_slices: int) -> float:
-        return reference_slices * self.manual_slice_s
+# Backend class path -> its training; a backend not named here is never trained.
+TRAININGS: dict[str, Training] = {
+    "inference.engine.default.ClassicalBackend": LEARNED,
+    "inference.engine.learned.LearnedBackend": LEARNED,
+}
 
-    def assisted(self, reviewed_slices: int, corrected_slices: int) -> float:
-        return (
-            self.box_s
-            + reviewed_slices * self.review_slice_s
-            + corrected_slices * self.correction_factor * self.manual_slice_s
-        )
+
+def training_for(backend: str) -> Training | None:
+    """The training of the backend an alias or dotted path names; None when it has none."""
+    return TRAININGS.get(BACKEND_ALIASES.get(backend, backend).replace(":", "."))
+
+
+@dataclass(frozen=True)
+class Annotated:
+    """One pre-segmentation of one lesion and what each annotator made of it."""
+
+    dice: float
+    recontour: Annotation
+    prompts: Annotation
+
+
+def annotate_lesion(
+    backend: SegmentationBackend, item: LoadedLesion, cost: CostModel, policy: PromptPolicy
+) -> Annotated:
+    """Pre-segment ``item`` with ``backend`` and let both annotators finish it."""
+    segment = backend_segmenter(backend, item.volume)
+    pred = segment(item.prompt)
+    prompted, _ = prompts_then_recontour(
+        segment,
+        item.prompt,
+        item.reference,
+        cost,
+        policy,
+        initial=None if policy.slice_range else pred,
+    )
+    return Annotated(
+        dice(pred, item.reference), recontour_only(pred, item.reference, cost), prompted
+    )
 
 
 @dataclass(frozen=True)
 class LesionOutcome:
-    """One lesion of one round: how good the pre-segmentation was and what it cost."""
+    """One lesion of one round: the pre-segmentation's quality and each annotator's work, with
+    the round's backend and with the round-0 backend ("untrained": the same as the first in
+    round 0 and wherever the backend has no training)."""
 
     round: int
     lesion: str
     patient: str
-    dice: float
     reference_slices: int  # slices of the reference: what manual contouring covers
-    reviewed_slices: int  # slices where the reference or the prediction has voxels
-    corrected_slices: int  # of those, slices with a 2D Dice under the threshold
     manual_s: float
-    assisted_s: float
-    # The same lesion pre-segmented without a model (round 0's backend): what the round would
-    # have cost without the learning, to tell the model's gain from a change of lesion mix.
+    dice: float
+    recontour: Annotation
+    prompts: Annotation
     untrained_dice: float
-    untrained_assisted_s: float
+    untrained_recontour: Annotation
+    untrained_prompts: Annotation
+
+    def annotation(self, annotator: str, *, untrained: bool = False) -> Annotation:
+        done: Annotation = getattr(self, f"untrained_{annotator}" if untrained else annotator)
+        return done
 
 
 def lesion_outcome(
-    pred: npt.NDArray[Any],
-    reference: npt.NDArray[Any],
+    trained: Annotated,
+    untrained: Annotated,
+    reference: np.ndarray,
     cost: CostModel,
     *,
     round_: int = 0,
     lesion: str = "",
     patient: str = "",
 ) -> LesionOutcome:
-    """Score one pre-segmentation against its reference and cost it (its ``untrained_*``
-    figures are its own: replace them when the prediction came from a trained model).
-
-    A slice the model missed (reference only) or falsely added (prediction only) has a 2D Dice
-    of 0, so it needs correction like a poorly outlined one.
-    """
-    corrected, reviewed = slices_to_fix(pred, reference, over="union", threshold=SLICE_FIX_DICE)
-    reference_slices = int(np.count_nonzero(np.asarray(reference, dtype=bool).any(axis=(1, 2))))
-    score = dice(pred, reference)
-    assisted = cost.assisted(reviewed, corrected)
+    reference_slices = int(np.count_nonzero(np.asarray(reference, bool).any(axis=(1, 2))))
     return LesionOutcome(
         round=round_,
         lesion=lesion,
         patient=patient,
-        dice=score,
         reference_slices=reference_slices,
-        reviewed_slices=reviewed,
-        corrected_slices=corrected,
         manual_s=cost.manual(reference_slices),
-        assisted_s=assisted,
-        untrained_dice=score,
-        untrained_assisted_s=assisted,
+        dice=trained.dice,
+        recontour=trained.recontour,
+        prompts=trained.prompts,
+        untrained_dice=untrained.dice,
+        untrained_recontour=untrained.recontour,
+        untrained_prompts=untrained.prompts,
+    )
+
+
+@dataclass(frozen=True)
+class AnnotatorRound:
+    """One annotator over one round's lesions: pooled reduction, means and sums."""
+
+    cost_reduction: float  # 1 - sum(seconds) / sum(manual seconds)
+    seconds_per_lesion: float
+    dice_before_brush: float  # mean over lesions
+    reviewed_slices: int
+    corrected_slices: int  # re-contoured with the brush
+    prompts: int
+    undone: int
+    erased_slices: int
+
+
+def annotator_round(
+    outcomes: Sequence[LesionOutcome], annotator: str, *, untrained: bool
+) -> AnnotatorRound:
+    done = [o.annotation(annotator, untrained=untrained) for o in outcomes]
+    manual = sum(o.manual_s for o in outcomes)
+    seconds = sum(d.seconds for d in done)
+    n = len(done)
+    return AnnotatorRound(
+        cost_reduction=1.0 - seconds / manual if manual else 0.0,
+        seconds_per_lesion=seconds / n if n else 0.0,
+        dice_before_brush=statistics.mean(d.dice_before_brush for d in done) if n else 0.0,
+        reviewed_slices=sum(d.reviewed_slices for d in done),
+        corrected_slices=sum(d.corrected_slices for d in done),
+        prompts=sum(d.prompts for d in done),
+        undone=sum(d.undone for d in done),
+        erased_slices=sum(d.erased_slices for d in done),
     )
 
 
@@ -150,54 +228,64 @@ class RoundSummary:
     round: int
     lesions: int
     patients: list[str]
+    trained: bool  # whether the round's backend has a trained model (else: the round-0 one)
     training_cases: int  # lesions the round's model was trained on (0: no model)
-    # What training chose: draft settings, whether the classifier was kept, and why (the
-    # cross-validated figures); empty without a model.
+    # What training chose (for the learned default: draft settings, whether the classifier
+    # was kept, and why); empty without a model.
     model: dict[str, Any]
-    mean_dice: float
-    reviewed_slices: int
-    corrected_slices: int
-    corrected_fraction: float
+    mean_dice: float  # the pre-segmentation's, from the box alone
+    untrained_mean_dice: float  # the same lesions with the round-0 backend
+    reference_slices: int
     manual_s_per_lesion: float
-    assisted_s_per_lesion: float
-    cost_reduction: float
-    untrained_mean_dice: float  # the same lesions without a model
-    untrained_cost_reduction: float
-    train_s: float
-    round_s: float
+    # The headline: each annotator's reduction, with the round's model and with the round-0
+    # backend on the same lesions.
+    prompts_cost_reduction: float
+    prompts_untrained_cost_reduction: float
+    recontour_cost_reduction: float
+    recontour_untrained_cost_reduction: float
+    # annotator -> "trained" / "untrained" -> AnnotatorRound as a dict
+    annotators: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    train_s: float = 0.0
+    round_s: float = 0.0
 
 
 def summarise_round(
     round_: int,
     outcomes: list[LesionOutcome],
     *,
-    training_cases: int = 0,
     model: dict[str, Any] | None = None,
     train_s: float = 0.0,
     round_s: float = 0.0,
 ) -> RoundSummary:
-    """Means per lesion and the pooled reduction ``1 - sum(assisted) / sum(manual)``."""
-    manual = sum(o.manual_s for o in outcomes)
-    assisted = sum(o.assisted_s for o in outcomes)
-    untrained = sum(o.untrained_assisted_s for o in outcomes)
-    reviewed = sum(o.reviewed_slices for o in outcomes)
-    corrected = sum(o.corrected_slices for o in outcomes)
+    """Means per lesion and the pooled reductions ``1 - sum(assisted) / sum(manual)``."""
     n = len(outcomes)
+    manual = sum(o.manual_s for o in outcomes)
+    per = {
+        name: {
+            arm: annotator_round(outcomes, name, untrained=arm == "untrained")
+            for arm in ("trained", "untrained")
+        }
+        for name in ANNOTATORS
+    }
     return RoundSummary(
         round=round_,
         lesions=n,
         patients=sorted({o.patient for o in outcomes}),
-        training_cases=training_cases,
+        trained=model is not None,
+        training_cases=int((model or {}).get("cases", 0)),
         model=dict(model or {}),
-        mean_dice=statistics.mean(o.dice for o in outcomes) if outcomes else 0.0,
-        reviewed_slices=reviewed,
-        corrected_slices=corrected,
-        corrected_fraction=corrected / reviewed if reviewed else 0.0,
-        manual_s_per_lesion=manual / n if n else 0.0,
-        assisted_s_per_lesion=assisted / n if n else 0.0,
-        cost_reduction=1.0 - assisted / manual if manual else 0.0,
+        mean_dice=statistics.mean(o.dice for o in outcomes) if n else 0.0,
         untrained_mean_dice=statistics.mean(o.untrained_dice for o in outcomes) if n else 0.0,
-        untrained_cost_reduction=1.0 - untrained / manual if manual else 0.0,
+        reference_slices=sum(o.reference_slices for o in outcomes),
+        manual_s_per_lesion=manual / n if n else 0.0,
+        prompts_cost_reduction=per["prompts"]["trained"].cost_reduction,
+        prompts_untrained_cost_reduction=per["prompts"]["untrained"].cost_reduction,
+        recontour_cost_reduction=per["recontour"]["trained"].cost_reduction,
+        recontour_untrained_cost_reduction=per["recontour"]["untrained"].cost_reduction,
+        annotators={
+            name: {arm: asdict(summary) for arm, summary in arms.items()}
+            for name, arms in per.items()
+        },
         train_s=train_s,
         round_s=round_s,
     )
@@ -251,6 +339,9 @@ class Campaign:
     outcomes: list[LesionOutcome]
     rounds: list[RoundSummary]
     seconds: float
+    # The training used between rounds, or why there was none.
+    training: str
+    backend: dict[str, object]  # the round-0 backend's describe()
 
 
 def run_campaign(
@@ -259,86 +350,111 @@ def run_campaign(
     *,
     rounds: int,
     cost: CostModel,
+    policy: PromptPolicy | None = None,
+    backend: str = "default",
+    training: Training | None = None,
     seed: int = 0,
     min_voxels: int = 100,
     log: Callable[[str], None] = lambda _: None,
 ) -> Campaign:
-    """Run every round: pre-segment its lesions with the current model, correct them (the
-    reference), then train the next model on the corrected lesions of all rounds so far.
+    """Run every round: pre-segment its lesions with the current backend, let both annotators
+    correct them (the result is the reference), then train the next model on the corrected
+    lesions of all rounds so far.
 
-    Rounds after the first also pre-segment their lesions without a model, for the
-    ``untrained_*`` figures (the classical backend is fast: a fraction of the round's time)."""
+    ``backend``: an alias or dotted path for :func:`~inference.engine.load_backend`, the
+    round-0 backend (raises :class:`~inference.engine.BackendUnavailable` when it cannot be
+    made). ``training``: how it learns (default: :func:`training_for` the backend);
+    without one every round uses the round-0 backend. Rounds with a model also pre-segment
+    their lesions with the round-0 backend, for the ``untrained_*`` figures.
+    """
     started = time.perf_counter()
+    policy = policy or PromptPolicy()
+    untrained = load_backend(backend)
+    training = training or training_for(backend)
+    how = (
+        training.name
+        if training is not None
+        else f"none: backend {backend!r} has no training, every round uses it untrained"
+    )
     cases = all_lesion_cases(pairs, data, min_voxels=min_voxels)
     groups = split_by_patient(cases, rounds, seed=seed)
     loaded: dict[str, LoadedLesion] = {}
-    model: LearnedModel | None = None
+    current, meta = untrained, None
     corrected: list[TrainingCase] = []
     outcomes: list[LesionOutcome] = []
     summaries: list[RoundSummary] = []
     train_s = 0.0
     for r, group in enumerate(groups):
-        backend = LearnedBackend(model=model)
-        untrained = LearnedBackend()
         t0 = time.perf_counter()
         round_outcomes = []
         for case in group:
             item = loaded.get(case.name) or load_lesion(case, pairs, data)
             loaded[case.name] = item
-            mask = backend.segment(item.volume, [item.prompt]).masks[item.prompt.lesion_id]
-            outcome = lesion_outcome(
-                mask, item.reference, cost, round_=r, lesion=case.name, patient=case.patient
-            )
-            if model is not None:
-                plain = untrained.segment(item.volume, [item.prompt]).masks[item.prompt.lesion_id]
-                without = lesion_outcome(plain, item.reference, cost)
-                outcome = replace(
-                    outcome,
-                    untrained_dice=without.dice,
-                    untrained_assisted_s=without.assisted_s,
+            plain = annotate_lesion(untrained, item, cost, policy)
+            done = plain if current is untrained else annotate_lesion(current, item, cost, policy)
+            round_outcomes.append(
+                lesion_outcome(
+                    done,
+                    plain,
+                    item.reference,
+                    cost,
+                    round_=r,
+                    lesion=case.name,
+                    patient=case.patient,
                 )
-            round_outcomes.append(outcome)
+            )
             # The perfect annotator's final mask is the reference: it is what gets accepted.
             corrected.append(
                 TrainingCase(item.volume, item.prompt, item.reference, patient=case.patient)
             )
         summary = summarise_round(
-            r,
-            round_outcomes,
-            training_cases=int(model.meta.get("cases", 0)) if model is not None else 0,
-            model=model.meta if model is not None else None,
-            train_s=train_s,
-            round_s=time.perf_counter() - t0,
+            r, round_outcomes, model=meta, train_s=train_s, round_s=time.perf_counter() - t0
         )
-        log(
-            f"round {r}: {summary.lesions} lesions, dice={summary.mean_dice:.3f}, "
-            f"corrected {summary.corrected_slices}/{summary.reviewed_slices} slices, "
-            f"cost {summary.assisted_s_per_lesion:.0f} s vs {summary.manual_s_per_lesion:.0f} s "
-            f"manual per lesion, reduction={summary.cost_reduction:.3f} "
-            f"(without a model: dice={summary.untrained_mean_dice:.3f}, "
-            f"reduction={summary.untrained_cost_reduction:.3f})"
-        )
+        log(round_line(summary))
         outcomes.extend(round_outcomes)
         summaries.append(summary)
-        if r + 1 < rounds:
+        if r + 1 < rounds and training is not None:
             t0 = time.perf_counter()
-            model = train(corrected, seed=seed)
+            model = training.fit(corrected, seed)
             train_s = time.perf_counter() - t0
-            log(
-                f"trained on {len(corrected)} corrected lesions in {train_s:.1f} s: "
-                f"settings {model.meta['settings'] or 'default'} ({model.meta['strategy']}), "
-                f"classifier {'kept' if model.classifier is not None else 'left out'}, "
-                f"cross-validated 1 - Dice {model.meta['cv_overlap_lost']}"
-            )
-    return Campaign(cases, outcomes, summaries, time.perf_counter() - started)
+            current, meta = training.backend(model), training.describe(model)
+            log(f"trained on {len(corrected)} corrected lesions in {train_s:.1f} s: {meta}")
+    return Campaign(
+        cases, outcomes, summaries, time.perf_counter() - started, how, untrained.describe()
+    )
+
+
+def round_line(summary: RoundSummary) -> str:
+    def arm(name: str) -> str:
+        done = summary.annotators[name]
+        return (
+            f"{name}: {done['trained']['seconds_per_lesion']:.0f} s/lesion, "
+            f"reduction {done['trained']['cost_reduction']:.3f} "
+            f"(untrained {done['untrained']['cost_reduction']:.3f})"
+        )
+
+    return (
+        f"round {summary.round}: {summary.lesions} lesions, dice={summary.mean_dice:.3f} "
+        f"(untrained {summary.untrained_mean_dice:.3f}), manual "
+        f"{summary.manual_s_per_lesion:.0f} s/lesion; {arm('recontour')}; {arm('prompts')}"
+    )
 
 
 def result_line(campaign: Campaign) -> str:
+    """The prompts-then-re-contour annotator's reductions first (the headline), then the
+    re-contour-only annotator's, the pre-segmentation's Dice, and the model's smallest gain
+    in Dice over the round-0 backend on the same lesions (0 with one round or no training)."""
     first, last = campaign.rounds[0], campaign.rounds[-1]
+    gain = min(r.mean_dice - r.untrained_mean_dice for r in campaign.rounds)
     return (
         "RESULT simulate_campaign "
-        f"round0_cost_reduction={first.cost_reduction:.3f} "
-        f"last_round_cost_reduction={last.cost_reduction:.3f} "
+        f"round0_cost_reduction={first.prompts_cost_reduction:.3f} "
+        f"last_round_cost_reduction={last.prompts_cost_reduction:.3f} "
+        f"last_round_untrained_cost_reduction={last.prompts_untrained_cost_reduction:.3f} "
+        f"round0_recontour_cost_reduction={first.recontour_cost_reduction:.3f} "
+        f"last_round_recontour_cost_reduction={last.recontour_cost_reduction:.3f} "
+        f"round0_dice={first.mean_dice:.3f} last_round_dice={last.mean_dice:.3f} "
+        f"min_model_dice_gain={gain:.3f} "
         f"rounds={len(campaign.rounds)} lesions={len(campaign.outcomes)}"
     )
 
@@ -348,9 +464,14 @@ def campaign_report(
 ) -> dict[str, Any]:
     """Everything a reader needs to recompute the figures: config, cost model, rows, rounds."""
     return {
-        "config": config,
+        "config": {**config, "training": campaign.training},
         "cost_model": asdict(cost),
         "slice_fix_dice": SLICE_FIX_DICE,
+        "annotators": {
+            "recontour": "re-contour only: review, re-contour every slice with a 2D Dice < 0.9",
+            "prompts": "prompts then re-contour: slice range (if marked), corrective boxes "
+            "propagated from the wrong slices (at most max_prompts), then re-contour",
+        },
         "lesions": [asdict(o) for o in campaign.outcomes],
         "rounds": [asdict(s) for s in campaign.rounds],
         "seconds": round(campaign.seconds, 1),
@@ -360,65 +481,3 @@ def campaign_report(
 
 def write_report(report: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(report, indent=1) + "\n")
-
-
-def plot_costs(report: dict[str, Any], path: Path) -> None:
-    """Cost per lesion over rounds: manual vs assisted means, each lesion as a dot, and the
-    round's reduction written above it."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rounds = report["rounds"]
-    xs = [r["round"] for r in rounds]
-    manual = [r["manual_s_per_lesion"] / 60 for r in rounds]
-    assisted = [r["assisted_s_per_lesion"] / 60 for r in rounds]
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
-    width = 0.36
-    ax.bar(
-        [x - width / 2 for x in xs], manual, width, label="manual (slice by slice)", color="#999"
-    )
-    ax.bar([x + width / 2 for x in xs], assisted, width, label="assisted (box, review, fix)")
-    untrained = [
-        sum(row["untrained_assisted_s"] for row in report["lesions"] if row["round"] == x)
-        / 60
-        / max(1, r["lesions"])
-        for x, r in zip(xs, rounds, strict=True)
-    ]
-    ax.plot(
-        [x + width / 2 for x in xs],
-        untrained,
-        "_",
-        color="C3",
-        ms=22,
-        mew=2,
-        label="assisted, same lesions without a model",
-    )
-    for row in report["lesions"]:
-        x = row["round"]
-        ax.plot(x - width / 2, row["manual_s"] / 60, ".", color="#444", ms=4)
-        ax.plot(x + width / 2, row["assisted_s"] / 60, ".", color="#123", ms=4)
-    top = max(
-        max(max(manual), max(assisted)),
-        max(max(row["manual_s"], row["assisted_s"]) / 60 for row in report["lesions"]),
-    )
-    for r, m, a in zip(rounds, manual, assisted, strict=True):
-        ax.annotate(
-            f"reduction {r['cost_reduction']:+.0%}\nDice {r['mean_dice']:.2f}",
-            (r["round"], max(m, a)),
-            xytext=(0, 6),
-            textcoords="offset points",
-            ha="center",
-            fontsize=8,
-        )
-    ax.set_ylim(0, top * 1.18)
-    ax.set_xticks(
-        xs, [f"round {x}\n({r['lesions']} lesions)" for x, r in zip(xs, rounds, strict=True)]
-    )
-    ax.set_ylabel("minutes per lesion (mean; dots: lesions)")
-    ax.set_title("Simulated campaign: annotation cost per lesion")
-    ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)

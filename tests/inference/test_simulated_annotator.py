@@ -23,6 +23,7 @@ from inference.simulated_annotator import (
     PromptPolicy,
     backend_segmenter,
     corrective_prompt,
+    next_slice,
     prompts_then_recontour,
     recontour_only,
     replace_in_range,
@@ -106,68 +107,81 @@ def test_a_corrective_prompt_propagates_away_from_the_key_slice() -> None:
         validate_prompts(ImageVolume(np.zeros((32, 8, 8), np.int16)), [sent])
 
 
-def test_one_corrective_box_that_fixes_two_missed_slices_costs_one_box(seed1: list[Case]) -> None:
-    case = seed1[2]  # key slice 20, lesion on slices 17..23; every slice right at first
-    pred = pre_segmented(case)
-    assert case.prompt.key_slice == 20 and not wrong_slices(pred, case.reference)
-    initial = pred.copy()
-    initial[21:23] = False  # the pre-segmentation missed two slices above the key slice
-    assert sorted(wrong_slices(initial, case.reference)) == [21, 22]
-    cost = CostModel()
-    for slice_range, far_end in ((False, SHAPE[0] - 1), (True, 23)):
-        backend = Recording()
-        done, mask = prompts_then_recontour(
-            backend_segmenter(backend, case.volume),
-            case.prompt,
-            case.reference,
-            cost,
-            PromptPolicy(slice_range=slice_range),
-            initial=initial,
-        )
-        (sent,) = backend.sent  # one box, on the nearest wrong slice, propagated upwards
-        assert sent.key_slice == 21 and sent.box == tight_box(case.reference[21])
-        assert sent.direction == "forward" and sent.z_range == (21, far_end)
-        assert (done.prompts, done.undone, done.erased_slices, done.corrected_slices) == (
-            1,
-            0,
-            0,
-            0,
-        )
-        assert not wrong_slices(mask, case.reference)
-        assert np.array_equal(mask[:21], initial[:21])  # outside the z range: kept
-        first_look = int(np.count_nonzero((initial | case.reference).any(axis=(1, 2))))
-        assert first_look == 7  # the lesion's slices, the two missed ones included
-        changed = int(np.count_nonzero((mask != initial).any(axis=(1, 2))))
-        assert 2 <= changed <= far_end - 20
-        assert done.reviewed_slices == first_look + changed
-        marks = 2 * cost.range_mark_s if slice_range else 0.0
-        assert done.range_marks == (2 if slice_range else 0)
-        assert done.seconds == pytest.approx(
-            cost.box_s + cost.review_slice_s * (first_look + changed) + cost.box_s + marks
-        )
-        # The re-contour-only annotator pays for both slices with the brush instead.
-        brush = recontour_only(initial, case.reference, cost)
-        assert brush.corrected_slices == 2
-        assert brush.seconds == cost.box_s + cost.review_slice_s * first_look + 2 * 30.0
-
-
-def test_below_the_key_slice_the_correction_runs_in_reverse(seed1: list[Case]) -> None:
-    case = seed1[2]
+def test_one_corrective_box_that_fixes_two_missed_slices_costs_one_box() -> None:
+    case = phantom_cases(4)[0]  # key slice 6, lesion on slices 3..9
     initial = pre_segmented(case)
-    initial[18:20] = False
+    assert case.prompt.key_slice == 6 and set(wrong_slices(initial, case.reference)) <= {3}
+    initial[3:5] = False  # the pre-segmentation missed the two slices below slice 5
+    assert sorted(wrong_slices(initial, case.reference)) == [3, 4]
+    cost = CostModel()
+    backend = Recording()
+    done, mask = prompts_then_recontour(
+        backend_segmenter(backend, case.volume),
+        case.prompt,
+        case.reference,
+        cost,
+        PromptPolicy(slice_range=True),
+        initial=initial,
+    )
+    (sent,) = backend.sent  # one box, on the wrong slice nearest the key slice, downwards
+    assert sent.key_slice == 4 and sent.box == tight_box(case.reference[4])
+    assert sent.direction == "reverse" and sent.z_range == (3, 4)  # to the range's first slice
+    assert (done.prompts, done.undone, done.erased_slices, done.corrected_slices) == (1, 0, 0, 0)
+    assert not wrong_slices(mask, case.reference)
+    assert np.array_equal(mask[5:], initial[5:])  # outside the z range: kept
+    first_look = int(np.count_nonzero((initial | case.reference).any(axis=(1, 2))))
+    assert first_look == 7  # the lesion's slices, the two missed ones included
+    assert done.reviewed_slices == first_look + 2  # and the two the correction changed
+    assert done.range_marks == 2
+    assert done.seconds == pytest.approx(
+        cost.box_s + 2 * cost.range_mark_s + cost.review_slice_s * 9 + cost.box_s
+    )
+    # The re-contour-only annotator pays for both slices with the brush instead.
+    brush = recontour_only(initial, case.reference, cost)
+    assert brush.corrected_slices == 2
+    assert brush.seconds == cost.box_s + cost.review_slice_s * first_look + 2 * 30.0
+
+
+@pytest.mark.parametrize(
+    ("missed", "slice_range", "expected"),
+    [
+        # (slice, direction, z_range) of each correction sent, nearest the key slice first
+        ((22, 23), True, [(22, "forward", (22, 23)), (23, "forward", (23, 23))]),
+        ((17, 18), True, [(18, "reverse", (17, 18)), (17, "reverse", (17, 17))]),
+        ((22,), False, [(22, "forward", (22, SHAPE[0] - 1))]),
+        ((18,), False, [(18, "reverse", (0, 18))]),
+    ],
+)
+def test_corrections_are_the_viewers_propagate_requests(
+    seed1: list[Case],
+    missed: tuple[int, ...],
+    slice_range: bool,
+    expected: list[tuple[int, str, tuple[int, int]]],
+) -> None:
+    case = seed1[2]  # key slice 20, lesion on slices 17..23, every slice right at first
+    initial = pre_segmented(case)
+    assert not wrong_slices(initial, case.reference)
+    initial[list(missed)] = False
     backend = Recording()
     done, mask = prompts_then_recontour(
         backend_segmenter(backend, case.volume),
         case.prompt,
         case.reference,
         CostModel(),
-        PromptPolicy(slice_range=False),
+        PromptPolicy(slice_range=slice_range, order="nearest"),
         initial=initial,
     )
-    (sent,) = backend.sent
-    assert (sent.key_slice, sent.direction, sent.z_range) == (19, "reverse", (0, 19))
-    assert done.corrected_slices == 0
-    assert np.array_equal(mask[20:], initial[20:])
+    assert [(p.key_slice, p.direction, p.z_range) for p in backend.sent] == expected
+    reached: set[int] = set()
+    for sent in backend.sent:
+        assert sent.box == tight_box(case.reference[sent.key_slice])
+        assert sent.lesion_id == case.prompt.lesion_id and not sent.mask_slices
+        assert sent.z_range is not None
+        reached |= set(range(sent.z_range[0], sent.z_range[1] + 1))
+    # Only the slices of the z ranges sent can have changed.
+    changed = set(np.flatnonzero((mask != initial).any(axis=(1, 2))).tolist())
+    assert changed <= reached
+    assert done.prompts == len(expected)
 
 
 def test_a_correction_that_does_not_help_is_undone_but_paid_for(seed1: list[Case]) -> None:
@@ -236,6 +250,36 @@ def test_the_slice_range_bounds_the_first_mask_and_costs_two_marks(seed1: list[C
         PromptPolicy(slice_range=True),
     )
     assert backend.sent[0].z_range == (17, 23) and backend.sent[0].box == case.prompt.box
+
+
+def test_the_next_slice_to_correct() -> None:
+    wrong = {19: 0.6, 24: 0.0, 26: 0.3, 23: 0.0}
+    assert next_slice(wrong, 20, "worst") == 23  # Dice 0, and nearer the key slice than 24
+    assert next_slice(wrong, 20, "nearest") == 19
+    assert next_slice(wrong, 20, "outermost") == 26
+    assert next_slice({19: 0.2, 21: 0.2}, 20, "nearest") == 21  # a tie: the higher slice
+    assert next_slice({19: 0.2, 21: 0.2}, 20, "worst") == 21
+    assert PromptPolicy().order == "worst"
+
+
+def test_a_slice_too_small_to_box_is_left_to_the_brush(seed1: list[Case]) -> None:
+    case = seed1[2]
+    initial = pre_segmented(case)
+    reference = case.reference.copy()
+    reference[23] = False
+    reference[23, 50, 50:52] = True  # the lesion's last slice: two voxels
+    assert sorted(wrong_slices(initial, reference)) == [23]
+    backend = Recording()
+    done, mask = prompts_then_recontour(
+        backend_segmenter(backend, case.volume),
+        case.prompt,
+        reference,
+        CostModel(),
+        PromptPolicy(slice_range=False),
+        initial=initial,
+    )
+    assert backend.sent == [] and np.array_equal(mask, initial)
+    assert (done.prompts, done.corrected_slices) == (0, 1)
 
 
 @pytest.mark.parametrize("seed", [0, 2, 3])

@@ -1,5 +1,6 @@
 """Simulate a whole annotation campaign on a data folder of image / reference-mask pairs."""
 
+import argparse
 import json
 import platform
 from dataclasses import asdict, fields
@@ -8,15 +9,17 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from inference.engine import BackendUnavailable
 from inference.evaluation import load_pairs
+from inference.simulated_annotator import ORDERS, CostModel, PromptPolicy
 from inference.simulation import (
-    CostModel,
     campaign_report,
-    plot_costs,
     result_line,
     run_campaign,
+    training_for,
     write_report,
 )
+from inference.simulation_plot import plot_costs
 
 
 def cost_model(config_file: Path | None, overrides: dict[str, float | None]) -> CostModel:
@@ -40,10 +43,13 @@ def cost_model(config_file: Path | None, overrides: dict[str, float | None]) -> 
 class Command(BaseCommand):
     help = (
         "Run a simulated annotation campaign on DIR/pairs.json: the lesions split by patient "
-        "into N rounds; each lesion boxed on its key slice, pre-segmented by the default "
-        "backend, its slices with a 2D Dice under 0.9 re-contoured; the model retrained on "
-        "the corrected lesions between rounds. Writes OUT/report.json and "
-        "OUT/cost_per_lesion.png and ends with a RESULT line."
+        "into N rounds; each lesion boxed on its key slice and pre-segmented by the backend, "
+        "then finished by two simulated annotators: one re-contours every slice with a 2D "
+        "Dice under 0.9; the other first marks the slice range, corrects up to N wrong slices "
+        "by a box propagated from them, then re-contours what is still wrong. The model is "
+        "retrained on the corrected lesions between rounds. Writes OUT/report.json and "
+        "OUT/cost_per_lesion.png and ends with a RESULT line (its cost reductions are the "
+        "prompting annotator's)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -52,6 +58,30 @@ class Command(BaseCommand):
         parser.add_argument("--report", type=Path, required=True, help="output folder")
         parser.add_argument("--seed", type=int, default=0, help="the split's and training's")
         parser.add_argument("--min-voxels", type=int, default=100, help="smallest lesion")
+        parser.add_argument(
+            "--backend",
+            default="default",
+            help="alias or dotted path for inference.engine.load_backend (default: default)",
+        )
+        parser.add_argument(
+            "--max-prompts",
+            type=int,
+            default=PromptPolicy.max_prompts,
+            help="corrective boxes (and eraser strokes) per lesion before the brush (default 3)",
+        )
+        parser.add_argument(
+            "--slice-range",
+            action=argparse.BooleanOptionalAction,
+            default=PromptPolicy.slice_range,
+            help="the prompting annotator marks the lesion's first and last slice first",
+        )
+        parser.add_argument(
+            "--next-slice",
+            choices=ORDERS,
+            default=PromptPolicy.order,
+            help="which wrong slice to correct next: worst 2D Dice (default), nearest the key "
+            "slice, or outermost",
+        )
         parser.add_argument(
             "--cost-config", type=Path, help="JSON object of cost model fields (see below)"
         )
@@ -70,6 +100,14 @@ class Command(BaseCommand):
         out: Path = options["report"]
         if rounds < 1:
             raise CommandError("--rounds must be >= 1")
+        try:
+            policy = PromptPolicy(
+                max_prompts=options["max_prompts"],
+                slice_range=options["slice_range"],
+                order=options["next_slice"],
+            )
+        except ValueError as exc:
+            raise CommandError(f"--max-prompts: {exc}") from exc
         cost = cost_model(
             options["cost_config"], {field.name: options[field.name] for field in fields(CostModel)}
         )
@@ -85,10 +123,14 @@ class Command(BaseCommand):
                 data,
                 rounds=rounds,
                 cost=cost,
+                policy=policy,
+                backend=options["backend"],
                 seed=options["seed"],
                 min_voxels=options["min_voxels"],
                 log=self.stdout.write,
             )
+        except BackendUnavailable as exc:
+            raise CommandError(f"--backend: {exc}") from exc
         except ValueError as exc:  # too few patients for the rounds
             raise CommandError(str(exc)) from exc
         config = {
@@ -96,7 +138,10 @@ class Command(BaseCommand):
             "rounds": rounds,
             "seed": options["seed"],
             "min_voxels": options["min_voxels"],
-            "backend": "default (inference.engine.learned.LearnedBackend)",
+            "backend": options["backend"],
+            "backend_describe": campaign.backend,
+            "training_available": training_for(options["backend"]) is not None,
+            "prompt_policy": asdict(policy),
             "machine": f"{platform.machine()}, Python {platform.python_version()}",
         }
         report = campaign_report(campaign, config=config, cost=cost)
