@@ -53,7 +53,7 @@ def plot_costs(report: dict[str, Any], path: Path) -> None:
             ax.annotate(
                 f"{arm['trained']['cost_reduction']:+.0%}",
                 (x, max(mean, untrained)),
-                xytext=(0, 3),
+                xytext=(0, 5),
                 textcoords="offset points",
                 ha="center",
                 fontsize=7,
@@ -72,7 +72,9 @@ def plot_costs(report: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("minutes per lesion (mean; dots: lesions)")
     ax.set_title("Simulated campaign: annotation cost per lesion (labels: reduction vs manual)")
     ax.title.set_fontsize(10)
-    ax.legend(fontsize=7, loc="upper left")
+    handles, labels = ax.get_legend_handles_labels()
+    order = sorted(range(len(labels)), key=lambda i: labels[i].startswith("same lesions"))
+    ax.legend([handles[i] for i in order], [labels[i] for i in order], fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
