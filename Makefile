@@ -8,8 +8,6 @@ DEMO_PASSWORD ?= demo-password
 
 FRONTEND_SOURCES := $(shell find frontend/src frontend/index.html frontend/vite.config.ts frontend/tsconfig.json -type f 2>/dev/null)
 
-# torch build for the MedSAM2 backend; a GPU worker installs a CUDA build instead (README).
-TORCH ?= torch==2.13.0
 SAM2 ?= sam2==1.1.0
 
 .PHONY: run test install install-dev medsam2 frontend lint typecheck pytest clean
@@ -28,10 +26,13 @@ test: install-dev medsam2 frontend lint typecheck
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+# The default backend (LiteMedSAM) needs torch, torchvision and timm: the 'litemedsam' extra
+# asks for torchvision, whose release pins the torch it was built with, so pip installs a pair
+# that imports together (README, "Segmentation backends").
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -e '.[litemedsam]'
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
@@ -40,7 +41,6 @@ $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
 
 medsam2: $(VENV)/.installed-medsam2
 $(VENV)/.installed-medsam2: $(VENV)/.installed pyproject.toml
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH)"
 	$(PY) -m pip install --quiet -e '.[medsam2]'
 	SAM2_BUILD_CUDA=0 $(PY) -m pip install --quiet --no-deps --no-build-isolation "$(SAM2)"
 	touch $@

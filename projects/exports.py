@@ -48,7 +48,7 @@ from annotator.masks import to_image
 from annotator.models import Lesion, MaskVersion
 from annotator.services import mask_version_load
 from inference.engine import ImageVolume
-from inference.engine.medsam2.preprocess import intensity_mapping
+from inference.engine.intensity import intensity_mapping
 from inference.services import project_window
 from projects.dicom_seg import SegSegment, SegUnavailable, seg_write
 from projects.effort import task_efforts

@@ -57,7 +57,9 @@ class BackendUnavailable(EngineError):
 class ImageVolume:
     """A 3D image to segment.
 
-    ``array``: (z, y, x), any real numeric dtype (CT in HU). ``spacing``: mm, (x, y, z).
+    ``array``: (z, y, x), any real numeric dtype (CT in HU); or (z, y, x, 3) for colour (RGB)
+    images and frames (endoscopy, photographs, colour ultrasound), kept as they are: a backend
+    that works on grey values takes :meth:`grey`. ``spacing``: mm, (x, y, z).
     ``modality``: free text such as "CT", "MR", "PT", "US". ``window``: (center, width) for CT,
     used by backends to normalise intensities; ``None`` lets the backend decide.
     """
@@ -71,9 +73,10 @@ class ImageVolume:
         array = self.array
         if not isinstance(array, np.ndarray):
             raise InvalidInput(f"image array must be a numpy array, got {type(array).__name__}")
-        if array.ndim != 3:
+        if not (array.ndim == 3 or (array.ndim == 4 and array.shape[3] == 3)):
             raise InvalidInput(
-                f"image array must be 3D (z, y, x), got {array.ndim}D with shape {array.shape}"
+                f"image array must be 3D (z, y, x) or colour (z, y, x, 3), got {array.ndim}D "
+                f"with shape {array.shape}"
             )
         if min(array.shape) < 1:
             raise InvalidInput(f"image array has an empty axis: shape {array.shape}")
@@ -102,8 +105,21 @@ class ImageVolume:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        z, y, x = self.array.shape
+        z, y, x = self.array.shape[:3]
         return int(z), int(y), int(x)
+
+    @property
+    def is_colour(self) -> bool:
+        return self.array.ndim == 4
+
+    def grey(self) -> ImageVolume:
+        """This volume with colour turned into luma (ITU-R BT.601, as PIL's "L"); itself when
+        it is grey already."""
+        if not self.is_colour:
+            return self
+        weights = np.asarray([0.299, 0.587, 0.114], dtype=np.float32)
+        luma = np.tensordot(self.array.astype(np.float32), weights, axes=([3], [0]))
+        return ImageVolume(luma.astype(np.float32), self.spacing, self.modality, self.window)
 
 
 @dataclass(frozen=True)
@@ -285,6 +301,7 @@ class SegmentationBackend(ABC):
 BACKEND_ALIASES: dict[str, str] = {
     "default": "inference.engine.default.ClassicalBackend",
     "medsam2": "inference.engine.medsam2.MedSAM2Backend",
+    "litemedsam": "inference.engine.litemedsam.LiteMedSAMBackend",
 }
 
 

@@ -4,9 +4,8 @@ The published recipe (MEDSAM2.md), written so that a frame is only made when the
 needs it: :class:`SliceFrames` is a lazy sequence (``len()`` and ``[i]`` are all SAM2's video
 predictor uses), so a volume never exists as a float stack (3 MiB a slice).
 
-1. Intensity bounds for the whole volume: the CT window (center, width) when one is given (the
-   volume's own, else the backend's default CT window), otherwise the 0.5 and 99.5 percentiles of
-   the non-zero voxels, zeros kept at 0 (MR, PET, ...). Ultrasound stored as uint8 is used as is.
+1. Intensity bounds for the whole volume (:func:`..intensity.intensity_mapping`, shared with
+   LiteMedSAM): the CT window, else the 0.5 and 99.5 percentiles of the non-zero voxels.
 2. Per slice: clip to the bounds, scale to 0..255, uint8; resize to 512x512 (PIL, bicubic, the
    default of the reference's ``Image.resize``) and repeat as RGB; divide by 255 and normalise
    with the ImageNet mean and std in float32, as sam2's own ``load_video_frames`` does.
@@ -16,15 +15,13 @@ No torch (nor PIL) at import time: they are imported when a frame is made.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import numpy.typing as npt
 
-from ..base import ImageVolume
+from ..intensity import IntensityMapping, intensity_mapping, volume_digest
 
 if TYPE_CHECKING:
     import torch
@@ -42,60 +39,6 @@ __all__ = [
 MODEL_SIZE = 512
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-PASS_THROUGH_MODALITIES = frozenset({"US", "IVUS", "XC", "ES"})
-
-
-@dataclass(frozen=True)
-class IntensityMapping:
-    """How one volume's intensities become uint8: ``kind`` is "window", "percentile" or "raw"."""
-
-    kind: str
-    low: float
-    high: float
-    keep_zero: bool
-
-    def to_uint8(self, image: npt.NDArray[Any]) -> npt.NDArray[np.uint8]:
-        if self.kind == "raw":
-            return np.asarray(image, dtype=np.uint8)
-        values = np.clip(image.astype(np.float64), self.low, self.high)
-        if self.high > self.low:
-            scaled = (values - self.low) / (self.high - self.low) * 255.0
-        else:
-            scaled = np.zeros_like(values)
-        if self.keep_zero:
-            scaled[image == 0] = 0
-        return scaled.astype(np.uint8)
-
-
-def intensity_mapping(
-    volume: ImageVolume, default_ct_window: tuple[float, float] | None
-) -> IntensityMapping:
-    """The volume's mapping to uint8 (see the module's docstring)."""
-    modality = volume.modality.strip().upper()
-    window = volume.window
-    if window is None and modality == "CT":
-        window = default_ct_window
-    if window is not None:
-        center, width = float(window[0]), float(window[1])
-        return IntensityMapping("window", center - width / 2, center + width / 2, False)
-    array = volume.array
-    if modality in PASS_THROUGH_MODALITIES and array.dtype == np.uint8:
-        return IntensityMapping("raw", 0.0, 255.0, False)
-    nonzero = array[array != 0]
-    if nonzero.size == 0:
-        return IntensityMapping("percentile", 0.0, 0.0, True)
-    low, high = np.percentile(nonzero, [0.5, 99.5])
-    return IntensityMapping("percentile", float(low), float(high), True)
-
-
-def volume_digest(array: npt.NDArray[Any]) -> str:
-    """A digest of every voxel, the shape and the dtype (about 25 ms for 64x512x512 int16).
-
-    SHA-256: CPUs with SHA extensions hash it twice as fast as BLAKE2b (measured on x86_64)."""
-    digest = hashlib.sha256()
-    digest.update(repr((array.shape, array.dtype.str)).encode())
-    digest.update(np.ascontiguousarray(array).view(np.uint8).data)
-    return digest.hexdigest()
 
 
 def frame_from_slice(
