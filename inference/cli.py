@@ -1,7 +1,7 @@
 """Command line for the segmentation engine, without the web app (no Django import).
 
     python -m inference segment --image CT.nii.gz --box X0 Y0 X1 Y1 --slice K --out mask.nii.gz
-        [--slice-range FIRST LAST] [--backend default|medsam2|package.module.Class]
+        [--slice-range FIRST LAST] [--backend default|litemedsam|medsam2|package.module.Class]
         [--checkpoint PATH] [--device DEVICE] [--model-dir DIR] [--window CENTER WIDTH]
         [--series UID]
 
@@ -46,11 +46,9 @@ from inference.engine import (
     load_backend,
     validate_prompts,
 )
+from inference.engine.base import BACKEND_ALIASES
 
-BACKENDS = {
-    "default": "inference.engine.default.ClassicalBackend",
-    "medsam2": "inference.engine.medsam2.MedSAM2Backend",
-}
+BACKENDS = BACKEND_ALIASES
 LEARNED = "inference.engine.learned.LearnedBackend"
 MODEL_FILE = "model.joblib"
 EXIT_ERROR = 2
