@@ -1,5 +1,6 @@
 """Reading one uploaded image file (NIfTI, NRRD, MetaImage): the one reader of volume, label-map
-and mask uploads.
+and mask uploads. Volume uploads may also be 2D pictures (PNG, JPEG) and colour (RGB or RGBA
+pixels, see :mod:`annotator.colour`); label maps and masks are grey NIfTI, NRRD or MetaImage.
 
 Three rules, each checked before ITK reads a voxel:
 
@@ -9,8 +10,10 @@ Three rules, each checked before ITK reads a voxel:
   these are refused: a header must carry its voxels itself. The ImageIO is the one the
   server-chosen suffix names, never one ITK guesses from the content.
 - **Every declared size is checked before allocation:** the header is read alone (ITK's
-  ``ReadImageInformation``), its voxel count must be within ``MAX_IMAGE_VOXELS``, and the bytes
-  it announces must be in the file (for deflate data: inflated and counted, output discarded).
+  ``ReadImageInformation``), its voxel count must be within ``MAX_IMAGE_VOXELS`` (a colour
+  image counts each channel: 3 values a voxel for RGB, 4 for RGBA), and the bytes it announces
+  must be in the file (for deflate data: inflated and counted, output discarded; PNG and JPEG
+  carry no other file and no byte count, and their decoders stop at the size checked).
 - **The geometry and the voxels are numbers:** spacings as written must be finite and > 0 (ITK
   silently turns 0, NaN and infinity into 1), origins and directions finite, and no voxel NaN or
   infinite.
@@ -45,6 +48,11 @@ IMAGE_IO = {
     ".mhd": "MetaImageIO",
 }
 IMAGE_SUFFIXES = tuple(IMAGE_IO)
+# 2D pictures, grey or colour, for volume uploads only (a JPEG is lossy: never a mask).
+PICTURE_IO = {".png": "PNGImageIO", ".jpg": "JPEGImageIO", ".jpeg": "JPEGImageIO"}
+PICTURE_SUFFIXES = tuple(PICTURE_IO)
+# Components per pixel of a colour upload: RGB, or RGBA whose alpha is dropped.
+COLOUR_COMPONENTS = (3, 4)
 # A text header (NRRD, MetaImage) must end within this many bytes.
 HEADER_LIMIT = 1024 * 1024
 # Deflate cannot expand its input more than about 1032 times: a bound before inflating anything.
@@ -64,7 +72,23 @@ _BYTES_PER_COMPONENT = {
     sitk.sitkInt64: 8,
     sitk.sitkFloat32: 4,
     sitk.sitkFloat64: 8,
+    sitk.sitkVectorUInt8: 1,
+    sitk.sitkVectorInt8: 1,
+    sitk.sitkVectorUInt16: 2,
+    sitk.sitkVectorInt16: 2,
+    sitk.sitkVectorUInt32: 4,
+    sitk.sitkVectorInt32: 4,
+    sitk.sitkVectorUInt64: 8,
+    sitk.sitkVectorInt64: 8,
+    sitk.sitkVectorFloat32: 4,
+    sitk.sitkVectorFloat64: 8,
 }
+_FLOAT_PIXELS = (
+    sitk.sitkFloat32,
+    sitk.sitkFloat64,
+    sitk.sitkVectorFloat32,
+    sitk.sitkVectorFloat64,
+)
 
 Refuse = Callable[[str], NoReturn]
 
@@ -74,8 +98,9 @@ class _Layout:
     """Where a file's voxel data is and how it is stored, as its header says."""
 
     offset: int  # the first byte of the voxel data
-    encoding: str  # "raw", "deflate", "text" or "hex"
-    bytes_per_voxel: int | None = None  # as stored (NIfTI: before ITK's rescale); None: ITK's
+    encoding: str  # "raw", "deflate", "text", "hex", or "picture" (PNG, JPEG: not counted)
+    # Every component of a voxel as stored (NIfTI: before ITK's rescale); None: ITK's
+    bytes_per_voxel: int | None = None
     declared_bytes: int | None = None  # bytes the reader allocates for the compressed data
     # NIfTI float voxels as stored ("<f4", ">f8"): the NIfTI library silently reads NaN and
     # infinity as 0, so they are looked for in the file itself.
@@ -96,10 +121,16 @@ def image_suffix(
     )
 
 
-def read_image(path: Path, filename: str, *, field: str = "file") -> sitk.Image:
+def read_image(
+    path: Path, filename: str, *, field: str = "file", colour: bool = False
+) -> sitk.Image:
     """Read and check one 3D scalar image saved by the server at ``path`` (its suffix is the
     server's choice); 2D images become a volume of one slice. ``filename`` is the user's name
-    for the file, ``field`` the request field that carried it (both for error messages)."""
+    for the file, ``field`` the request field that carried it (both for error messages).
+
+    ``colour``: a volume upload, which may also be a PNG or JPEG picture and have RGB or RGBA
+    pixels (the image returned then has 3 or 4 components: :func:`annotator.colour.split_colour`
+    makes its grey volume)."""
 
     def refuse(reason: str) -> NoReturn:
         text = without_paths(reason, {str(path): filename, str(path.parent): ""})
@@ -107,14 +138,17 @@ def read_image(path: Path, filename: str, *, field: str = "file") -> sitk.Image:
             f"{filename!r} could not be read as an image: {text}", fields={field: [text]}
         )
 
-    suffix = image_suffix(path.name)
-    io = IMAGE_IO[suffix]
+    readers = {**IMAGE_IO, **PICTURE_IO} if colour else IMAGE_IO
+    suffix = image_suffix(path.name, tuple(readers))
+    io = readers[suffix]
     if io == "NiftiImageIO":
         layout = _nifti_layout(path, refuse)
     elif io == "NrrdImageIO":
         layout = _nrrd_layout(path, refuse)
-    else:
+    elif io == "MetaImageIO":
         layout = _metaimage_layout(path, refuse)
+    else:
+        layout = _Layout(offset=0, encoding="picture")
 
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
@@ -122,25 +156,26 @@ def read_image(path: Path, filename: str, *, field: str = "file") -> sitk.Image:
     try:
         reader.ReadImageInformation()
     except RuntimeError as exc:
-        refuse(_itk_reason(exc))
-    _check_information(reader, layout, path, refuse)
+        refuse(_itk_reason(exc, {str(path): filename}))
+    _check_information(reader, layout, path, refuse, colour)
     _check_geometry(reader, refuse)
     try:
         image = reader.Execute()
     except RuntimeError as exc:
-        refuse(_itk_reason(exc))
+        refuse(_itk_reason(exc, {str(path): filename}))
     if image.GetDimension() == 2:
         image = sitk.JoinSeries(image)
     _check_finite(image, refuse)
     return image
 
 
-def _itk_reason(exc: RuntimeError) -> str:
-    """The useful sentence of an ITK exception (which leads with source file and line)."""
+def _itk_reason(exc: RuntimeError, known: dict[str, str]) -> str:
+    """The useful sentence of an ITK exception (which leads with source file and line), the
+    ``known`` paths shown as the user's names for them."""
     text = str(exc)
     found = re.findall(r"(?:ITK ERROR: [^:]*\): |sitk::ERROR: )(.+)", text)
-    reason = (found[-1] if found else text.strip().splitlines()[-1:] or ["unreadable"])[0]
-    return without_paths(reason.strip()) or "unreadable"
+    reason = found[-1] if found else (text.strip().splitlines()[-1:] or ["unreadable"])[0]
+    return without_paths(reason.strip(), known) or "unreadable"
 
 
 # --------------------------------------------------------------------------------------------
@@ -346,10 +381,13 @@ def _nifti_layout(path: Path, refuse: Refuse) -> _Layout:
     if codes[1] > 0:
         _check_finite_numbers("the sform (srow_x..z)", list(srows), refuse)
     floats = {16: "f4", 64: "f8"}  # NIfTI FLOAT32, FLOAT64
+    # Dimensions past the third (time, vector components) are stored in every voxel of the 3D
+    # grid ITK reports: a vector image's components are counted in its bytes.
+    components = math.prod(int(d) for d in dims[4 : rank + 1])
     return _Layout(
         offset=int(offset),
         encoding="deflate" if gz else "raw",
-        bytes_per_voxel=bitpix // 8,
+        bytes_per_voxel=bitpix // 8 * components,
         float_dtype=endian + floats[datatype] if datatype in floats else None,
     )
 
@@ -359,22 +397,27 @@ def _nifti_layout(path: Path, refuse: Refuse) -> _Layout:
 
 
 def _check_information(
-    reader: sitk.ImageFileReader, layout: _Layout, path: Path, refuse: Refuse
+    reader: sitk.ImageFileReader, layout: _Layout, path: Path, refuse: Refuse, colour: bool
 ) -> None:
     dimension, components = reader.GetDimension(), reader.GetNumberOfComponents()
-    if components != 1:
-        refuse(f"it has {components} components per voxel; expected grey values")
+    if components != 1 and not (colour and components in COLOUR_COMPONENTS):
+        expected = "grey values, RGB or RGBA" if colour else "grey values"
+        refuse(f"it has {components} components per voxel; expected {expected}")
     if dimension not in (2, 3):
         refuse(f"it has {dimension} dimensions; expected 3")
     size = [int(n) for n in reader.GetSize()]
     voxels = math.prod(size)
     limit = settings.MAX_IMAGE_VOXELS
-    if voxels > limit:
-        refuse(
-            f"its header announces {' x '.join(map(str, size))} voxels, over the limit of {limit}"
-        )
-    per_voxel = layout.bytes_per_voxel or _BYTES_PER_COMPONENT.get(reader.GetPixelID())
-    if per_voxel is None:
+    if voxels * components > limit:
+        announced = f"{' x '.join(map(str, size))} voxels"
+        if components > 1:
+            announced += f" of {components} values ({voxels * components} values)"
+        refuse(f"its header announces {announced}, over the limit of {limit}")
+    if layout.encoding == "picture":
+        return  # compressed without a byte count; the decoder stops at the size checked
+    per_component = _BYTES_PER_COMPONENT.get(reader.GetPixelID())
+    per_voxel = layout.bytes_per_voxel or (per_component and per_component * components)
+    if not per_voxel:
         refuse(
             f"voxels of type {sitk.GetPixelIDValueAsString(reader.GetPixelID())} are not supported"
         )
@@ -400,7 +443,7 @@ def _check_information(
         found = _scan_voxels(path, layout.offset, 0, needed, False, layout.float_dtype, refuse)
     else:
         found = present
-    least = {"raw": needed, "deflate": needed, "hex": 2 * needed, "text": voxels}
+    least = {"raw": needed, "deflate": needed, "hex": 2 * needed, "text": voxels * components}
     if found < least[layout.encoding]:
         refuse(
             f"it holds {found} bytes of the {least[layout.encoding]} its header announces: "
@@ -481,7 +524,7 @@ def _check_geometry(reader: sitk.ImageFileReader, refuse: Refuse) -> None:
 
 def _check_finite(image: sitk.Image, refuse: Refuse) -> None:
     """Refuse NaN or infinite voxels (float images), slice by slice to bound the memory used."""
-    if image.GetPixelID() not in (sitk.sitkFloat32, sitk.sitkFloat64):
+    if image.GetPixelID() not in _FLOAT_PIXELS:
         return
     array = sitk.GetArrayViewFromImage(image)
     for index, plane in enumerate(array):

@@ -2,9 +2,10 @@
 
 Every series is imported on its own and atomically: its original files (byte for byte, under
 ``projects/<slug>/series/<series uid>/original/<sop uid>.dcm``) and its canonical NIfTI volume
-are written first, then the Study / Series / Instance / Volume rows and the task in one
-transaction; if anything fails the files are deleted again. One bad file or series never stops
-the rest of the batch, and bad input never raises: it is reported, file by file.
+(for a colour series also its RGB values, ``colour.mha``) are written first, then the Study /
+Series / Instance / Volume rows and the task in one transaction; if anything fails the files are
+deleted again. One bad file or series never stops the rest of the batch, and bad input never
+raises: it is reported, file by file.
 """
 
 import dataclasses
@@ -26,6 +27,7 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 
 from annotator import storage
+from annotator.colour import COLOUR_FILE
 from annotator.deid import ProjectPseudonymizer
 from annotator.dicom import (
     IMAGE,
@@ -184,6 +186,10 @@ def _store(
     prefix = f"projects/{project.slug}/series/{_key_part(series_uid)}"
     canonical = workdir / "volume.nii.gz"
     sitk.WriteImage(image, str(canonical), useCompression=True)
+    colour_file = None
+    if series.colour is not None:
+        colour_file = workdir / COLOUR_FILE
+        sitk.WriteImage(series.colour, str(colour_file), useCompression=True)
     with storage.cleanup_on_error([]) as written:
         keys, sizes = {}, {}
         for instance in series.instances:
@@ -199,6 +205,11 @@ def _store(
         with open(canonical, "rb") as f:
             volume_key = storage.save_file(f"{prefix}/volume.nii.gz", f)
             written.append(volume_key)
+        colour_key = ""
+        if colour_file is not None:
+            with open(colour_file, "rb") as f:
+                colour_key = storage.save_file(f"{prefix}/{COLOUR_FILE}", f)
+                written.append(colour_key)
         with transaction.atomic():
             study, _ = Study.objects.get_or_create(
                 project=project,
@@ -239,6 +250,7 @@ def _store(
             volume = Volume.objects.create(
                 series=row,
                 storage_key=volume_key,
+                colour_storage_key=colour_key,
                 size=list(image.GetSize()),
                 spacing=list(image.GetSpacing()),
                 origin=list(image.GetOrigin()),
@@ -283,7 +295,7 @@ def _import_series(
         _mark_files(result, series, REJECTED, f"series rejected: {series.error}")
         return _summary(series, REJECTED, series.error)
     finally:
-        series.image = None  # the volume is stored (or not): free its memory
+        series.image = series.colour = None  # stored (or not): free their memory
     _mark_files(result, series, IMPORTED, "")
     if summary.series_id is not None:
         warm_series_metadata(Series.objects.get(pk=summary.series_id))

@@ -240,6 +240,8 @@ def volume_with_labels_import(
             series = imported.series
             keys += series.instances.values_list("storage_key", flat=True)
             keys.append(imported.volume.storage_key)
+            if imported.volume.colour_storage_key:
+                keys.append(imported.volume.colour_storage_key)
             keys += [
                 series.original_prefix + name
                 for name in default_storage.listdir(series.original_prefix)[1]

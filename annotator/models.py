@@ -92,6 +92,10 @@ class Volume(models.Model):
 
     series = models.OneToOneField(Series, on_delete=models.CASCADE, related_name="volume")
     storage_key = models.CharField(max_length=500)
+    # Colour series (colour DICOM, RGB uploads) also keep their RGB pixels, a vector image on
+    # the same grid, for the models that take colour; everything else uses the grey volume
+    # (``storage_key``: luma). Empty for grey series.
+    colour_storage_key = models.CharField(max_length=500, blank=True, default="")
     size = models.JSONField()
     spacing = models.JSONField()
     origin = models.JSONField()

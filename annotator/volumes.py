@@ -1,10 +1,13 @@
-"""Import of single-file 3D images (NIfTI, NRRD, MetaImage) and videos as a study, series, volume.
+"""Import of single-file 3D images (NIfTI, NRRD, MetaImage), 2D pictures (PNG, JPEG) and videos
+as a study, series, volume.
 
 The file is kept byte for byte under ``original/``; the volume is also stored as NIfTI, the
 canonical grid every mask of the series lives on, and as generated DICOM instances (one per slice
 or video frame, ``instances/<SOP Instance UID>.dcm``, see ``annotator.dicom.synthesis``), which is
-what the DICOMweb server gives the viewer. Videos become grey-level ultrasound series
-(``annotator.video``). DICOM series come in through the imaging pipeline.
+what the DICOMweb server gives the viewer. A colour image (RGB, RGBA) is stored as its luma, and
+its RGB pixels beside it (``colour.mha``, :mod:`annotator.colour`) for the models that take
+colour. Videos become grey-level ultrasound series (``annotator.video``). DICOM series come in
+through the imaging pipeline.
 """
 
 import re
@@ -21,9 +24,10 @@ from django.db import transaction
 from pydicom.uid import generate_uid
 
 from annotator import storage
+from annotator.colour import COLOUR_FILE, split_colour
 from annotator.dicom.synthesis import iter_instances, to_bytes
 from annotator.errors import InvalidInput
-from annotator.image_files import IMAGE_SUFFIXES, image_suffix, read_image
+from annotator.image_files import IMAGE_SUFFIXES, PICTURE_SUFFIXES, image_suffix, read_image
 from annotator.models import Instance, Series, Study, Volume
 from annotator.video import VIDEO_SUFFIXES, read_video
 from projects.models import Project, Task
@@ -38,8 +42,8 @@ class ImportedVolume:
 
 
 def upload_suffix(filename: str) -> str:
-    """The suffix of a file ``volume_import`` accepts: a 3D image or a video."""
-    return image_suffix(filename, IMAGE_SUFFIXES + VIDEO_SUFFIXES)
+    """The suffix of a file ``volume_import`` accepts: a 3D image, a 2D picture or a video."""
+    return image_suffix(filename, IMAGE_SUFFIXES + PICTURE_SUFFIXES + VIDEO_SUFFIXES)
 
 
 def _safe_name(filename: str) -> str:
@@ -75,7 +79,13 @@ def volume_import(
                 max_frames=settings.MAX_IMAGE_FRAMES,
             )
         else:
-            image = read_image(local, filename)
+            image = read_image(local, filename, colour=True)
+        colour_file = None
+        if image.GetNumberOfComponentsPerPixel() > 1:
+            image, colour = split_colour(image)
+            colour_file = Path(tmp) / COLOUR_FILE
+            sitk.WriteImage(colour, str(colour_file), useCompression=True)
+            del colour  # the file holds it now
         modality = "US" if is_video else project.modality
         canonical = Path(tmp) / "volume.nii.gz"
         sitk.WriteImage(image, str(canonical), useCompression=True)
@@ -90,7 +100,13 @@ def volume_import(
                     storage.save_file(f"{prefix}/original/{_safe_name(filename)}", f)
                 )
             with open(canonical, "rb") as f:
-                written_keys.append(storage.save_file(f"{prefix}/volume.nii.gz", f))
+                volume_key = storage.save_file(f"{prefix}/volume.nii.gz", f)
+                written_keys.append(volume_key)
+            colour_key = ""
+            if colour_file is not None:
+                with open(colour_file, "rb") as f:
+                    colour_key = storage.save_file(f"{prefix}/{COLOUR_FILE}", f)
+                    written_keys.append(colour_key)
             instances: list[Instance] = []
             generated = iter_instances(
                 image,
@@ -141,7 +157,8 @@ def volume_import(
                 Instance.objects.bulk_create(instances)
                 volume = Volume.objects.create(
                     series=series,
-                    storage_key=written_keys[1],
+                    storage_key=volume_key,
+                    colour_storage_key=colour_key,
                     size=list(image.GetSize()),
                     spacing=list(image.GetSpacing()),
                     origin=list(image.GetOrigin()),
@@ -162,8 +179,14 @@ def _window(project: Project) -> tuple[float, float] | None:
     return None
 
 
-def volume_read(volume: Volume) -> sitk.Image:
-    with storage.local_path(volume.storage_key, suffix=".nii.gz") as path:
+def volume_read(volume: Volume, *, colour: bool = False) -> sitk.Image:
+    """The grey volume; with ``colour``, the RGB pixels instead where the series has them (a
+    3-component image on the same grid, for models that take colour)."""
+    if colour and volume.colour_storage_key:
+        key, suffix = volume.colour_storage_key, Path(COLOUR_FILE).suffix
+    else:
+        key, suffix = volume.storage_key, ".nii.gz"
+    with storage.local_path(key, suffix=suffix) as path:
         return sitk.ReadImage(str(path))
 
 

@@ -243,7 +243,8 @@ def _segment(job: InferenceJob) -> None:
         timings["queued"] = (job.started_at - job.created).total_seconds()
         lesion = job.lesion
         volume = lesion.task.series.volume
-        image = volume_read(volume)
+        # A colour series goes to the engine in colour: each backend decides what to make of it.
+        image = volume_read(volume, colour=True)
         engine_volume = ImageVolume(
             array=sitk.GetArrayFromImage(image),
             spacing=tuple(image.GetSpacing()),

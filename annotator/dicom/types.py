@@ -121,6 +121,8 @@ class SeriesScan:
     instances: list[DicomInstance]
     geometry: Geometry | None = None
     image: sitk.Image | None = None
+    # A colour series' RGB values on the grid of ``image`` (its luma); None for grey ones.
+    colour: sitk.Image | None = None
     warnings: list[str] = field(default_factory=list)
     error: str = ""  # why the whole series is rejected; "" when it is good
 

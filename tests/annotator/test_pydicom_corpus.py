@@ -204,6 +204,12 @@ def test_the_whole_corpus_through_the_service(
     named = set(Instance.objects.values_list("storage_key", flat=True)) | set(
         Volume.objects.values_list("storage_key", flat=True)
     )
+    # The colour series (RGB, YBR_*, PALETTE COLOR) also keep their RGB values.
+    colour = set(
+        Volume.objects.exclude(colour_storage_key="").values_list("colour_storage_key", flat=True)
+    )
+    assert len(colour) == 6
+    named |= colour
     derived = {key for key in stored if "/derived/dicomweb-metadata-" in key}
     assert stored - derived == named
     prefixes = {s.original_prefix.removesuffix("original/") for s in Series.objects.all()}

@@ -18,7 +18,7 @@ describe('planImport', () => {
   });
 
   it('knows the volume suffixes the server reads', () => {
-    expect(['a.nii', 'a.nrrd', 'a.mha', 'a.avi', 'a.mov'].every(isVolumeFile)).toBe(true);
+    expect(['a.nii', 'a.nrrd', 'a.mha', 'a.avi', 'a.mov', 'polyp.JPG', 'a.png'].every(isVolumeFile)).toBe(true);
     expect(isVolumeFile('a.gz')).toBe(false);
     expect(isVolumeFile('nii')).toBe(false);
   });

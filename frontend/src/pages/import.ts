@@ -17,7 +17,7 @@ import { dataTable } from '../ui/table';
 import type { PageContext } from './page';
 
 /** Files the volume endpoint takes, one request each (annotator.volumes / annotator.video). */
-export const VOLUME_SUFFIXES = ['.nii.gz', '.nii', '.nrrd', '.mha', '.mp4', '.avi', '.mov'];
+export const VOLUME_SUFFIXES = ['.nii.gz', '.nii', '.nrrd', '.mha', '.png', '.jpg', '.jpeg', '.mp4', '.avi', '.mov'];
 
 type Named = Pick<File, 'name' | 'size'>;
 
@@ -158,7 +158,7 @@ function uploadCard(project: Project, ctx: PageContext, reports: HTMLElement): H
   folderInput.setAttribute('webkitdirectory', '');
   const drop = h('div', { class: 'dropzone' },
     h('p', { class: 'strong' }, 'Drop files here'),
-    h('p', { class: 'muted small' }, 'DICOM files, folders or zip archives; NIfTI (.nii, .nii.gz), NRRD, MHA; videos (.mp4, .avi, .mov)'),
+    h('p', { class: 'muted small' }, 'DICOM files, folders or zip archives; NIfTI (.nii, .nii.gz), NRRD, MHA; pictures (.png, .jpg); videos (.mp4, .avi, .mov)'),
     h('div', { class: 'button-row' },
       h('label', { for: 'import-files', class: 'btn' }, 'Choose files…'),
       h('label', { for: 'import-folder', class: 'btn' }, 'Choose a DICOM folder…')),
