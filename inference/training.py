@@ -323,8 +323,8 @@ def _cases(
 
 def _engine_volume(volume: Volume, lesion: Lesion) -> ImageVolume:
     """The volume as the segmentation jobs see it (same window), so the model learns on the
-    inputs it will meet."""
-    image = volume_read(volume)
+    inputs it will meet (colour where the series has it)."""
+    image = volume_read(volume, colour=True)
     return ImageVolume(
         array=sitk.GetArrayFromImage(image),
         spacing=tuple(image.GetSpacing()),
