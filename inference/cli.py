@@ -217,27 +217,17 @@ def model_file(folder: Path) -> Path:
 def make_backend(args: argparse.Namespace) -> SegmentationBackend:
     if args.checkpoint is not None and not args.checkpoint.is_file():
         raise CliError(f"checkpoint not found: {args.checkpoint}")
-    if args.backend not in BACKENDS:
-        if args.model_dir is not None:
-            raise CliError("--model-dir is for the default backend")
-        _import_backend(args.backend, f"backend {args.backend} is not available")
-        checkpoint = str(args.checkpoint.resolve()) if args.checkpoint is not None else None
-        options = {"device": args.device} if args.device else {}
-        return load_backend(args.backend, checkpoint=checkpoint, **options)
-    if args.backend == "medsam2":
-        if args.model_dir is not None:
-            raise CliError("--model-dir is for the default backend; medsam2 takes --checkpoint")
-        _import_backend(BACKENDS["medsam2"], "the medsam2 backend is not installed")
-        options = {"device": args.device} if args.device else {}
-        checkpoint = str(args.checkpoint.resolve()) if args.checkpoint is not None else None
-        return load_backend(BACKENDS["medsam2"], checkpoint=checkpoint, **options)
-    if args.checkpoint is not None:
-        raise CliError("--checkpoint is for --backend medsam2; the default backend takes none")
     if args.model_dir is not None:
+        if args.backend != "default" or args.checkpoint is not None:
+            raise CliError("--model-dir is for the learned default backend, without --checkpoint")
         path = model_file(args.model_dir)
         _import_backend(LEARNED, "no learned model is available (no learned backend here)")
         return load_backend(LEARNED, checkpoint=str(path.resolve()))
-    return load_backend(BACKENDS["default"])
+    dotted = BACKENDS.get(args.backend, args.backend).replace(":", ".")
+    _import_backend(dotted, f"the {args.backend} backend is not installed")
+    checkpoint = str(args.checkpoint.resolve()) if args.checkpoint is not None else None
+    options = {"device": args.device} if args.device else {}
+    return load_backend(args.backend, checkpoint=checkpoint, **options)
 
 
 def segment(args: argparse.Namespace) -> dict[str, object]:

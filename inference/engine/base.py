@@ -300,6 +300,7 @@ class SegmentationBackend(ABC):
 # Short names accepted by load_backend, so a CLI can say "default".
 BACKEND_ALIASES: dict[str, str] = {
     "default": "inference.engine.default.ClassicalBackend",
+    "classical": "inference.engine.default.ClassicalBackend",
     "medsam2": "inference.engine.medsam2.MedSAM2Backend",
     "litemedsam": "inference.engine.litemedsam.LiteMedSAMBackend",
 }

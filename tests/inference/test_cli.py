@@ -124,7 +124,7 @@ def test_segment_a_dicom_folder(phantom: Phantom, tmp_path: Path) -> None:
         ({"--slice": 99}, "key_slice 99 is outside 0..23"),
         ({"--backend": "nnunet"}, "argument --backend: invalid choice: 'nnunet'"),
         ({"--backend": "medsam2", "--checkpoint": "nope.pt"}, "error: checkpoint not found: "),
-        ({"--checkpoint": "real.pt"}, "--checkpoint is for --backend medsam2"),
+        ({"--checkpoint": "real.pt", "--backend": "classical"}, "takes no checkpoint file"),
         ({"--model-dir": "models"}, "error: no learned model is available in "),
         ({"--model-dir": "missing"}, "error: model folder not found: "),
         ({"--out": "nowhere/mask.nii.gz"}, "error: output folder does not exist: "),
