@@ -358,10 +358,22 @@ PACS_DICOMWEB_URL = env.str("PACS_DICOMWEB_URL", default="")
 PACS_DICOMWEB_USERNAME = env.str("PACS_DICOMWEB_USERNAME", default="")
 PACS_DICOMWEB_PASSWORD = env.str("PACS_DICOMWEB_PASSWORD", default="")
 
-# The segmentation backend (inference/engine): a dotted path and its options.
-INFERENCE_BACKEND = env.str(
-    "INFERENCE_BACKEND", default="inference.engine.default.ClassicalBackend"
+# The segmentation backend (inference/engine): an alias of inference.engine.base.BACKEND_ALIASES
+# ("default": LiteMedSAM for colour and 2D images, the classical draft for volumes; "classical",
+# "litemedsam", "medsam2") or a dotted path.
+INFERENCE_BACKEND = env.str("INFERENCE_BACKEND", default="default")
+# Pre-encoding (inference/encoding.py): when a task is claimed or a round pre-annotated, a
+# gpu-batch job runs the image encoder of a backend that has one (LiteMedSAM) over the volume,
+# so that the annotator's prompts run the decoder only.
+INFERENCE_PRE_ENCODE = env.bool("INFERENCE_PRE_ENCODE", default=True)
+# LiteMedSAM's slice embeddings on a worker's disk (4 MiB a slice; empty: memory only) and that
+# folder's budget in MiB, least recently used volumes removed past it. The engine imports no
+# Django and reads them from the environment: a Celery worker puts these values there when it
+# starts (annotator/celery.py), so a worker started without them uses the data directory.
+LITEMEDSAM_EMBEDDINGS_DIR = env.str(
+    "LITEMEDSAM_EMBEDDINGS_DIR", default=str(DATA_DIR / "embeddings")
 )
+LITEMEDSAM_EMBEDDINGS_MB = env.float("LITEMEDSAM_EMBEDDINGS_MB", default=8192.0)
 # MedSAM2 fine-tuning on the train queue (inference/finetuning.py): "recipe" (the published
 # recipe, GPU workers) or "smoke" (two steps on small crops, CPU).
 MEDSAM2_TRAIN_CONFIG = env.str("MEDSAM2_TRAIN_CONFIG", default="recipe")

@@ -104,6 +104,8 @@ LEARNED = Training(
 # Backend class path -> its training; a backend not named here is never trained.
 TRAININGS: dict[str, Training] = {
     "inference.engine.default.ClassicalBackend": LEARNED,
+    # The default: the classical draft on volumes (the only images a campaign simulates).
+    "inference.engine.hybrid.HybridBackend": LEARNED,
     "inference.engine.learned.LearnedBackend": LEARNED,
 }
 

@@ -130,11 +130,11 @@ class LesionPrompt:
     ``positive_points`` / ``negative_points`` are optional (x, y, z) voxel indices for
     backends that take clicks; a backend that ignores them must still accept them.
 
-    Optional, for backends that propagate (MedSAM2); others accept and ignore them:
-    ``mask_slices``: slice index -> (y, x) bool mask, a human-corrected slice that the result
-    must keep; ``z_range``: (z0, z1) inclusive, the slices propagation may reach;
-    ``direction``: "both" (default), "forward" (cine: towards higher slice indices only) or
-    "reverse"; ``None`` leaves it to the backend.
+    ``z_range``: (z0, z1) inclusive, the lesion's slice range as the annotator marked it: every
+    backend returns nothing outside it. Optional, for backends that propagate (LiteMedSAM,
+    MedSAM2); others accept and ignore them: ``mask_slices``: slice index -> (y, x) bool mask, a
+    human-corrected slice that the result must keep; ``direction``: "both" (default), "forward"
+    (cine: towards higher slice indices only) or "reverse"; ``None`` leaves it to the backend.
     """
 
     lesion_id: str
@@ -299,7 +299,7 @@ class SegmentationBackend(ABC):
 
 # Short names accepted by load_backend, so a CLI can say "default".
 BACKEND_ALIASES: dict[str, str] = {
-    "default": "inference.engine.default.ClassicalBackend",
+    "default": "inference.engine.hybrid.HybridBackend",
     "classical": "inference.engine.default.ClassicalBackend",
     "medsam2": "inference.engine.medsam2.MedSAM2Backend",
     "litemedsam": "inference.engine.litemedsam.LiteMedSAMBackend",

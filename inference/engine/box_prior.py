@@ -126,6 +126,9 @@ def box_prior_draft(
     in_box = np.zeros(shape[1:], dtype=bool)
     in_box[y0 : y1 + 1, x0 : x1 + 1] = True
     core = r_key < 0.5
+    if not core.any():
+        # A box a voxel or two wide has no voxel that deep inside: take its most central ones.
+        core = in_box & (r_key <= r_key[in_box].min())
     key_slice = image[key]
     outside = ~in_box
     if outside.sum() < 8:

@@ -145,7 +145,7 @@ class ClassicalBackend(SegmentationBackend):
     project's accepted lesions (:mod:`.learned`).
     """
 
-    name = "default"
+    name = "classical"
     version = "1.0"
 
     def __init__(

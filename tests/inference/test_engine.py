@@ -292,7 +292,7 @@ def test_duplicate_and_missing_prompts(
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"array": np.zeros((32, 32))}, r"must be 3D \(z, y, x\), got 2D"),
+        ({"array": np.zeros((32, 32))}, r"must be 3D \(z, y, x\) or colour \(z, y, x, 3\), got 2D"),
         ({"array": np.zeros((2, 3, 4, 5))}, "got 4D"),
         ({"array": np.zeros((0, 8, 8))}, "empty axis"),
         ({"array": np.zeros((2, 8, 8), dtype=bool)}, "real number type"),
@@ -321,10 +321,10 @@ def test_load_backend_by_path_alias_and_options() -> None:
     assert isinstance(by_path, ClassicalBackend)
     assert isinstance(by_path, SegmentationBackend)
     assert isinstance(load_backend("inference.engine.default:ClassicalBackend"), ClassicalBackend)
-    tuned = load_backend("default", z_reach=0.5)
+    tuned = load_backend("classical", z_reach=0.5)
     assert isinstance(tuned, ClassicalBackend) and tuned.z_reach == 0.5
     description = tuned.describe()
-    assert description["name"] == "default"
+    assert description["name"] == "classical"
     assert "box" in description["prompts"]  # type: ignore[operator]
     assert description["device"] == "cpu"
 
@@ -407,3 +407,15 @@ def test_phantom_round_trips_through_nifti(tmp_path: Path) -> None:
         np.testing.assert_array_equal(labels == index, mask)
     in_memory = to_sitk(phantom)
     assert in_memory.GetSize() == (96, 96, 24)
+
+
+@pytest.mark.parametrize("box", [(20, 20, 21, 20), (20, 20, 20, 20), (5, 5, 6, 7)])
+def test_a_box_one_or_two_voxels_wide_is_segmented(box: tuple[int, int, int, int]) -> None:
+    """Such a box has no voxel deep inside it: the draft takes its most central ones (it used
+    to fail with a zero-size array, an internal error on the job)."""
+    phantom = make_ct_phantom(seed=1, shape=(8, 64, 64), n_lesions=1)
+    volume = ImageVolume(phantom.image, phantom.spacing, "CT", (40.0, 400.0))
+    mask = ClassicalBackend().segment(volume, [LesionPrompt("a", 4, box)]).masks["a"]
+    x0, y0, x1, y1 = box
+    assert mask[4, y0 : y1 + 1, x0 : x1 + 1].any()
+    assert not mask[4].sum() > (x1 - x0 + 1) * (y1 - y0 + 1)

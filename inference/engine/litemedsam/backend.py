@@ -220,23 +220,24 @@ class LiteMedSAMBackend(SegmentationBackend):
         progress: ProgressCallback | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> int:
-        """Encode the slices (default: all) that the store lacks; the number encoded. The batch
-        queue calls it ahead of the annotator (``inference.batch``)."""
+        """Encode the slices (default: all) that the store lacks; the number encoded (fewer
+        than were missing when ``should_stop``, asked before each batch, said stop). The batch
+        queue calls it ahead of the annotator (``inference.encoding``)."""
         prepared = self.prepare(volume)
         depth = volume.shape[0]
         wanted = sorted(set(range(depth) if slices is None else slices))
         if any(not 0 <= z < depth for z in wanted):
             raise InvalidInput(f"slices to encode must lie within 0..{depth - 1}")
-        missing = [
-            z for z in wanted if z not in set(self.store.encoded(prepared.key, range(depth)))
-        ]
+        present = set(self.store.encoded(prepared.key, range(depth)))
+        missing = [z for z in wanted if z not in present]
+        done = 0
         for start in range(0, len(missing), batch):
             if should_stop is not None and should_stop():
                 break
-            self._encode(prepared, missing[start : start + batch])
+            done += len(self._encode(prepared, missing[start : start + batch]))
             if progress is not None:
-                progress(min(start + batch, len(missing)), len(missing))
-        return len(missing)
+                progress(done, len(missing))
+        return done
 
     # -- the decoder ----------------------------------------------------------------------
 
@@ -319,9 +320,10 @@ class LiteMedSAMBackend(SegmentationBackend):
         return result
 
     def segment_lesion(
-        self, prepared: _Volume, prompt: LesionPrompt
+        self, prepared: _Volume, prompt: LesionPrompt, ious: dict[int, float] | None = None
     ) -> tuple[BoolArray, str | None]:
-        """One lesion's 3D mask and a note where propagation stopped on a rule."""
+        """One lesion's 3D mask and a note where propagation stopped on a rule; ``ious``, when
+        given, receives the decoder's predicted IoU of each slice it segmented."""
         volume = prepared.volume
         depth, height, width = volume.shape
         mask = np.zeros((depth, height, width), dtype=bool)
@@ -337,7 +339,10 @@ class LiteMedSAMBackend(SegmentationBackend):
             mask[key] = given[key]
         else:
             pts, labels = clicks.get(key, ([], []))
-            mask[key] = self.decode(prepared, key, prompt.box, pts, labels).mask
+            first = self.decode(prepared, key, prompt.box, pts, labels)
+            mask[key] = first.mask
+            if ious is not None:
+                ious[key] = first.iou
         bounded = prompt.z_range is not None
         z0, z1 = prompt.z_range if prompt.z_range is not None else (0, depth - 1)
         reach = depth if bounded else self._reach(volume, mask[key], prompt.box)
@@ -374,6 +379,8 @@ class LiteMedSAMBackend(SegmentationBackend):
                         break
                 mask[z] = out.mask
                 previous = out.mask
+                if ious is not None:
+                    ious[z] = out.iou
                 z += step
         if not mask.any():
             return mask, "the model found nothing in the box"
