@@ -127,6 +127,7 @@ class Trained:
     backend: str
     name: str
     metrics: dict[str, Any]
+    promote: bool = False  # validated better than the current model: promote it at once
 
 
 def medsam2_train(job: TrainingJob, start: Start, tmp: Path) -> Trained | None:

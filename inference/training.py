@@ -2,14 +2,15 @@
 a trained version to the project's active model.
 
 When the project's current model is MedSAM2, the job fine-tunes it (``inference.finetuning``);
-otherwise it trains the per-project learned model, as follows. A manager asks for it after a
-round (``training_request``); a worker runs it (``training_run``): every accepted task of the
-project's rounds up to the chosen one gives one training case per lesion (the lesion's final
-mask version, the one the reviewer accepted, as the reference; its key slice and box as the
-prompt). The model file goes to the file storage under ``models/<project>/``, and a new
-:class:`ModelVersion` names it; the next round opened uses the project's active model, else its
-newest trained one (``projects.services.round_open``); ``model_version_promote`` makes a
-version the active one.
+when it is LiteMedSAM, it fine-tunes its decoder and promotes the result only when it validates
+better (``inference.litemedsam_tuning``); otherwise it trains the per-project learned model, as
+follows. A manager asks for it after a round (``training_request``); a worker runs it
+(``training_run``): every accepted task of the project's rounds up to the chosen one gives one
+training case per lesion (the lesion's final mask version, the one the reviewer accepted, as
+the reference; its key slice and box as the prompt). The model file goes to the file storage
+under ``models/<project>/``, and a new :class:`ModelVersion` names it; the next round opened
+uses the project's active model, else its newest trained one that no gate refused
+(``projects.services.round_open``); ``model_version_promote`` makes a version the active one.
 """
 
 import logging
@@ -36,6 +37,7 @@ from annotator.volumes import volume_read
 from inference.engine import EngineError, ImageVolume, LesionPrompt, dice, key_slice_and_box
 from inference.finetuning import Trained, finetune_start, medsam2_train
 from inference.jobs import claim, fail, heartbeat, progress_writer, still_mine
+from inference.litemedsam_tuning import litemedsam_current, litemedsam_promote, litemedsam_train
 from inference.models import ModelVersion, TrainingJob
 from inference.services import project_window
 from projects.access import require_role
@@ -116,7 +118,9 @@ def training_run(*, job_id: int) -> TrainingJob | None:
     masks, a broken volume) is written on the job with its reason.
 
     The project's current model decides what is trained: a MedSAM2 model is fine-tuned from its
-    checkpoint (:mod:`inference.finetuning`), anything else trains the learned model.
+    checkpoint (:mod:`inference.finetuning`), a LiteMedSAM one is fine-tuned and promoted only
+    when it validates better (:mod:`inference.litemedsam_tuning`), anything else trains the
+    learned model.
 
     Idempotent like ``segmentation_run``: a redelivered message for a finished job does nothing,
     and of two attempts only the latest claim records its model (the other's file is deleted).
@@ -136,10 +140,13 @@ def _training_attempt(job: TrainingJob) -> TrainingJob:
         round_ = job.round
         with tempfile.TemporaryDirectory(prefix="annotator-train-") as tmp:
             start = finetune_start(round_)
-            if start is None:
-                trained = _train_learned(job, Path(tmp))
-            else:
+            tuning = litemedsam_current(round_) if start is None else None
+            if start is not None:
                 trained = medsam2_train(job, start, Path(tmp))
+            elif tuning is not None:
+                trained = litemedsam_train(job, tuning, Path(tmp))
+            else:
+                trained = _train_learned(job, Path(tmp))
             if trained is None:  # failed with its reason
                 job.refresh_from_db()
                 return job
@@ -175,6 +182,8 @@ def _training_attempt(job: TrainingJob) -> TrainingJob:
                 metrics=metrics,
             )
             version.trained_from_rounds.set(rounds)
+            if trained.promote:  # only what validated better than the current model
+                litemedsam_promote(job, version)
             total = TrainingJob.objects.get(pk=job.pk).progress_total
             still_mine(job).update(
                 state=TrainingJob.State.SUCCEEDED,

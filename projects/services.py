@@ -220,7 +220,9 @@ def current_round(project: Project) -> Round | None:
 
 def round_open(*, project: Project, actor: User | None = None) -> Round:
     """Close the open round and open the next one, pre-annotated by the project's active model
-    (one an operator chose) or else its newest model trained here (None: the untrained default).
+    (one an operator chose) or else its newest model trained here that no validation gate
+    refused (``metrics.promotion.promoted`` false: it validated worse than the model it would
+    have replaced); None: the untrained default.
     """
     with transaction.atomic():
         project = Project.objects.select_for_update().get(pk=project.pk)
@@ -229,7 +231,12 @@ def round_open(*, project: Project, actor: User | None = None) -> Round:
             state=Round.State.CLOSED, closed_at=timezone.now()
         )
         model_version = project.active_model_version or (
-            project.model_versions.filter(training_job__isnull=False).order_by("-id").first()
+            project.model_versions.filter(training_job__isnull=False)
+            .filter(
+                Q(metrics__promotion__promoted__isnull=True) | Q(metrics__promotion__promoted=True)
+            )
+            .order_by("-id")
+            .first()
         )
         round_ = Round.objects.create(
             project=project,
@@ -280,8 +287,19 @@ def task_claim_next(*, user: User, project: Project) -> Task | None:
     In ``assigned`` projects only tasks a manager assigned to the user are served. In the pool a
     claim is a compare-and-set on the task's state, so no two annotators ever get the same task;
     on PostgreSQL, ``SKIP LOCKED`` lets concurrent claims pass each other instead of queueing.
-    In an agreement study, series the user already has a copy of are skipped.
+    In an agreement study, series the user already has a copy of are skipped. The task's volume
+    is then pre-encoded on the batch queue where the backend has an image encoder to run ahead
+    (``inference.encoding``; never at the claim's expense).
     """
+    task = _claim_next(user=user, project=project)
+    if task is not None:
+        from inference.encoding import task_pre_encode  # inference imports projects
+
+        task_pre_encode(task=task, user=user)
+    return task
+
+
+def _claim_next(*, user: User, project: Project) -> Task | None:
     own = (
         Task.objects.filter(round__project=project, assignee_id=user.pk)
         .filter(Q(state=Task.State.REJECTED) | Q(state=Task.State.ASSIGNED))
