@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
+from celery.signals import worker_init
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "annotator.settings")
@@ -38,6 +39,20 @@ def _schedule_sweep(sender: Celery, **kwargs: Any) -> None:
     sender.add_periodic_task(
         interval, sender.signature("inference.tasks.sweep"), name="sweep", expires=interval
     )
+
+
+# Settings of the engine, which imports no Django and reads them from the environment.
+ENGINE_ENVIRONMENT = ("LITEMEDSAM_EMBEDDINGS_DIR", "LITEMEDSAM_EMBEDDINGS_MB")
+
+
+@worker_init.connect
+def _engine_environment(**kwargs: Any) -> None:
+    """A worker gives the engine its settings (before its pool starts: every process has
+    them), so the backends it builds keep their embeddings where the settings say."""
+    from django.conf import settings
+
+    for name in ENGINE_ENVIRONMENT:
+        os.environ[name] = str(getattr(settings, name))
 
 
 def acks_late_task(

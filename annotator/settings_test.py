@@ -15,3 +15,6 @@ CELERY_TASK_EAGER_PROPAGATES = False
 # One process (the live server is a thread of it): an in-memory cache, emptied before each test
 # (tests/conftest.py), so throttle counts do not carry over from test to test or run to run.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# No encoding job after every claim and pre-annotation of every test: the tests of
+# inference/encoding.py turn it on.
+INFERENCE_PRE_ENCODE = False

@@ -13,6 +13,7 @@ from django.db import transaction
 from django.db.models import Exists, Max, OuterRef, QuerySet
 
 from annotator.models import Lesion
+from inference.encoding import round_pre_encode
 from inference.models import InferenceJob
 from inference.services import BATCH_QUEUE, segmentation_enqueue
 from projects.access import require_role
@@ -27,21 +28,26 @@ def _round_lesions(round_: Round) -> QuerySet[Lesion]:
 
 def round_preannotate(*, round: Round, user: User) -> list[InferenceJob]:
     """Queue a segmentation job on ``gpu-batch`` for every prompted lesion of the round that
-    has no mask yet and no job waiting or running; returns the jobs queued (managers only)."""
+    has no mask yet and no job waiting or running; returns the jobs queued (managers only).
+    The volumes of their tasks are then pre-encoded on the same queue, after them, where the
+    backend has an image encoder to run ahead (``inference.encoding``; a failure to queue
+    that is logged, never raised)."""
     require_role(user, round.project, Role.MANAGER)
     active = InferenceJob.objects.filter(lesion=OuterRef("pk"), state__in=ACTIVE)
     lesions = (
         _round_lesions(round)
         .filter(key_slice__isnull=False, box__isnull=False, mask_versions__isnull=True)
         .exclude(Exists(active))
-        .select_related("task__round")
+        .select_related("task__round", "task__series__volume")
         .order_by("task_id", "id")
         .distinct()
     )
     with transaction.atomic():
-        return [
+        jobs = [
             segmentation_enqueue(lesion=lesion, user=user, queue=BATCH_QUEUE) for lesion in lesions
         ]
+        round_pre_encode(round=round, tasks=[job.lesion.task for job in jobs], user=user)
+        return jobs
 
 
 def round_preannotation_progress(round_: Round) -> dict[str, Any]:

@@ -130,3 +130,29 @@ class TrainingJob(Job):
 
     def __str__(self) -> str:
         return f"training job {self.pk} ({self.state})"
+
+
+class EncodingJob(Job):
+    """Encoding every slice of a volume for a backend whose image encoder runs once per slice
+    (LiteMedSAM), ahead of the annotator, on the ``gpu-batch`` queue (:mod:`inference.encoding`).
+
+    The embeddings go to the worker's store (memory and ``LITEMEDSAM_EMBEDDINGS_DIR``), never to
+    the database: the job only records that the work was done there, and how long it took.
+    """
+
+    volume = models.ForeignKey(
+        "annotator.Volume", on_delete=models.CASCADE, related_name="encoding_jobs"
+    )
+    # The backend and model version of the segmentation jobs it prepares for, so that the
+    # worker builds (and keeps) the same backend for both.
+    backend = models.CharField(max_length=200)
+    model_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Slices this job encoded, over all its deliveries (0: the store had them all already).
+    encoded = models.PositiveIntegerField(default=0)
+    # Seconds: {"load": .., "encode": .., "total": ..} of the delivery that finished it.
+    timings = models.JSONField(default=dict, blank=True)
+
+    def __str__(self) -> str:
+        return f"encoding job {self.pk} ({self.state})"

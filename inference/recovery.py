@@ -15,18 +15,21 @@ from django.db.models import QuerySet
 
 from annotator.services import mask_files_sweep
 from inference.jobs import owner_alive, requeue_lost
-from inference.models import InferenceJob, TrainingJob
+from inference.models import EncodingJob, InferenceJob, TrainingJob
 
-AnyJob = TypeVar("AnyJob", InferenceJob, TrainingJob)
+AnyJob = TypeVar("AnyJob", InferenceJob, TrainingJob, EncodingJob)
 
 
-def send_again(job: InferenceJob | TrainingJob) -> None:
+def send_again(job: InferenceJob | TrainingJob | EncodingJob) -> None:
     """Queue the job's task again, on the queue it was first sent to."""
+    from inference.encoding import encoding_send
     from inference.tasks import run_segmentation_job, run_training_job
     from inference.training import TRAIN_QUEUE
 
     if isinstance(job, InferenceJob):
         run_segmentation_job.apply_async(kwargs={"job_id": job.pk}, queue=job.queue)
+    elif isinstance(job, EncodingJob):
+        encoding_send(job)
     else:
         run_training_job.apply_async(kwargs={"job_id": job.pk}, queue=TRAIN_QUEUE)
 
@@ -46,10 +49,11 @@ def job_recover(job: AnyJob) -> AnyJob:
 
 
 def sweep() -> dict[str, Any]:
-    """Every job of both kinds, and the pending mask files; what was done, for logs."""
+    """Every job of each kind, and the pending mask files; what was done, for logs."""
     changed = [
         *jobs_recover(InferenceJob.objects.all()),
         *jobs_recover(TrainingJob.objects.all()),
+        *jobs_recover(EncodingJob.objects.all()),
     ]
     return {
         "requeued": [f"{type(j).__name__} {j.pk}" for j in changed if j.state == "queued"],

@@ -1,10 +1,16 @@
 from annotator.celery import acks_late_task
-from inference import recovery, services, training
+from inference import encoding, recovery, services, training
 
 
 @acks_late_task(queue="gpu-interactive")
 def run_segmentation_job(*, job_id: int) -> None:
     services.segmentation_run(job_id=job_id)
+
+
+# Each delivery encodes for about a minute (encoding.YIELD_AFTER_S) and queues the rest.
+@acks_late_task(queue="gpu-batch")
+def run_encoding_job(*, job_id: int) -> None:
+    encoding.encoding_run(job_id=job_id)
 
 
 # Training reads every accepted volume of the project: allow it an hour.

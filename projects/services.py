@@ -287,8 +287,19 @@ def task_claim_next(*, user: User, project: Project) -> Task | None:
     In ``assigned`` projects only tasks a manager assigned to the user are served. In the pool a
     claim is a compare-and-set on the task's state, so no two annotators ever get the same task;
     on PostgreSQL, ``SKIP LOCKED`` lets concurrent claims pass each other instead of queueing.
-    In an agreement study, series the user already has a copy of are skipped.
+    In an agreement study, series the user already has a copy of are skipped. The task's volume
+    is then pre-encoded on the batch queue where the backend has an image encoder to run ahead
+    (``inference.encoding``; never at the claim's expense).
     """
+    task = _claim_next(user=user, project=project)
+    if task is not None:
+        from inference.encoding import task_pre_encode  # inference imports projects
+
+        task_pre_encode(task=task, user=user)
+    return task
+
+
+def _claim_next(*, user: User, project: Project) -> Task | None:
     own = (
         Task.objects.filter(round__project=project, assignee_id=user.pk)
         .filter(Q(state=Task.State.REJECTED) | Q(state=Task.State.ASSIGNED))
