@@ -13,6 +13,8 @@ option                 environment                      default
                                                         slice)
 ``embeddings_dir``     ``LITEMEDSAM_EMBEDDINGS_DIR``    unset: embeddings also kept on disk there
 ``embeddings_mb``      ``LITEMEDSAM_EMBEDDINGS_MB``     8192: the disk store's budget
+``encoder_runtime``    ``LITEMEDSAM_ENCODER``           "auto": ONNX Runtime on a CPU where it is
+                                                        installed, else eager (:mod:`.runtime`)
 ``z_reach``                                             0.75: without a slice range, how far
                                                         propagation may go from the key slice, in
                                                         key-slice mask sizes (mm)
@@ -60,6 +62,7 @@ from ..base import (
 from ..intensity import IntensityMapping, intensity_mapping, volume_digest
 from .embeddings import EmbeddingStore
 from .frames import MODEL_SIZE, Geometry, slice_frame, slice_uint8
+from .runtime import image_encoder, resolve_runtime
 from .weights import LoadedModel, load_model
 
 if TYPE_CHECKING:
@@ -132,6 +135,7 @@ class LiteMedSAMBackend(SegmentationBackend):
         max_growth: float = 1.3,
         min_iou: float = 0.5,
         default_ct_window: tuple[float, float] = (40.0, 400.0),
+        encoder_runtime: str | None = None,
     ) -> None:
         for label, value in (("z_reach", z_reach), ("max_growth", max_growth)):
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
@@ -149,6 +153,8 @@ class LiteMedSAMBackend(SegmentationBackend):
             raise BackendUnavailable(f"device {self.device!r} asked for, but CUDA is not available")
         tuned = Path(checkpoint) if checkpoint else None
         self.model: LoadedModel = load_model(tuned=tuned, device=self.device)
+        self.encoder_runtime = resolve_runtime(encoder_runtime, self.device)
+        self._image_encoder = image_encoder(self.model, self.encoder_runtime)
         folder = embeddings_dir or os.environ.get("LITEMEDSAM_EMBEDDINGS_DIR", "").strip()
         self.store = shared_store(
             Path(folder) if folder else None,
@@ -167,6 +173,7 @@ class LiteMedSAMBackend(SegmentationBackend):
             "prompts": ["box", "points", "mask", "z_range", "direction"],
             "device": self.device,
             "precision": "fp32",
+            "encoder_runtime": self.encoder_runtime,
             "checkpoint": str(self.model.tuned or self.model.base),
             "embeddings": self.store.describe(),
             "options": {
@@ -201,9 +208,7 @@ class LiteMedSAMBackend(SegmentationBackend):
         frames = [
             slice_frame(slice_uint8(prepared.volume.array[z], prepared.mapping)) for z in slices
         ]
-        with torch.inference_mode():
-            batch = torch.stack(frames).to(self.device)
-            out = self.model.net.image_encoder(batch).float().cpu().numpy()
+        out = self._image_encoder(torch.stack(frames))
         embeddings = [np.ascontiguousarray(out[i]) for i in range(len(slices))]
         for z, value in zip(slices, embeddings, strict=True):
             self.store.put(prepared.key, z, value)
