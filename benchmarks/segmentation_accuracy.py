@@ -16,16 +16,26 @@ on the accepted (reference) masks of OTHER patients only (leave one patient out:
 CT, MR and PET is one patient, so are the two SPECT time points), on a growing share of them:
 r / (rounds - 1) of the other patients, so the last round trains on all of them. Ends with
 ``RESULT segmentation_accuracy ...``: mean_dice and slice_fix_fraction of the last round.
+
+``--backend litemedsam``: round 0 is the pretrained LiteMedSAM; in rounds r >= 1 its decoder is
+fine-tuned for each patient as the training job does (``inference.litemedsam_tuning``): on the
+share of the other patients minus a held-out quarter of them (by patient, at least one), then
+validated there against the base model (box alone and with the slice range); the gate
+(``inference.engine.litemedsam.validation.gate``) decides whether that patient's lesions get
+the tuned model or keep the base one. Embeddings are cached in ``--embeddings-dir``.
 """
 
 import argparse
+import json
 import math
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -76,10 +86,159 @@ def summarise(scores: list[Score]) -> tuple[float, float, float]:
     )
 
 
+class Memo:
+    """Results kept in a JSON file as they come, so that a run stopped halfway (hours on a
+    CPU) resumes where it was: ``--work-dir``; none: nothing kept."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.path = folder / "memo.json" if folder else None
+        self.data: dict[str, Any] = {}
+        if self.path is not None and self.path.exists():
+            self.data = json.loads(self.path.read_text())
+
+    def get(self, key: str, make: Any) -> Any:
+        if key not in self.data:
+            self.data[key] = make()
+            if self.path is not None:
+                partial = self.path.with_suffix(".part")
+                partial.write_text(json.dumps(self.data))
+                partial.replace(self.path)
+        return self.data[key]
+
+
+def litemedsam_rounds(
+    cases: list[LesionCase], loaded: list[LoadedLesion], order: list[str], args: Any
+) -> tuple[list[list[Score]], list[float], list[int]]:
+    """Round 0 with the pretrained LiteMedSAM; rounds r >= 1 with a model tuned per patient on
+    the others' lesions where the gate passes (module docs). Returns the rounds' scores, the
+    tuning seconds and, per round r >= 1, how many patients' models passed the gate."""
+    from dataclasses import asdict
+
+    from inference.engine.litemedsam import LiteMedSAMBackend
+    from inference.engine.litemedsam.finetune import TuneConfig, TuningCase, collect, finetune
+    from inference.engine.litemedsam.validation import Validation, gate, validate
+
+    def backend(checkpoint: Path | None = None) -> LiteMedSAMBackend:
+        # The shared cache may hold far more than the default 8 GiB: never trim it from here.
+        return LiteMedSAMBackend(
+            checkpoint=checkpoint, embeddings_dir=args.embeddings_dir, embeddings_mb=60_000
+        )
+
+    items = {case.name: item for case, item in zip(cases, loaded, strict=True)}
+
+    def run(model: LiteMedSAMBackend, name: str) -> dict[str, Any]:
+        item = items[name]
+        t0 = time.perf_counter()
+        mask = model.segment(item.volume, [item.prompt]).masks[item.prompt.lesion_id]
+        result = score(mask, item.reference, item.volume.spacing)
+        result.seconds = time.perf_counter() - t0
+        return asdict(result)
+
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="litemedsam-rounds-"))
+    work.mkdir(parents=True, exist_ok=True)
+    memo = Memo(args.work_dir)
+    base = backend()
+    defaults = TuneConfig()
+    config = TuneConfig(
+        steps=args.tune_steps or defaults.steps, lr=args.tune_lr or defaults.lr, seed=args.seed
+    )
+    tag = f"{config.steps}-{config.lr:g}-{config.seed}"
+    tuning = {
+        case.name: TuningCase(item.volume, item.reference, case.patient, case.name, item.prompt)
+        for case, item in zip(cases, loaded, strict=True)
+    }
+    lesions_of: dict[str, list[str]] = {}
+    for case in cases:
+        lesions_of.setdefault(case.patient, []).append(case.name)
+    t0 = time.perf_counter()
+    round0 = {
+        c.name: Score(**memo.get(f"base {c.name}", lambda c=c: run(base, c.name))) for c in cases
+    }
+    print(f"round 0 (pretrained LiteMedSAM): {time.perf_counter() - t0:.0f} s", flush=True)
+
+    def base_scores(name: str) -> list[float]:
+        found = validate({"base": base}, [tuning[name]])["base"]
+        return [found.box[name], found.ranged[name]]
+
+    def base_validation(names: list[str]) -> Validation:
+        """The base model on these lesions as validation scores them (box; box and range)."""
+        scores = {n: memo.get(f"validation {n}", lambda n=n: base_scores(n)) for n in names}
+        return Validation(
+            box={n: v[0] for n, v in scores.items()}, ranged={n: v[1] for n, v in scores.items()}
+        )
+
+    def tune_and_gate(train: list[str], held: list[str]) -> dict[str, Any]:
+        if not train or not held:
+            return {"file": None, "promote": False, "reason": "fewer than two patients"}
+        names = [n for p in held for n in lesions_of[p]]
+        t0 = time.perf_counter()
+        training = collect(base, [tuning[n] for p in train for n in lesions_of[p]])
+        try:
+            file = work / f"tuned-{tag}-{len(memo.data)}.pt"
+            result = finetune(training, file, config, backend=base)
+        finally:
+            training.close()
+        after = validate({"tuned": backend(file)}, [tuning[n] for n in names])["tuned"]
+        decision = gate(base_validation(names), after)
+        metrics = result.metrics()
+        print(
+            f"  tuned on {len(train)} patients ({result.samples} slices, {result.steps} steps, "
+            f"loss {metrics['loss_first']} -> {metrics['loss_last']}, {result.seconds:.0f} s), "
+            f"validated on {', '.join(held)}: {'PASS' if decision.promote else 'refused'}: "
+            f"{decision.reason} [{time.perf_counter() - t0:.0f} s]",
+            flush=True,
+        )
+        return {
+            "file": str(file),
+            "promote": decision.promote,
+            "reason": decision.reason,
+            "seconds": result.seconds,
+        }
+
+    rounds = [[round0[case.name] for case in cases]]
+    passed: list[int] = []
+    train_seconds: dict[str, float] = {}  # per model (one model may serve several patients)
+    for r in range(1, args.rounds):
+        chosen: dict[str, str | None] = {}
+        for patient in sorted(lesions_of):
+            others = [p for p in order if p != patient]
+            share = others[: max(1, math.ceil(len(others) * r / (args.rounds - 1)))]
+            held = max(1, round(len(share) / 4)) if len(share) >= 2 else 0
+            train, validation = share[: len(share) - held], share[len(share) - held :]
+            key = f"model {tag} {sorted(train)} {sorted(validation)}"
+            if key not in memo.data:
+                print(f"round {r}, for {patient}:", flush=True)
+            model = memo.get(key, lambda t=train, v=validation: tune_and_gate(t, v))
+            if model.get("seconds"):
+                train_seconds[key] = model["seconds"]
+            chosen[patient] = model["file"] if model["promote"] else None
+        results = []
+        for case in cases:
+            file = chosen[case.patient]
+            if file is None:  # the gate refused: the base model, round 0's masks exactly
+                results.append(round0[case.name])
+            else:
+                key = f"tuned {file} {case.name}"
+                results.append(
+                    Score(**memo.get(key, lambda f=file, c=case: run(backend(Path(f)), c.name)))
+                )
+        rounds.append(results)
+        passed.append(sum(file is not None for file in chosen.values()))
+    return rounds, list(train_seconds.values()), passed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--backend", default="default", choices=["default"])
+    parser.add_argument("--backend", default="default", choices=["default", "litemedsam"])
+    parser.add_argument(
+        "--embeddings-dir", type=Path, default=Path("/tmp/emb"), help="litemedsam: cache"
+    )
+    parser.add_argument("--tune-steps", type=int, default=None, help="litemedsam: steps")
+    parser.add_argument("--tune-lr", type=float, default=None, help="litemedsam: learning rate")
+    parser.add_argument(
+        "--work-dir", type=Path, default=None, help="litemedsam: keep results, resume there"
+    )
     parser.add_argument("--rounds", type=int, default=2, help="1 = round 0 only")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--min-voxels", type=int, default=100)
@@ -107,7 +266,10 @@ def main() -> None:
     train_seconds: list[float] = []
     rng = np.random.default_rng(args.seed)
     order = [str(p) for p in rng.permutation(patients)]
-    for r in range(args.rounds):
+    passed: list[int] = []  # litemedsam: per round r >= 1, patients whose model passed
+    if args.backend == "litemedsam":
+        rounds, train_seconds, passed = litemedsam_rounds(cases, loaded, order, args)
+    for r in range(args.rounds if args.backend == "default" else 0):
         models: dict[str, LearnedModel | None] = {}
         for patient in patients:
             if r == 0:
@@ -167,11 +329,25 @@ def main() -> None:
     )
     round0 = summarise(rounds[0])[0]
     last_dice, _, last_fix = summarise(rounds[-1])
+    extra = ""
+    if args.backend == "litemedsam":
+        # The criterion: no fine-tuned round below round 0 on the same lesions.
+        deltas = [summarise(results)[0] - round0 for results in rounds[1:]]
+        for r, results in enumerate(rounds[1:], start=1):
+            worst = min(s.dice - r0.dice for s, r0 in zip(results, rounds[0], strict=True))
+            print(
+                f"round {r}: {passed[r - 1]} of {len(order)} patients' tuned models passed the "
+                f"gate; mean Dice {deltas[r - 1]:+.3f} against round 0, worst lesion {worst:+.3f}"
+            )
+        extra = (
+            f" backend=litemedsam min_round_delta={min(deltas, default=0.0):+.3f} "
+            f"gate_passed={'/'.join(str(n) for n in passed)}"
+        )
     print(
         "RESULT segmentation_accuracy "
         f"mean_dice={last_dice:.3f} baseline_dice={base_dice:.3f} "
         f"slice_fix_fraction={last_fix:.3f} round0_dice={round0:.3f} "
-        f"last_round_dice={last_dice:.3f} cases={len(cases)}"
+        f"last_round_dice={last_dice:.3f} cases={len(cases)}{extra}"
     )
 
 
