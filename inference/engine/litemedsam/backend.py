@@ -13,7 +13,7 @@ option                 environment                      default
                                                         slice)
 ``embeddings_dir``     ``LITEMEDSAM_EMBEDDINGS_DIR``    unset: embeddings also kept on disk there
 ``embeddings_mb``      ``LITEMEDSAM_EMBEDDINGS_MB``     8192: the disk store's budget
-``encoder_runtime``    ``LITEMEDSAM_ENCODER``           "auto": ONNX Runtime on a CPU where it is
+``runtime``            ``LITEMEDSAM_RUNTIME``           "auto": ONNX Runtime on a CPU where it is
                                                         installed, else eager (:mod:`.runtime`)
 ``z_reach``                                             0.75: without a slice range, how far
                                                         propagation may go from the key slice, in
@@ -62,7 +62,7 @@ from ..base import (
 from ..intensity import IntensityMapping, intensity_mapping, volume_digest
 from .embeddings import EmbeddingStore
 from .frames import MODEL_SIZE, Geometry, slice_frame, slice_uint8
-from .runtime import image_encoder, resolve_runtime
+from .runtime import image_encoder, mask_decoder, resolve_runtime, torch_ops_around
 from .weights import LoadedModel, load_model
 
 if TYPE_CHECKING:
@@ -135,7 +135,7 @@ class LiteMedSAMBackend(SegmentationBackend):
         max_growth: float = 1.3,
         min_iou: float = 0.5,
         default_ct_window: tuple[float, float] = (40.0, 400.0),
-        encoder_runtime: str | None = None,
+        runtime: str | None = None,
     ) -> None:
         for label, value in (("z_reach", z_reach), ("max_growth", max_growth)):
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
@@ -153,8 +153,9 @@ class LiteMedSAMBackend(SegmentationBackend):
             raise BackendUnavailable(f"device {self.device!r} asked for, but CUDA is not available")
         tuned = Path(checkpoint) if checkpoint else None
         self.model: LoadedModel = load_model(tuned=tuned, device=self.device)
-        self.encoder_runtime = resolve_runtime(encoder_runtime, self.device)
-        self._image_encoder = image_encoder(self.model, self.encoder_runtime)
+        self.runtime = resolve_runtime(runtime, self.device)
+        self._image_encoder = image_encoder(self.model, self.runtime)
+        self._mask_decoder = mask_decoder(self.model, self.runtime)
         folder = embeddings_dir or os.environ.get("LITEMEDSAM_EMBEDDINGS_DIR", "").strip()
         self.store = shared_store(
             Path(folder) if folder else None,
@@ -173,7 +174,7 @@ class LiteMedSAMBackend(SegmentationBackend):
             "prompts": ["box", "points", "mask", "z_range", "direction"],
             "device": self.device,
             "precision": "fp32",
-            "encoder_runtime": self.encoder_runtime,
+            "runtime": self.runtime,
             "checkpoint": str(self.model.tuned or self.model.base),
             "embeddings": self.store.describe(),
             "options": {
@@ -263,7 +264,7 @@ class LiteMedSAMBackend(SegmentationBackend):
         geometry = prepared.geometry
         net = self.model.net
         embedding = self.embedding(prepared, z)
-        with torch.inference_mode():
+        with torch.inference_mode(), torch_ops_around(self.runtime):
             boxes = None
             if model_box is not None or box is not None:
                 scaled = model_box if model_box is not None else geometry.box(box)  # type: ignore[arg-type]
@@ -276,13 +277,7 @@ class LiteMedSAMBackend(SegmentationBackend):
                     torch.as_tensor(list(labels), dtype=torch.int64, device=self.device)[None],
                 )
             sparse, dense = net.prompt_encoder(points=point_input, boxes=boxes, masks=None)
-            low_res, iou = net.mask_decoder(
-                image_embeddings=embedding,
-                image_pe=net.prompt_encoder.get_dense_pe(),
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=False,
-            )
+            low_res, iou = self._mask_decoder(embedding, sparse, dense)
             rows, cols = geometry.resized
             logits = F.interpolate(
                 low_res[:, :, :rows, :cols],
