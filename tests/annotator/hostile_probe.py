@@ -11,7 +11,9 @@ status and reason.
 
 The test database to use comes as JSON in PROBE_DATABASE (the test's own connection settings,
 so the project it committed is there). Prints one JSON line: the outcome, the seconds the import
-call took, and the process's peak resident memory (VmHWM) in MB, before and after the call.
+call took (``seconds``, wall clock) and the CPU seconds its process spent in it (``cpu_seconds``:
+what the tests bound, as it does not grow when other processes share the machine's cores), and the
+process's peak resident memory (VmHWM) in MB, before and after the call.
 Tests run it with :func:`run_probe`.
 """
 
@@ -50,6 +52,14 @@ def run_probe(
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
+def measured(result: Mapping[str, Any]) -> str:
+    """A probe's figures for a test's output: wall and CPU seconds, peak RSS."""
+    return (
+        f"{result['seconds']:.3f} s ({result['cpu_seconds']:.3f} s CPU), "
+        f"peak RSS {result['peak_rss_mb']:.0f} MB"
+    )
+
+
 def peak_rss_mb() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -66,15 +76,16 @@ def scan_only(path: Path) -> None:
     from annotator.dicom import scanned
 
     before = peak_rss_mb()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     with scanned([path], build=False) as result:
         files = [{"status": f.status, "reason": f.reason} for f in result.files]
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     print(
         json.dumps(
             {
                 "files": files,
                 "seconds": seconds,
+                "cpu_seconds": cpu_seconds,
                 "rss_before_mb": before,
                 "peak_rss_mb": peak_rss_mb(),
             }
@@ -110,7 +121,7 @@ def main() -> None:
         reset_peak_rss()
     before = peak_rss_mb()
     outcome: dict[str, object]
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     if kind == "volume":
         try:
             with open(path, "rb") as f:
@@ -121,10 +132,16 @@ def main() -> None:
     else:
         report = studies_import(project=project, paths=[path], display_names={path: path.name})
         outcome = {"status": "report", "report": report.to_dict()}
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     print(
         json.dumps(
-            {**outcome, "seconds": seconds, "rss_before_mb": before, "peak_rss_mb": peak_rss_mb()}
+            {
+                **outcome,
+                "seconds": seconds,
+                "cpu_seconds": cpu_seconds,
+                "rss_before_mb": before,
+                "peak_rss_mb": peak_rss_mb(),
+            }
         )
     )
 

@@ -45,11 +45,14 @@ def with_margin(mask: np.ndarray, voxels: int = 3) -> np.ndarray:
 
 
 def wrong(mask: np.ndarray) -> np.ndarray:
-    """Deliberately wrong targets: on each lesion slice, everything in a ring of 6 voxels around
-    the lesion, and none of the lesion."""
-    ring = with_margin(mask, 6) & ~mask
-    lesion_slices = np.asarray(mask.any(axis=(1, 2)), dtype=bool)
-    return np.asarray(ring & lesion_slices[:, None, None], dtype=bool)
+    """Deliberately wrong targets: on each lesion slice, everything inside the lesion's bounding
+    box but the lesion (its corners), so a box around the lesion is taught to mean "not this"."""
+    out = np.zeros_like(mask, dtype=bool)
+    for z in np.flatnonzero(mask.any(axis=(1, 2))):
+        ys, xs = np.nonzero(mask[z])
+        box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+        out[z][box] = ~mask[z][box]
+    return out
 
 
 def embeddings_dir(factory: pytest.TempPathFactory) -> Path:
