@@ -29,6 +29,7 @@ and ``LITEMEDSAM_EMBEDDINGS_DIR`` (embeddings shared with the workers that pre-e
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -45,6 +46,7 @@ from annotator.models import Lesion
 from inference.engine import EngineError
 from inference.engine.base import BACKEND_ALIASES
 from inference.engine.litemedsam import LiteMedSAMBackend
+from inference.engine.litemedsam.finetune import TuneConfig, TuningCase
 from inference.finetuning import Trained
 from inference.jobs import fail, progress_writer, still_mine
 from inference.models import ModelVersion, TrainingJob
@@ -102,11 +104,9 @@ def _setting(name: str, default: float, cast: Callable[[str], float]) -> float:
         raise EngineError(f"{name}={raw!r} is not a number") from exc
 
 
-def tune_config() -> Any:
+def tune_config() -> TuneConfig:
     """The :class:`TuneConfig` the settings name (module docs); a bad value is an EngineError
     that names it."""
-    from inference.engine.litemedsam.finetune import TuneConfig
-
     seconds = _setting("LITEMEDSAM_TUNE_SECONDS", 0, float)
     return TuneConfig(
         steps=int(_setting("LITEMEDSAM_TUNE_STEPS", TuneConfig.steps, int)),
@@ -166,9 +166,9 @@ def _tuning_cases(
     lesions: list[Lesion],
     stats: dict[str, Any],
     progress: Callable[[int, int], None],
-) -> Iterator[Any]:
-    from inference.engine.litemedsam.finetune import TuningCase
-    from inference.training import _cases
+) -> Iterator[TuningCase]:
+    """The lesions as tuning cases, one volume in memory at a time (``training._cases``)."""
+    from inference.training import _cases  # training imports this module
 
     for case in _cases(job, lesions, stats, progress=progress):
         yield TuningCase(
@@ -239,7 +239,7 @@ def litemedsam_train(job: TrainingJob, current: Current, tmp: Path) -> Trained |
     )
     decision = gate(scores["before"], scores["after"])
     if not held_out:
-        decision = type(decision)(False, f"no validation lesion ({how})", None)
+        decision = dataclasses.replace(decision, reason=f"{decision.reason} ({how})")
     patients = {"train": len({_patient_key(x) for x in train})}
     patients["validation"] = len({_patient_key(x) for x in held_out})
     metrics: dict[str, Any] = {
