@@ -56,6 +56,14 @@ def _relative_scale(
     return ring_level, contrast
 
 
+def _gradient(data: FloatArray, spacing: tuple[float, float, float]) -> list[FloatArray]:
+    """``np.gradient`` along each axis, zero along an axis of one voxel (a one-slice range)."""
+    return [
+        np.gradient(data, step, axis=axis) if data.shape[axis] > 1 else np.zeros_like(data)
+        for axis, step in enumerate(spacing)
+    ]
+
+
 def voxel_features(
     data: FloatArray,
     key: int,
@@ -81,7 +89,7 @@ def voxel_features(
         smoothed.append(smooth)
         columns.append(smooth)
     for smooth in smoothed:
-        gz, gy, gx = np.gradient(smooth, sz, sy, sx)
+        gz, gy, gx = _gradient(smooth, (sz, sy, sx))
         # Per box half-size: the same edge scores the same in a 1 cm and a 10 cm lesion.
         columns.append(np.sqrt(gz * gz + gy * gy + gx * gx) * half_z)
     for scale, smooth in zip(SCALES_MM[1:], smoothed[1:], strict=True):

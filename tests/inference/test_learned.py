@@ -2,6 +2,7 @@
 masks fits the draft's settings and, where cross-validation shows it helps, a voxel classifier
 that refines it; models save, load and fail loudly; training is deterministic."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +123,16 @@ def test_the_model_fixes_what_the_classical_backend_misjudges(model: LearnedMode
         # Round 0 misses much of the rim (about 0.7): only the core stands out on the key slice.
         assert before < 0.8, before
         assert after >= 0.9 and after >= before + 0.15, (before, after)
+
+
+def test_a_one_slice_range_is_segmented_on_that_slice(model: LearnedModel) -> None:
+    """The annotator marks a lesion of one slice (first = last): the features have no slice
+    neighbours there, and the mask lies on that slice alone."""
+    case = rim_case(10)
+    key = case.prompt.key_slice
+    prompt = replace(case.prompt, z_range=(key, key))
+    mask = LearnedBackend(model=model).segment(case.volume, [prompt]).masks[prompt.lesion_id]
+    assert mask[key].any() and mask.sum() == mask[key].sum()
 
 
 def test_the_model_does_not_spoil_held_out_phantoms(model: LearnedModel) -> None:
