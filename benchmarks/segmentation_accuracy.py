@@ -11,11 +11,23 @@ an annotator would have to fix (``slice_fix_fraction``). The same run scores a n
 the ellipsoid inscribed in the box, its half-height along the slice axis equal to the mean
 in-plane half-width in mm.
 
-Rounds: round 0 has no learned model. Before round r >= 1, a model is trained for each patient
+The default backend is the product's (``HybridBackend``: LiteMedSAM inside the classical
+draft's slice extent on MR volumes, the classical draft elsewhere; its image embeddings cached in
+``--embeddings-dir``). The same run scores the classical draft alone (the default before
+LiteMedSAM) and prints each lesion's change against it (``worst_vs_classical``: the largest
+loss).
+
+Rounds: round 0 has no learned model. Before round r >= 1, a learned draft (the hybrid's
+classical part, as a project's training job makes it) is trained for each patient
 on the accepted (reference) masks of OTHER patients only (leave one patient out: the sarcoma in
 CT, MR and PET is one patient, so are the two SPECT time points), on a growing share of them:
-r / (rounds - 1) of the other patients, so the last round trains on all of them. Ends with
-``RESULT segmentation_accuracy ...``: mean_dice and slice_fix_fraction of the last round.
+r / (rounds - 1) of the other patients, so the last round trains on all of them; as the
+training job does, a quarter of that share (by patient, at least one) is held out, and the
+patient's lesions get the trained draft only where the gate passes there (``default_rounds``),
+else round 0's masks. Ends with
+``RESULT segmentation_accuracy ...``: mean_dice and slice_fix_fraction of the last round,
+round 0's Dice and slice_fix_fraction (``round0_fix``), the classical draft's Dice, the worst
+lesion against it in round 0, and the lowest round r >= 1 against round 0 (``min_round_delta``).
 
 ``--backend litemedsam``: round 0 is the pretrained LiteMedSAM; in rounds r >= 1 its decoder is
 fine-tuned for each patient as the training job does (``inference.litemedsam_tuning``): on the
@@ -43,7 +55,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from inference.engine import ImageVolume, LesionPrompt, dice
 from inference.engine.box_prior import ellipsoid_radius
-from inference.engine.learned import LearnedBackend, LearnedModel, TrainingCase, train
+from inference.engine.default import ClassicalBackend
+from inference.engine.hybrid import HybridBackend
+from inference.engine.learned import LearnedModel, TrainingCase, train
 from inference.engine.metrics import hd95, slices_to_fix
 from inference.evaluation import (
     DEFAULT_DATA,
@@ -227,12 +241,93 @@ def litemedsam_rounds(
     return rounds, list(train_seconds.values()), passed
 
 
+def default_rounds(
+    cases: list[LesionCase], loaded: list[LoadedLesion], order: list[str], args: Any
+) -> tuple[list[list[Score]], list[float], list[int]]:
+    """Round 0 with the default backend untrained; rounds r >= 1 with a learned draft as its
+    classical part, trained per patient on the others' share minus a held-out quarter of them
+    (by patient, at least one) and used only where the gate passes on them, as a project's
+    training job does (``inference.training``). Returns the rounds' scores, the training
+    seconds and, per round r >= 1, how many patients' models passed the gate."""
+    from inference.engine.litemedsam.finetune import TuningCase
+    from inference.engine.litemedsam.validation import gate, validate
+
+    def hybrid(model: LearnedModel | None = None) -> HybridBackend:
+        # A shared cache: never trimmed from here.
+        return HybridBackend(
+            draft_model=model, embeddings_dir=args.embeddings_dir, embeddings_mb=60_000
+        )
+
+    def run(backend: HybridBackend, item: LoadedLesion) -> Score:
+        t0 = time.perf_counter()
+        mask = backend.segment(item.volume, [item.prompt]).masks[item.prompt.lesion_id]
+        result = score(mask, item.reference, item.volume.spacing)
+        result.seconds = time.perf_counter() - t0
+        return result
+
+    items = {case.name: (case, item) for case, item in zip(cases, loaded, strict=True)}
+    untrained = hybrid()
+    round0 = [run(untrained, item) for item in loaded]
+    rounds, train_seconds, passed = [round0], [], []
+    models: dict[tuple[tuple[str, ...], tuple[str, ...]], LearnedModel | None] = {}
+    for r in range(1, args.rounds):
+        chosen: dict[str, LearnedModel | None] = {}
+        for patient in sorted({case.patient for case in cases}):
+            others = [p for p in order if p != patient]
+            share = others[: max(1, math.ceil(len(others) * r / (args.rounds - 1)))]
+            held = max(1, round(len(share) / 4)) if len(share) >= 2 else 0
+            train_on, held_out = (
+                tuple(share[: len(share) - held]),
+                tuple(share[len(share) - held :]),
+            )
+            if (train_on, held_out) not in models:
+                models[(train_on, held_out)] = None
+                if held_out:
+                    t0 = time.perf_counter()
+                    model = train(
+                        [
+                            TrainingCase(item.volume, item.prompt, item.reference, case.patient)
+                            for case, item in items.values()
+                            if case.patient in train_on
+                        ],
+                        seed=args.seed,
+                    )
+                    train_seconds.append(time.perf_counter() - t0)
+                    scores = validate(
+                        {"before": untrained, "after": hybrid(model)},
+                        [
+                            TuningCase(item.volume, item.reference, case.patient, name, item.prompt)
+                            for name, (case, item) in items.items()
+                            if case.patient in held_out
+                        ],
+                    )
+                    decision = gate(scores["before"], scores["after"])
+                    print(
+                        f"round {r}: trained on {len(train_on)} patients, validated on "
+                        f"{', '.join(held_out)}: {'PASS' if decision.promote else 'refused'}: "
+                        f"{decision.reason}",
+                        flush=True,
+                    )
+                    models[(train_on, held_out)] = model if decision.promote else None
+            chosen[patient] = models[(train_on, held_out)]
+        rounds.append(
+            [
+                round0[i]
+                if chosen[case.patient] is None
+                else run(hybrid(chosen[case.patient]), item)
+                for i, (case, item) in enumerate(zip(cases, loaded, strict=True))
+            ]
+        )
+        passed.append(sum(model is not None for model in chosen.values()))
+    return rounds, train_seconds, passed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--backend", default="default", choices=["default", "litemedsam"])
     parser.add_argument(
-        "--embeddings-dir", type=Path, default=Path("/tmp/emb"), help="litemedsam: cache"
+        "--embeddings-dir", type=Path, default=Path("/tmp/emb"), help="LiteMedSAM's cache"
     )
     parser.add_argument("--tune-steps", type=int, default=None, help="litemedsam: steps")
     parser.add_argument("--tune-lr", type=float, default=None, help="litemedsam: learning rate")
@@ -262,45 +357,33 @@ def main() -> None:
         score(ellipsoid_baseline(item.volume, item.prompt), item.reference, item.volume.spacing)
         for item in loaded
     ]
+    classical = [
+        score(
+            ClassicalBackend().segment(item.volume, [item.prompt]).masks[item.prompt.lesion_id],
+            item.reference,
+            item.volume.spacing,
+        )
+        for item in loaded
+    ]
     rounds: list[list[Score]] = []
     train_seconds: list[float] = []
     rng = np.random.default_rng(args.seed)
     order = [str(p) for p in rng.permutation(patients)]
-    passed: list[int] = []  # litemedsam: per round r >= 1, patients whose model passed
+    passed: list[int] = []  # per round r >= 1, patients whose model passed the gate
     if args.backend == "litemedsam":
         rounds, train_seconds, passed = litemedsam_rounds(cases, loaded, order, args)
-    for r in range(args.rounds if args.backend == "default" else 0):
-        models: dict[str, LearnedModel | None] = {}
-        for patient in patients:
-            if r == 0:
-                models[patient] = None
-                continue
-            others = [p for p in order if p != patient]
-            share = others[: max(1, math.ceil(len(others) * r / (args.rounds - 1)))]
-            examples = [
-                TrainingCase(item.volume, item.prompt, item.reference, patient=case.patient)
-                for case, item in zip(cases, loaded, strict=True)
-                if case.patient in share
-            ]
-            t0 = time.perf_counter()
-            models[patient] = train(examples, seed=args.seed)
-            train_seconds.append(time.perf_counter() - t0)
-        results = []
-        for case, item in zip(cases, loaded, strict=True):
-            backend = LearnedBackend(model=models[case.patient])
-            t0 = time.perf_counter()
-            mask = backend.segment(item.volume, [item.prompt]).masks[item.prompt.lesion_id]
-            seconds = time.perf_counter() - t0
-            results.append(score(mask, item.reference, item.volume.spacing))
-            results[-1].seconds = seconds
-        rounds.append(results)
+    if args.backend == "default":
+        rounds, train_seconds, passed = default_rounds(cases, loaded, order, args)
 
-    header = f"{'lesion':44s} {'voxels':>7s} {'base':>6s}" + "".join(
+    header = f"{'lesion':44s} {'voxels':>7s} {'base':>6s} {'class':>6s}" + "".join(
         f" {'r' + str(r) + ' dice':>8s} {'hd95':>6s} {'fix':>5s}" for r in range(args.rounds)
     )
     print(header)
     for i, case in enumerate(cases):
-        line = f"{case.name:44s} {int(loaded[i].reference.sum()):7d} {baseline[i].dice:6.3f}"
+        line = (
+            f"{case.name:44s} {int(loaded[i].reference.sum()):7d} {baseline[i].dice:6.3f} "
+            f"{classical[i].dice:6.3f}"
+        )
         for results in rounds:
             s = results[i]
             line += f" {s.dice:8.3f} {s.hd95:6.1f} {s.fix_slices / max(1, s.slices):5.2f}"
@@ -309,6 +392,11 @@ def main() -> None:
     print(
         f"baseline (box ellipsoid): dice={base_dice:.3f} hd95_median={base_hd:.1f} mm "
         f"slice_fix_fraction={base_fix:.3f}"
+    )
+    class_dice, class_hd, class_fix = summarise(classical)
+    print(
+        f"classical draft: dice={class_dice:.3f} hd95_median={class_hd:.1f} mm "
+        f"slice_fix_fraction={class_fix:.3f}"
     )
     for r, results in enumerate(rounds):
         mean_dice, median_hd, fix = summarise(results)
@@ -327,22 +415,22 @@ def main() -> None:
         f"machine: {platform.processor() or platform.machine()}, Python "
         f"{platform.python_version()}; total {time.perf_counter() - started:.0f} s"
     )
-    round0 = summarise(rounds[0])[0]
+    round0, _, round0_fix = summarise(rounds[0])
     last_dice, _, last_fix = summarise(rounds[-1])
-    extra = ""
-    if args.backend == "litemedsam":
-        # The criterion: no fine-tuned round below round 0 on the same lesions.
-        deltas = [summarise(results)[0] - round0 for results in rounds[1:]]
-        for r, results in enumerate(rounds[1:], start=1):
-            worst = min(s.dice - r0.dice for s, r0 in zip(results, rounds[0], strict=True))
-            print(
-                f"round {r}: {passed[r - 1]} of {len(order)} patients' tuned models passed the "
-                f"gate; mean Dice {deltas[r - 1]:+.3f} against round 0, worst lesion {worst:+.3f}"
-            )
-        extra = (
-            f" backend=litemedsam min_round_delta={min(deltas, default=0.0):+.3f} "
-            f"gate_passed={'/'.join(str(n) for n in passed)}"
+    worst_classical = min(s.dice - c.dice for s, c in zip(rounds[0], classical, strict=True))
+    deltas = [summarise(results)[0] - round0 for results in rounds[1:]]
+    for r, results in enumerate(rounds[1:], start=1):
+        worst = min(s.dice - r0.dice for s, r0 in zip(results, rounds[0], strict=True))
+        print(
+            f"round {r}: mean Dice {deltas[r - 1]:+.3f} against round 0, worst lesion {worst:+.3f}"
         )
+    extra = (
+        f" round0_fix={round0_fix:.3f} classical_dice={class_dice:.3f} "
+        f"worst_vs_classical={worst_classical:+.3f} min_round_delta={min(deltas, default=0.0):+.3f}"
+    )
+    for r in range(1, len(rounds)):
+        print(f"round {r}: {passed[r - 1]} of {len(order)} patients' models passed the gate")
+    extra += f" backend={args.backend} gate_passed={'/'.join(str(n) for n in passed)}"
     print(
         "RESULT segmentation_accuracy "
         f"mean_dice={last_dice:.3f} baseline_dice={base_dice:.3f} "

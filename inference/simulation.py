@@ -36,7 +36,7 @@ import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ import numpy as np
 
 from inference.engine import SegmentationBackend, dice, load_backend
 from inference.engine.base import BACKEND_ALIASES
+from inference.engine.hybrid import HybridBackend
 from inference.engine.learned import LearnedBackend, TrainingCase, train
 from inference.engine.metrics import SLICE_FIX_DICE
 from inference.evaluation import LesionCase, LoadedLesion, all_lesion_cases, load_lesion
@@ -101,11 +102,13 @@ LEARNED = Training(
     describe=lambda model: dict(model.meta),
 )
 
+# The default: the learned draft becomes its classical part (inference.training).
+HYBRID_LEARNED = replace(LEARNED, backend=lambda model: HybridBackend(draft_model=model))
+
 # Backend class path -> its training; a backend not named here is never trained.
 TRAININGS: dict[str, Training] = {
     "inference.engine.default.ClassicalBackend": LEARNED,
-    # The default: the classical draft on volumes (the only images a campaign simulates).
-    "inference.engine.hybrid.HybridBackend": LEARNED,
+    "inference.engine.hybrid.HybridBackend": HYBRID_LEARNED,
     "inference.engine.learned.LearnedBackend": LEARNED,
 }
 

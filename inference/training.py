@@ -4,10 +4,16 @@ a trained version to the project's active model.
 When the project's current model is MedSAM2, the job fine-tunes it (``inference.finetuning``);
 when it is LiteMedSAM, it fine-tunes its decoder and promotes the result only when it validates
 better (``inference.litemedsam_tuning``); otherwise it trains the per-project learned model, as
-follows. A manager asks for it after a round (``training_request``); a worker runs it
-(``training_run``): every accepted task of the project's rounds up to the chosen one gives one
-training case per lesion (the lesion's final mask version, the one the reviewer accepted, as
-the reference; its key slice and box as the prompt). The model file goes to the file storage
+follows (for the hybrid default, the learned draft becomes its classical part: the version's
+backend is the hybrid, its file the draft model). Where the export holds lesions out for
+validation, the new version is scored there against the round's model with the LiteMedSAM
+tuning's gate (better by more than 0.01 mean Dice, box alone and with the slice range, no lesion
+0.10 worse): a version the gate refuses is kept with its reason and never pre-annotates a round
+on its own. A manager asks for it after a round
+(``training_request``); a worker runs it (``training_run``): every accepted task of the
+project's rounds up to the chosen one gives one training case per lesion (the lesion's final
+mask version, the one the reviewer accepted, as the reference; its key slice and box as the
+prompt). The model file goes to the file storage
 under ``models/<project>/``, and a new :class:`ModelVersion` names it; the next round opened
 uses the project's active model, else its newest trained one that no gate refused
 (``projects.services.round_open``); ``model_version_promote`` makes a version the active one.
@@ -24,6 +30,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Prefetch, QuerySet
@@ -34,7 +41,9 @@ from annotator.errors import Conflict, InvalidInput
 from annotator.models import Lesion, MaskVersion, Volume
 from annotator.services import mask_version_load
 from annotator.volumes import volume_read
-from inference.engine import EngineError, ImageVolume, LesionPrompt, dice, key_slice_and_box
+from inference.engine import EngineError, ImageVolume, LesionPrompt, key_slice_and_box
+from inference.engine.base import BACKEND_ALIASES, SegmentationBackend
+from inference.engine.litemedsam.validation import Decision
 from inference.finetuning import Trained, finetune_start, medsam2_train
 from inference.jobs import claim, fail, heartbeat, progress_writer, still_mine
 from inference.litemedsam_tuning import litemedsam_current, litemedsam_promote, litemedsam_train
@@ -49,6 +58,7 @@ log = logging.getLogger(__name__)
 
 TRAIN_QUEUE = "train"
 LEARNED_BACKEND = "inference.engine.learned.LearnedBackend"
+HYBRID_BACKEND = "inference.engine.hybrid.HybridBackend"
 SEED = 0
 ACTIVE = (TrainingJob.State.QUEUED, TrainingJob.State.RUNNING)
 
@@ -239,12 +249,20 @@ def _train_learned(job: TrainingJob, tmp: Path) -> Trained | None:
     model = train(_cases(job, fitted, stats), seed=SEED)
     local = tmp / "model.joblib"
     model.save(local)
-    validation, before = _validate_learned(job, round_, held_out, model, offset=len(fitted))
+    host = learned_host(round_)
+    validation, before, decision = _validate_learned(
+        job, round_, held_out, host, model, offset=len(fitted)
+    )
     if note:
         validation["note"] = note
+    gated: dict[str, Any] = {}
+    if decision is not None:
+        gated["gate"] = decision.metrics()
+        if not decision.promote:  # never used for a round on its own (round_open)
+            gated["promotion"] = {"promoted": False, "reason": decision.reason}
     return Trained(
         file=local,
-        backend=LEARNED_BACKEND,
+        backend=host,
         name=f"learned r{round_.number} (job {job.pk})",
         metrics={
             **model.meta,
@@ -252,47 +270,88 @@ def _train_learned(job: TrainingJob, tmp: Path) -> Trained | None:
             **stats,
             "validation": validation,
             **({"validation_before": before} if before is not None else {}),
+            **gated,
         },
     )
 
 
-def _validate_learned(
-    job: TrainingJob, round_: Round, lesions: list[Lesion], model: Any, *, offset: int
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Dice of the new model and of the round's own model (the untrained default when it had
-    none, or had another backend) on held-out lesions, box-prompted as in pre-annotation."""
+def learned_host(round_: Round) -> str:
+    """The backend a learned draft is trained for: the round's (its model version's, else the
+    site's) when that is the hybrid default, whose classical part the draft becomes; otherwise
+    the learned backend alone."""
+    current = round_.model_version
+    name = current.backend if current is not None else settings.INFERENCE_BACKEND
+    return (
+        name
+        if BACKEND_ALIASES.get(name, name).replace(":", ".") == HYBRID_BACKEND
+        else (LEARNED_BACKEND)
+    )
+
+
+def _with_draft(host: str, model: Any) -> SegmentationBackend:
+    """``host`` (module docs) with a loaded learned draft."""
+    from inference.engine.hybrid import HybridBackend
     from inference.engine.learned import LearnedBackend
+
+    if host == LEARNED_BACKEND:
+        return LearnedBackend(model=model)
+    return HybridBackend(draft_model=model)
+
+
+def _validate_learned(
+    job: TrainingJob,
+    round_: Round,
+    lesions: list[Lesion],
+    host: str,
+    model: Any,
+    *,
+    offset: int,
+) -> tuple[dict[str, Any], dict[str, Any] | None, Decision | None]:
+    """Dice of the new model and of the round's own model (``host`` untrained when it had none,
+    or had another backend) on held-out lesions, box-prompted as in pre-annotation (and with
+    the slice range, for the gate); the gate's decision (``validation.gate``): the version is
+    used only when it validates better (module docs)."""
+    from inference.engine.litemedsam.finetune import TuningCase
+    from inference.engine.litemedsam.validation import gate, validate
     from inference.services import load_backend
 
     if not lesions:
-        return {"cases": 0, "lesions": 0, "dice_mean": None}, None
+        return {"cases": 0, "lesions": 0, "dice_mean": None}, None, None
     current = round_.model_version
-    if current is not None and current.backend == LEARNED_BACKEND:
+    if current is not None and current.backend == host:
         baseline = load_backend(current.backend, current.checkpoint)
         baseline_name = current.name
     else:
-        baseline, baseline_name = LearnedBackend(), "untrained default"
-    candidate = LearnedBackend(model=model)
-    after: dict[str, float] = {}
-    before: dict[str, float] = {}
-    progress = progress_writer(job, offset=offset, tail=1)
+        baseline, baseline_name = _with_draft(host, None), "untrained default"
     stats: dict[str, Any] = {"sources": {}, "skipped": []}
-    for case in _cases(job, lesions, stats, progress=progress):
-        prompt = case.prompt
-        for backend, scores in ((candidate, after), (baseline, before)):
-            mask = backend.segment(case.volume, [prompt]).masks[prompt.lesion_id]
-            scores[prompt.lesion_id] = round(dice(mask, case.reference), 4)
+    scores = validate(
+        {"after": _with_draft(host, model), "before": baseline},
+        (
+            TuningCase(
+                case.volume,
+                case.reference,
+                patient=case.patient,
+                name=case.prompt.lesion_id,
+                prompt=case.prompt,
+            )
+            for case in _cases(
+                job, lesions, stats, progress=progress_writer(job, offset=offset, tail=1)
+            )
+        ),
+    )
 
-    def summary(scores: dict[str, float]) -> dict[str, Any]:
-        values = list(scores.values())
+    def summary(found: dict[str, float]) -> dict[str, Any]:
+        values = [round(v, 4) for v in found.values()]
         return {
             "cases": len({lesion.task_id for lesion in lesions}),
             "lesions": len(values),
             "dice_mean": round(float(np.mean(values)), 4) if values else None,
-            "dice": scores,
+            "dice": {name: round(v, 4) for name, v in found.items()},
         }
 
-    return summary(after), {**summary(before), "model": baseline_name}
+    decision = gate(scores["before"], scores["after"])
+    before = {**summary(scores["before"].box), "model": baseline_name}
+    return summary(scores["after"].box), before, decision
 
 
 def _cases(

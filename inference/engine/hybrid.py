@@ -1,5 +1,6 @@
 """The default backend: the pretrained model where it measures better, the classical draft
-elsewhere (measured on real lesions: benchmarks/RESULTS.md, segmentation_accuracy).
+elsewhere (measured on the 18 real lesions of ``../shared/data``: benchmarks/RESULTS.md,
+segmentation_accuracy and "litemedsam on volumes").
 
 Per kind of image:
 
@@ -7,17 +8,23 @@ Per kind of image:
   alone, in colour;
 * PET and SPECT hot spots (modality PT or NM): the classical box-prior draft (the model, trained
   on anatomy, walks into neighbouring uptake);
-* other volumes (CT, MR, ...): ``volumes="classical"`` (the default until the combination
-  measures better on every kind of lesion) keeps the classical draft; ``volumes="combined"``
-  lets the classical draft set the lesion's slice extent (unless the annotator marked the slice
-  range) and LiteMedSAM draw the lesion in-plane on each slice of that extent, propagated from
-  the key slice; where the decoder's predicted IoU on a slice is under ``min_iou``, the draft's
-  slice is kept instead.
+* MR volumes (``volumes="auto"``, the default): combined: the classical draft sets the lesion's
+  slice extent (unless the annotator marked the slice range) and LiteMedSAM draws the lesion
+  in-plane on each slice of that extent, propagated from the key slice; where the decoder's
+  predicted IoU on a slice is under ``min_iou`` (0.7), the draft's slice is kept instead. On the
+  11 MR lesions the model's outlines are the better ones (brain tumours on T1c and FLAIR, the
+  sarcoma), on CT and PET/SPECT the draft's;
+* other volumes (CT, ...): the classical draft. ``volumes="combined"`` combines every volume
+  but PET/SPECT, ``volumes="classical"`` none.
 
-It takes what LiteMedSAM takes (a fine-tuned decoder through ``checkpoint``, clicks, human
-slices, the slice range, pre-encoding through :meth:`encode`); the classical part honours the
-slice range too. The model is loaded the first time an image needs it, so a machine whose
-images all go to the classical draft never imports torch.
+The classical part is the learned draft when a project has trained one: ``draft_model`` (the
+model file of :class:`~inference.engine.learned.LearnedModel`, the checkpoint a trained version
+of this backend carries, or a loaded model) refines the draft wherever the draft is used,
+including the slice extent it sets for the model. The model part takes what LiteMedSAM takes (a
+fine-tuned decoder through ``checkpoint``, clicks, human slices, the slice range, pre-encoding
+through :meth:`encode`); the classical part honours the slice range too. The model is loaded
+the first time an image needs it, so a machine whose images all go to the classical draft never
+imports torch.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from .base import (
     SegmentationResult,
 )
 from .default import ClassicalBackend
+from .learned import LearnedBackend, LearnedModel
 
 if TYPE_CHECKING:
     from .litemedsam import LiteMedSAMBackend
@@ -45,7 +53,9 @@ if TYPE_CHECKING:
 __all__ = ["HybridBackend"]
 
 HOT_SPOT_MODALITIES = frozenset({"PT", "PET", "NM", "SPECT"})
-VOLUME_ROUTES = ("classical", "combined")
+# Modalities whose volumes the model draws in-plane under volumes="auto" (module docs).
+MODEL_MODALITIES = frozenset({"MR"})
+VOLUME_ROUTES = ("auto", "classical", "combined")
 
 
 class HybridBackend(SegmentationBackend):
@@ -53,22 +63,30 @@ class HybridBackend(SegmentationBackend):
 
     name = "default"
     version = "2.0"
-    checkpoint_option: ClassVar[str | None] = "checkpoint"
+    # A trained version of this backend carries the learned draft (training.py).
+    checkpoint_option: ClassVar[str | None] = "draft_model"
 
     def __init__(
         self,
         *,
+        draft_model: str | Path | LearnedModel | None = None,
         checkpoint: str | Path | None = None,
         device: str | None = None,
-        volumes: str = "classical",
-        min_iou: float = 0.0,
+        volumes: str = "auto",
+        min_iou: float = 0.7,
         **model_options: Any,
     ) -> None:
         if volumes not in VOLUME_ROUTES:
             raise ValueError(f"volumes must be one of {', '.join(VOLUME_ROUTES)}, got {volumes!r}")
         if not 0 <= min_iou <= 1:
             raise ValueError(f"min_iou must be within 0..1, got {min_iou!r}")
-        self.classical = ClassicalBackend()
+        self.classical: ClassicalBackend = (
+            ClassicalBackend()
+            if draft_model is None
+            else LearnedBackend(model=draft_model)
+            if isinstance(draft_model, LearnedModel)
+            else LearnedBackend(draft_model)
+        )
         self.volumes, self.min_iou = volumes, float(min_iou)
         self._model_options: dict[str, Any] = {
             "checkpoint": checkpoint,
@@ -93,6 +111,7 @@ class HybridBackend(SegmentationBackend):
             "version": self.version,
             "prompts": ["box", "points", "mask", "z_range", "direction"],
             "volumes": self.volumes,
+            "min_iou": self.min_iou,
             "model": self._model.describe() if self._model is not None else "litemedsam",
             "classical": self.classical.describe(),
         }
@@ -116,8 +135,11 @@ class HybridBackend(SegmentationBackend):
         """ "model", "classical" or "combined" for this image."""
         if volume.is_colour or volume.shape[0] == 1:
             return "model"
-        if volume.modality.strip().upper() in HOT_SPOT_MODALITIES:
+        modality = volume.modality.strip().upper()
+        if modality in HOT_SPOT_MODALITIES:
             return "classical"
+        if self.volumes == "auto":
+            return "combined" if modality in MODEL_MODALITIES else "classical"
         return self.volumes
 
     def segment(

@@ -69,3 +69,42 @@ def test_colour_and_combined_go_to_the_model(ct) -> None:
     ranged = LesionPrompt("l", prompt.key_slice, prompt.box, z_range=(prompt.key_slice,) * 2)
     only_key = backend.segment(volume, [ranged]).masks["l"]
     assert only_key[prompt.key_slice].any() and only_key.sum() == only_key[prompt.key_slice].sum()
+
+
+def test_mr_volumes_are_combined_ct_and_hot_spots_keep_the_draft(ct) -> None:
+    """``volumes="auto"`` (the default): the model draws MR lesions in-plane (measured better
+    there), CT and PET/SPECT keep the classical draft."""
+    volume, _ = ct
+    backend = HybridBackend()
+    assert backend.volumes == "auto" and backend.min_iou == 0.7
+    for modality, route in (("MR", "combined"), ("CT", "classical"), ("PT", "classical")):
+        assert backend.route(ImageVolume(volume.array, volume.spacing, modality)) == route
+    mr = ImageVolume(volume.array, volume.spacing, "MR")
+    assert HybridBackend(volumes="classical").route(mr) == "classical"
+
+
+def test_a_learned_draft_becomes_the_classical_part(ct, tmp_path) -> None:
+    """A trained version of the default carries a learned draft model as its checkpoint: the
+    draft (and the extent it sets for the model) is the learned backend's."""
+    from sklearn.dummy import DummyClassifier
+
+    from inference.engine.learned import (
+        FEATURE_NAMES,
+        LearnedBackend,
+        LearnedModel,
+        ModelFileError,
+    )
+
+    volume, prompt = ct
+    features = np.zeros((4, len(FEATURE_NAMES)), dtype=np.float32)
+    classifier = DummyClassifier(strategy="constant", constant=1).fit(features, [0, 1, 0, 1])
+    path = tmp_path / "model.joblib"
+    LearnedModel(classifier, meta={"round": 1}).save(path)
+    backend = load_backend("default", checkpoint=str(path))
+    assert isinstance(backend, HybridBackend) and isinstance(backend.classical, LearnedBackend)
+    expected = LearnedBackend(path).segment(volume, [prompt]).masks["l"]
+    assert not np.array_equal(expected, ClassicalBackend().segment(volume, [prompt]).masks["l"])
+    assert np.array_equal(backend.segment(volume, [prompt]).masks["l"], expected)
+    assert backend.classical.describe()["model"] == {"round": 1}
+    with pytest.raises(ModelFileError, match="does not exist"):
+        load_backend("default", checkpoint=str(tmp_path / "missing.joblib"))

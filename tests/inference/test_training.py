@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.utils import timezone
@@ -16,6 +17,7 @@ from annotator.models import Lesion, MaskVersion
 from annotator.services import Author, lesion_create, mask_version_save
 from inference import services, training
 from inference.engine import key_slice_and_box
+from inference.engine.hybrid import HybridBackend
 from inference.engine.learned import LearnedBackend, LearnedModel
 from inference.jobs import claim
 from inference.models import ModelVersion, TrainingJob
@@ -81,7 +83,8 @@ def test_training_makes_the_model_the_next_round_pre_annotates_with(
     version = job.result
     assert version is not None and polled["result"]["id"] == version.pk
     assert version.project == accepted["project"]
-    assert version.backend == "inference.engine.learned.LearnedBackend"
+    # The site's default is the hybrid: the learned draft becomes its classical part.
+    assert version.backend == settings.INFERENCE_BACKEND == "default"
     assert (
         version.checkpoint.startswith("models/alpha/")
         and not Path(version.checkpoint).is_absolute()
@@ -95,8 +98,9 @@ def test_training_makes_the_model_the_next_round_pre_annotates_with(
     round0 = Round.objects.get(project=accepted["project"], number=0)
     assert list(version.trained_from_rounds.all()) == [round0]
     backend = services.load_backend(version.backend, version.checkpoint)
-    assert isinstance(backend, LearnedBackend) and isinstance(backend.model, LearnedModel)
-    assert backend.model.meta["cases"] == 4
+    assert isinstance(backend, HybridBackend) and isinstance(backend.classical, LearnedBackend)
+    assert isinstance(backend.classical.model, LearnedModel)
+    assert backend.classical.model.meta["cases"] == 4
 
     # a redelivered message finds the job done: no second model
     assert training.training_run(job_id=job.pk) is None
@@ -151,6 +155,13 @@ def test_held_out_cases_score_the_new_model_against_the_round_s(
         assert 0.0 < scores["dice_mean"] <= 1.0
         assert scores["dice_mean"] == pytest.approx(sum(scores["dice"].values()) / 2, abs=1e-4)
     assert job.progress_done == job.progress_total == 2 + 2 + 1
+    # The gate (box alone and with the slice range): a refused version is never used alone.
+    gate = metrics["gate"]
+    print("gate:", gate)
+    assert gate["reason"] and gate["margin"] == 0.01
+    assert ("promotion" in metrics) == (not gate["promoted"])
+    used = round_open(project=accepted["project"]).model_version
+    assert (used == job.result) == gate["promoted"]
 
     # every case on the validation side: trained on all of them, and said so
     monkeypatch.setattr(training, "case_split", lambda task: "validation")
@@ -241,6 +252,26 @@ def test_one_training_at_a_time_and_managers_only(
         assert client.post(URL).status_code == status, role
         assert client.get(job_url).status_code == status, role
     assert TrainingJob.objects.count() == 1
+
+
+def test_a_learned_draft_is_trained_for_the_hybrid_default_or_alone(
+    workspace: dict[str, Any], settings: Any
+) -> None:
+    """The hybrid default (by alias or path, site-wide or a round's model) takes the learned
+    draft as its classical part; any other backend gets the learned backend alone."""
+    round_ = workspace["task"].round
+    for name, host in (
+        ("default", "default"),
+        ("inference.engine.hybrid.HybridBackend", "inference.engine.hybrid.HybridBackend"),
+        ("classical", training.LEARNED_BACKEND),
+        (training.LEARNED_BACKEND, training.LEARNED_BACKEND),
+    ):
+        settings.INFERENCE_BACKEND = name
+        assert training.learned_host(round_) == host, name
+    round_.model_version = ModelVersion.objects.create(
+        project=workspace["project"], name="hybrid", backend="default", checkpoint="m.joblib"
+    )
+    assert training.learned_host(round_) == "default"
 
 
 def test_an_operator_chosen_model_is_kept_for_the_next_round(workspace: dict[str, Any]) -> None:
