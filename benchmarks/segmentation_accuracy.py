@@ -57,7 +57,7 @@ from inference.engine import ImageVolume, LesionPrompt, dice
 from inference.engine.box_prior import ellipsoid_radius
 from inference.engine.default import ClassicalBackend
 from inference.engine.hybrid import HybridBackend
-from inference.engine.learned import LearnedModel, TrainingCase, train
+from inference.engine.learned import MIN_VALIDATION_LESIONS, LearnedModel, TrainingCase, train
 from inference.engine.metrics import hd95, slices_to_fix
 from inference.evaluation import (
     DEFAULT_DATA,
@@ -301,7 +301,9 @@ def default_rounds(
                             if case.patient in held_out
                         ],
                     )
-                    decision = gate(scores["before"], scores["after"])
+                    decision = gate(
+                        scores["before"], scores["after"], min_lesions=MIN_VALIDATION_LESIONS
+                    )
                     print(
                         f"round {r}: trained on {len(train_on)} patients, validated on "
                         f"{', '.join(held_out)}: {'PASS' if decision.promote else 'refused'}: "

@@ -8,8 +8,8 @@ follows (for the hybrid default, the learned draft becomes its classical part: t
 backend is the hybrid, its file the draft model). Where the export holds lesions out for
 validation, the new version is scored there against the round's model with the LiteMedSAM
 tuning's gate (better by more than 0.01 mean Dice, box alone and with the slice range, no lesion
-0.10 worse): a version the gate refuses is kept with its reason and never pre-annotates a round
-on its own. A manager asks for it after a round
+0.10 worse, at least three lesions): a version the gate refuses is kept with its reason and
+never pre-annotates a round on its own. A manager asks for it after a round
 (``training_request``); a worker runs it (``training_run``): every accepted task of the
 project's rounds up to the chosen one gives one training case per lesion (the lesion's final
 mask version, the one the reviewer accepted, as the reference; its key slice and box as the
@@ -43,6 +43,7 @@ from annotator.services import mask_version_load
 from annotator.volumes import volume_read
 from inference.engine import EngineError, ImageVolume, LesionPrompt, key_slice_and_box
 from inference.engine.base import BACKEND_ALIASES, SegmentationBackend
+from inference.engine.learned import MIN_VALIDATION_LESIONS
 from inference.engine.litemedsam.validation import Decision
 from inference.finetuning import Trained, finetune_start, medsam2_train
 from inference.jobs import claim, fail, heartbeat, progress_writer, still_mine
@@ -349,7 +350,7 @@ def _validate_learned(
             "dice": {name: round(v, 4) for name, v in found.items()},
         }
 
-    decision = gate(scores["before"], scores["after"])
+    decision = gate(scores["before"], scores["after"], min_lesions=MIN_VALIDATION_LESIONS)
     before = {**summary(scores["before"].box), "model": baseline_name}
     return summary(scores["after"].box), before, decision
 

@@ -165,3 +165,8 @@ def test_the_gate_promotes_only_a_clear_gain_that_hurts_no_lesion_much() -> None
 
     nothing = gate(Validation(), Validation())
     assert not nothing.promote and nothing.reason.startswith("no validation lesion")
+
+    # a gain on fewer lesions than asked for shows nothing
+    too_few = gate(before, better, min_lesions=3)
+    assert not too_few.promote and too_few.reason.startswith("2 validation lesion(s): at least 3")
+    assert gate(before, better, min_lesions=2).promote

@@ -138,15 +138,24 @@ def gate(
     *,
     margin: float = MARGIN,
     max_drop: float = MAX_LESION_DROP,
+    min_lesions: int = 1,
 ) -> Decision:
-    """Promote ``after`` over ``before`` (the same lesions) only when it is better by more than
-    ``margin`` (mean of the two protocols' mean gains), worse under neither protocol, and no
-    lesion loses more than ``max_drop`` under either."""
+    """Promote ``after`` over ``before`` (the same lesions, at least ``min_lesions`` of them)
+    only when it is better by more than ``margin`` (mean of the two protocols' mean gains),
+    worse under neither protocol, and no lesion loses more than ``max_drop`` under either."""
     if set(before.box) != set(after.box) or set(before.ranged) != set(after.ranged):
         raise InvalidInput("the two validations are not on the same lesions")
     if not after.box:
         return Decision(
             False, "no validation lesion: nothing shows that it is better", None, margin
+        )
+    if len(after.box) < min_lesions:
+        return Decision(
+            False,
+            f"{len(after.box)} validation lesion(s): at least {min_lesions} are needed to show "
+            "that it is better",
+            None,
+            margin,
         )
     gains = {}
     for label, old, new in (
