@@ -21,7 +21,8 @@ lesion. CT window 40 / 400, as the evaluation uses.
    (the eager runtime's is printed too).
 3. ``agreement``: the Dice of the prompt's masks from the two runtimes (each with its own
    embeddings and decoder), over the 30 slices of the range.
-4. ``peak_rss_mb``: the peak resident memory (``getrusage`` maxrss) of a worker's path with the
+4. ``peak_rss_mb``: the peak resident memory (``VmHWM``; not ``getrusage``'s maxrss, which a
+   child process inherits from its parent at fork on Linux) of a worker's path with the
    chosen runtime (model, the whole volume encoded into memory, the prompt), run in a process of
    its own after the above; this process's own peak (both runtimes, two stores, and the one-time
    ONNX export when this run made it) is printed beside it.
@@ -129,6 +130,14 @@ def prompt_seconds(backend: Any, volume: ImageVolume, prompt: LesionPrompt) -> t
     return time.perf_counter() - started, result
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM) in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux
+
+
 def worker_peak(args: argparse.Namespace) -> None:
     """What a worker does with the chosen runtime alone, in a process of its own: encode the
     volume, then the prompt; prints its peak resident memory in MiB."""
@@ -140,7 +149,7 @@ def worker_peak(args: argparse.Namespace) -> None:
     )
     backend.encode(volume)
     prompt_seconds(backend, volume, prompt)
-    print(f"PEAK {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
+    print(f"PEAK {peak_rss_mb():.0f}")
 
 
 def main() -> None:
@@ -199,7 +208,7 @@ def main() -> None:
         f"with eager {agreement:.4f}",
         flush=True,
     )
-    process_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    process_mb = peak_rss_mb()
     load_after = os.getloadavg()
 
     child = subprocess.run(
