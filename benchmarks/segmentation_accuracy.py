@@ -282,7 +282,10 @@ def default_rounds(
             )
             if (train_on, held_out) not in models:
                 models[(train_on, held_out)] = None
-                if held_out:
+                held_lesions = sum(case.patient in held_out for case in cases)
+                if held_lesions < MIN_VALIDATION_LESIONS:  # the gate refuses without looking
+                    print(f"round {r}: {held_lesions} held-out lesion(s): no model", flush=True)
+                else:
                     t0 = time.perf_counter()
                     model = train(
                         [

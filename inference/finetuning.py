@@ -26,7 +26,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from inference.engine import EngineError
-from inference.engine.base import BACKEND_ALIASES
+from inference.engine.base import backend_path
 from inference.engine.medsam2 import MedSAM2Backend
 from inference.jobs import fail, progress_writer
 from inference.models import ModelVersion, TrainingJob
@@ -43,7 +43,7 @@ NPZ_FORMAT = "medsam2-npz"
 
 def is_medsam2(backend: str) -> bool:
     """Whether the dotted path (or alias) names the MedSAM2 backend or a subclass of it."""
-    path = BACKEND_ALIASES.get(backend, backend).replace(":", ".")
+    path = backend_path(backend)
     try:
         cls = import_string(path)
     except ImportError:

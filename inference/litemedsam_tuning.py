@@ -44,7 +44,7 @@ from django.utils.module_loading import import_string
 
 from annotator.models import Lesion
 from inference.engine import EngineError
-from inference.engine.base import BACKEND_ALIASES
+from inference.engine.base import backend_path
 from inference.engine.litemedsam import LiteMedSAMBackend
 from inference.engine.litemedsam.finetune import TuneConfig, TuningCase
 from inference.finetuning import Trained
@@ -62,7 +62,7 @@ LITEMEDSAM_BACKEND = "inference.engine.litemedsam.LiteMedSAMBackend"
 def tunes_litemedsam(backend: str) -> bool:
     """Whether the dotted path (or alias) names a backend whose model is LiteMedSAM's: the
     class or a subclass, or one that declares ``tunes_litemedsam = True``."""
-    path = BACKEND_ALIASES.get(backend, backend).replace(":", ".")
+    path = backend_path(backend)
     try:
         cls = import_string(path)
     except ImportError:
@@ -161,7 +161,7 @@ def _should_stop(job: TrainingJob, every: float = 10.0) -> Callable[[], bool]:
     return check
 
 
-def _tuning_cases(
+def tuning_cases(
     job: TrainingJob,
     lesions: list[Lesion],
     stats: dict[str, Any],
@@ -208,7 +208,7 @@ def litemedsam_train(job: TrainingJob, current: Current, tmp: Path) -> Trained |
     base = LiteMedSAMBackend()
     training = collect(
         base,
-        _tuning_cases(job, train, stats, progress_writer(job, tail=steps + len(held_out) + 1)),
+        tuning_cases(job, train, stats, progress_writer(job, tail=steps + len(held_out) + 1)),
         should_stop=should_stop,
     )
     try:
@@ -229,7 +229,7 @@ def litemedsam_train(job: TrainingJob, current: Current, tmp: Path) -> Trained |
     after_backend = engine_load_backend(current.backend, checkpoint=str(result.file))
     scores = validate(
         {"before": before_backend, "after": after_backend},
-        _tuning_cases(
+        tuning_cases(
             job,
             held_out,
             {"sources": {}, "skipped": []},

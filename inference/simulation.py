@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from inference.engine import SegmentationBackend, dice, load_backend
-from inference.engine.base import BACKEND_ALIASES
+from inference.engine.base import backend_path
 from inference.engine.hybrid import HybridBackend
 from inference.engine.learned import LearnedBackend, TrainingCase, train
 from inference.engine.metrics import SLICE_FIX_DICE
@@ -115,7 +115,7 @@ TRAININGS: dict[str, Training] = {
 
 def training_for(backend: str) -> Training | None:
     """The training of the backend an alias or dotted path names; None when it has none."""
-    return TRAININGS.get(BACKEND_ALIASES.get(backend, backend).replace(":", "."))
+    return TRAININGS.get(backend_path(backend))
 
 
 @dataclass(frozen=True)

@@ -42,12 +42,17 @@ from annotator.models import Lesion, MaskVersion, Volume
 from annotator.services import mask_version_load
 from annotator.volumes import volume_read
 from inference.engine import EngineError, ImageVolume, LesionPrompt, key_slice_and_box
-from inference.engine.base import BACKEND_ALIASES, SegmentationBackend
+from inference.engine.base import SegmentationBackend, backend_path
 from inference.engine.learned import MIN_VALIDATION_LESIONS
 from inference.engine.litemedsam.validation import Decision
 from inference.finetuning import Trained, finetune_start, medsam2_train
 from inference.jobs import claim, fail, heartbeat, progress_writer, still_mine
-from inference.litemedsam_tuning import litemedsam_current, litemedsam_promote, litemedsam_train
+from inference.litemedsam_tuning import (
+    litemedsam_current,
+    litemedsam_promote,
+    litemedsam_train,
+    tuning_cases,
+)
 from inference.models import ModelVersion, TrainingJob
 from inference.services import project_window
 from projects.access import require_role
@@ -282,11 +287,7 @@ def learned_host(round_: Round) -> str:
     the learned backend alone."""
     current = round_.model_version
     name = current.backend if current is not None else settings.INFERENCE_BACKEND
-    return (
-        name
-        if BACKEND_ALIASES.get(name, name).replace(":", ".") == HYBRID_BACKEND
-        else (LEARNED_BACKEND)
-    )
+    return name if backend_path(name) == HYBRID_BACKEND else LEARNED_BACKEND
 
 
 def _with_draft(host: str, model: Any) -> SegmentationBackend:
@@ -312,7 +313,6 @@ def _validate_learned(
     or had another backend) on held-out lesions, box-prompted as in pre-annotation (and with
     the slice range, for the gate); the gate's decision (``validation.gate``): the version is
     used only when it validates better (module docs)."""
-    from inference.engine.litemedsam.finetune import TuningCase
     from inference.engine.litemedsam.validation import gate, validate
     from inference.services import load_backend
 
@@ -327,27 +327,16 @@ def _validate_learned(
     stats: dict[str, Any] = {"sources": {}, "skipped": []}
     scores = validate(
         {"after": _with_draft(host, model), "before": baseline},
-        (
-            TuningCase(
-                case.volume,
-                case.reference,
-                patient=case.patient,
-                name=case.prompt.lesion_id,
-                prompt=case.prompt,
-            )
-            for case in _cases(
-                job, lesions, stats, progress=progress_writer(job, offset=offset, tail=1)
-            )
-        ),
+        tuning_cases(job, lesions, stats, progress_writer(job, offset=offset, tail=1)),
     )
 
     def summary(found: dict[str, float]) -> dict[str, Any]:
-        values = [round(v, 4) for v in found.values()]
+        rounded = {name: round(value, 4) for name, value in found.items()}
         return {
             "cases": len({lesion.task_id for lesion in lesions}),
-            "lesions": len(values),
-            "dice_mean": round(float(np.mean(values)), 4) if values else None,
-            "dice": {name: round(v, 4) for name, v in found.items()},
+            "lesions": len(rounded),
+            "dice_mean": round(float(np.mean(list(rounded.values()))), 4) if rounded else None,
+            "dice": rounded,
         }
 
     decision = gate(scores["before"], scores["after"], min_lesions=MIN_VALIDATION_LESIONS)

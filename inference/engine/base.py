@@ -34,6 +34,7 @@ __all__ = [
     "ProgressCallback",
     "SegmentationBackend",
     "SegmentationResult",
+    "backend_path",
     "load_backend",
 ]
 
@@ -304,6 +305,12 @@ BACKEND_ALIASES: dict[str, str] = {
     "medsam2": "inference.engine.medsam2.MedSAM2Backend",
     "litemedsam": "inference.engine.litemedsam.LiteMedSAMBackend",
 }
+
+
+def backend_path(name: str) -> str:
+    """The dotted path ("package.module.Class") an alias or a path names ("package.module:Class"
+    written with a dot)."""
+    return BACKEND_ALIASES.get(name, name).replace(":", ".")
 
 
 def load_backend(

@@ -80,13 +80,11 @@ class HybridBackend(SegmentationBackend):
             raise ValueError(f"volumes must be one of {', '.join(VOLUME_ROUTES)}, got {volumes!r}")
         if not 0 <= min_iou <= 1:
             raise ValueError(f"min_iou must be within 0..1, got {min_iou!r}")
-        self.classical: ClassicalBackend = (
-            ClassicalBackend()
-            if draft_model is None
-            else LearnedBackend(model=draft_model)
-            if isinstance(draft_model, LearnedModel)
-            else LearnedBackend(draft_model)
-        )
+        self.classical: ClassicalBackend = ClassicalBackend()
+        if isinstance(draft_model, LearnedModel):
+            self.classical = LearnedBackend(model=draft_model)
+        elif draft_model is not None:
+            self.classical = LearnedBackend(draft_model)
         self.volumes, self.min_iou = volumes, float(min_iou)
         self._model_options: dict[str, Any] = {
             "checkpoint": checkpoint,
