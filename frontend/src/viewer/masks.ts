@@ -1,6 +1,8 @@
 // Saved masks: GET /api/masks/{id}/data/ answers gzip of z*y*x uint8 (C order) with the shape in
 // X-Mask-Shape. A local fetch: the typed API client (src/api/) has no mask-data call yet.
 
+import { gunzip } from '../api/gzip';
+
 export interface MaskVoxels {
   shape: [number, number, number];
   data: Uint8Array;
@@ -14,18 +16,13 @@ export function parseShape(header: string | null): [number, number, number] {
   return parts as [number, number, number];
 }
 
-export async function gunzip(bytes: ArrayBuffer): Promise<Uint8Array> {
-  const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('gzip'));
-  return new Uint8Array(await new Response(stream).arrayBuffer());
-}
-
 export async function fetchMask(maskId: number, signal?: AbortSignal): Promise<MaskVoxels> {
   const response = await fetch(`/api/masks/${maskId}/data/?encoding=raw-gzip`, {
     credentials: 'same-origin', signal,
   });
   if (!response.ok) throw new Error(`mask ${maskId}: HTTP ${response.status}`);
   const shape = parseShape(response.headers.get('X-Mask-Shape'));
-  const data = await gunzip(await response.arrayBuffer());
+  const data = await gunzip(new Uint8Array(await response.arrayBuffer()));
   if (data.length !== shape[0] * shape[1] * shape[2]) {
     throw new Error(`mask ${maskId}: ${data.length} voxels for shape ${shape.join('x')}`);
   }
