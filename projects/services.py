@@ -125,6 +125,8 @@ def project_create(
     window_presets: list[Any] | None = None,
     description: str = "",
     deidentify: bool = False,
+    deidentify_modified_dates: bool = True,
+    deidentify_clean_descriptors: bool = False,
     **rules: Any,
 ) -> Project:
     """Create a project with its creator as manager and round 0 open."""
@@ -145,6 +147,8 @@ def project_create(
                 lesion_classes=classes,
                 window_presets=windows,
                 deidentify=deidentify,
+                deidentify_modified_dates=deidentify_modified_dates,
+                deidentify_clean_descriptors=deidentify_clean_descriptors,
                 created_by=user,
                 **rules,
             )
