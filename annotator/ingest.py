@@ -9,7 +9,6 @@ raises: it is reported, file by file.
 """
 
 import dataclasses
-import functools
 import io
 import logging
 import re
@@ -31,6 +30,7 @@ from annotator.colour import COLOUR_FILE
 from annotator.deid import ProjectPseudonymizer
 from annotator.dicom import (
     IMAGE,
+    LABEL,
     REJECTED,
     FileOutcome,
     LabelObject,
@@ -40,10 +40,10 @@ from annotator.dicom import (
     build_series,
     scan,
 )
-from annotator.dicom.deid import deidentify, shift_date
+from annotator.dicom.deid import deidentify
 from annotator.dicomweb.wado import warm_series_metadata
 from annotator.errors import DomainError
-from annotator.label_import import dicom_labels_import
+from annotator.label_import import LabelsImported, dicom_labels_import
 from annotator.models import Instance, Series, Study, Volume
 from annotator.redact import without_paths
 from projects.models import Project
@@ -55,9 +55,11 @@ IMPORTED = "imported"
 ALREADY_IMPORTED = "already imported"
 
 Progress = Callable[[str, int, int], None]
-# Called once per RTSTRUCT / SEG object after the images are in: returns the file's outcome
-# message, or raises DomainError to reject it. Wired by the labels import.
-LabelHandler = Callable[[Project, LabelObject], str]
+# Called once per RTSTRUCT / SEG object after the images are in, with the list collecting the
+# keys of the files it writes: returns what it made, or raises DomainError to reject it. Wired
+# by the labels import.
+LabelHandler = Callable[[Project, LabelObject, list[str]], LabelsImported]
+NOT_IMPORTED = "not imported"
 
 
 @dataclass
@@ -79,15 +81,41 @@ class SeriesSummary:
 
 
 @dataclass
+class LabelSummary:
+    """What one RTSTRUCT or SEG object of the upload made (``LabelsImported.to_dict``), or why
+    it made nothing."""
+
+    source: str
+    sop_instance_uid: str
+    status: str  # "imported", "already imported", "rejected" or "not imported"
+    reason: str = ""
+    series: int | None = None
+    matched_by: str = ""
+    created: list[dict[str, Any]] = field(default_factory=list)
+    unchanged: list[dict[str, Any]] = field(default_factory=list)
+    unmatched: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
 class ImportReport:
-    """What happened to every input file and every series found; JSON-ready via ``to_dict``."""
+    """What happened to every input file and every series found; JSON-ready via ``to_dict``.
+
+    The label objects (RTSTRUCT, SEG) of one upload are imported all together or not at all:
+    ``labels`` says per object what it created, what was already there (``unchanged``) and
+    which of its names no class of the project has (``unmatched``)."""
 
     files: list[FileOutcome] = field(default_factory=list)
     series: list[SeriesSummary] = field(default_factory=list)
+    labels: list[LabelSummary] = field(default_factory=list)
 
     @property
     def imported_series(self) -> int:
         return sum(s.status == IMPORTED for s in self.series)
+
+    @property
+    def created_lesions(self) -> int:
+        return sum(len(label.created) for label in self.labels)
 
     @property
     def rejected_files(self) -> list[FileOutcome]:
@@ -96,17 +124,27 @@ class ImportReport:
     def counts(self) -> dict[str, int]:
         files = Counter(f.status for f in self.files)
         series = Counter(s.status for s in self.series)
+        lesions = (
+            {
+                "lesions created": self.created_lesions,
+                "lesions unchanged": sum(len(label.unchanged) for label in self.labels),
+            }
+            if self.labels
+            else {}
+        )
         return {
             "files": len(self.files),
             **{f"files {status}": n for status, n in sorted(files.items())},
             "series": len(self.series),
             **{f"series {status}": n for status, n in sorted(series.items())},
+            **lesions,
         }
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "counts": self.counts(),
             "series": [dataclasses.asdict(s) for s in self.series],
+            "labels": [dataclasses.asdict(label) for label in self.labels],
             "files": [dataclasses.asdict(f) for f in self.files],
         }
 
@@ -151,12 +189,13 @@ def _already_imported(project: Project, series_uid: str) -> bool:
     return Series.objects.filter(study__project=project, series_instance_uid=series_uid).exists()
 
 
-def _deidentified_bytes(path: Path, deid: ProjectPseudonymizer) -> bytes:
+def _deidentified(path: Path, deid: ProjectPseudonymizer) -> tuple[bytes, str]:
+    """The de-identified file and its StudyDate (moved with StudyTime: the row's date)."""
     ds = pydicom.dcmread(path)
-    deidentify(ds, deid)
+    deidentify(ds, deid, deid.options)
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+    return buffer.getvalue(), str(ds.get("StudyDate") or "")
 
 
 def _store(
@@ -179,9 +218,9 @@ def _store(
     )
     series_description = series.description
     if deid is not None:
-        patient_id, shift = deid.patient(study_info.patient_id, study_info.patient_name)
+        patient_id, _ = deid.patient(study_info.patient_id, study_info.patient_name)
         patient_name, accession, description, series_description = patient_id, "", "", ""
-        study_date = shift_date(study_date, shift) if study_date else ""
+        study_date = ""  # the files' own, once de-identified (below)
     series_uid = uid(series.series_instance_uid)
     prefix = f"projects/{project.slug}/series/{_key_part(series_uid)}"
     canonical = workdir / "volume.nii.gz"
@@ -195,7 +234,7 @@ def _store(
         for instance in series.instances:
             key = f"{prefix}/original/{_key_part(uid(instance.sop_instance_uid))}.dcm"
             if deid is not None:
-                content = _deidentified_bytes(instance.path, deid)
+                content, study_date = _deidentified(instance.path, deid)
                 sizes[instance.sop_instance_uid] = len(content)
                 keys[instance.sop_instance_uid] = storage.save_file(key, content)
             else:
@@ -302,20 +341,65 @@ def _import_series(
     return summary
 
 
-def _import_label(
-    project: Project, result: ScanResult, label: LabelObject, handler: LabelHandler
-) -> None:
-    outcome = next(f for f in result.files if f.source == label.source)
+class _LabelsRefused(Exception):
+    """Leaves the labels' transaction: one object was refused, so none is imported."""
+
+
+def _import_labels(
+    project: Project, result: ScanResult, labels: Sequence[LabelObject], handler: LabelHandler
+) -> list[LabelSummary]:
+    """Import the upload's label objects in one transaction: every one, or none of them (rows
+    and mask files) when one is refused; each gets its outcome either way."""
+    summaries = [
+        LabelSummary(label.source, label.sop_instance_uid, NOT_IMPORTED) for label in labels
+    ]
+    written: list[str] = []
     try:
-        outcome.reason = handler(project, label)
-        outcome.status = IMPORTED
-    except DomainError as exc:
-        outcome.status = REJECTED
-        outcome.reason = without_paths(exc.message)
-    except Exception as exc:  # a malformed object must not stop the import: report it
-        log.exception("label object %s could not be imported", label.source)
-        outcome.status = REJECTED
-        outcome.reason = f"could not be read: {without_paths(str(exc))}"
+        with transaction.atomic():
+            for label, summary in zip(labels, summaries, strict=True):
+                try:
+                    with transaction.atomic():  # a failed query stays in its savepoint
+                        made = handler(project, label, written)
+                except DomainError as exc:
+                    summary.status, summary.reason = REJECTED, without_paths(exc.message)
+                except Exception as exc:  # a malformed object must not stop the import
+                    log.exception("label object %s could not be imported", label.source)
+                    summary.status = REJECTED
+                    summary.reason = f"could not be read: {without_paths(str(exc))}"
+                else:
+                    summary.status = IMPORTED if made.created else ALREADY_IMPORTED
+                    summary.reason = made.message()
+                    for key, value in made.to_dict().items():
+                        if key != "message":
+                            setattr(summary, key, value)
+            if any(summary.status == REJECTED for summary in summaries):
+                raise _LabelsRefused
+    except _LabelsRefused:
+        storage.delete_quietly(written)
+        refused = ", ".join(s.source for s in summaries if s.status == REJECTED)
+        for summary in summaries:
+            if summary.status != REJECTED:
+                summary.status = NOT_IMPORTED
+                summary.reason = (
+                    f"nothing imported: the upload's label objects are imported all together "
+                    f"or not at all, and {refused} was refused"
+                )
+                summary.created, summary.unchanged, summary.unmatched = [], [], []
+                summary.series, summary.matched_by = None, ""
+    except BaseException:
+        storage.delete_quietly(written)
+        raise
+    for label, summary in zip(labels, summaries, strict=True):
+        # by name and UID: several files of one upload may have the same name (RS.dcm)
+        outcome = next(
+            f
+            for f in result.files
+            if f.status == LABEL
+            and f.source == label.source
+            and f.sop_instance_uid == label.sop_instance_uid
+        )
+        outcome.status, outcome.reason = summary.status, summary.reason
+    return summaries
 
 
 def studies_import(
@@ -339,9 +423,13 @@ def studies_import(
     limits = Limits(max_voxels=settings.MAX_IMAGE_VOXELS, max_frames=settings.MAX_IMAGE_FRAMES)
     deid = ProjectPseudonymizer(project) if project.deidentify else None
     if label_handler is None:
-        label_handler = functools.partial(
-            dicom_labels_import, uid_map=deid.uid if deid is not None else str
-        )
+        uid_map = deid.uid if deid is not None else str
+
+        def label_handler(
+            project: Project, label: LabelObject, written: list[str]
+        ) -> LabelsImported:
+            return dicom_labels_import(project, label, uid_map=uid_map, written=written)
+
     with tempfile.TemporaryDirectory(prefix="annotator-ingest-") as tmp:
         workdir = Path(tmp)
         extracted = workdir / "inputs"
@@ -361,7 +449,7 @@ def studies_import(
             report.series.append(_import_series(project, result, series, workdir, deid, limits))
             if progress is not None:
                 progress("importing series", done, len(result.series))
-        for label in result.labels:
-            _import_label(project, result, label, label_handler)
+        if result.labels:
+            report.labels = _import_labels(project, result, result.labels, label_handler)
         report.files = result.files
     return report

@@ -115,6 +115,11 @@ class Volume(models.Model):
 class Lesion(models.Model):
     task = models.ForeignKey("projects.Task", on_delete=models.CASCADE, related_name="lesions")
     lesion_class = models.CharField(max_length=100)
+    # An imported lesion's own name (RTSTRUCT ROIName, SEG SegmentLabel, label map value).
+    name = models.CharField(max_length=200, blank=True, default="")
+    # What an imported lesion was made from (annotator.label_import.import_key): a second
+    # import of the same label finds it and makes nothing new. Empty for lesions drawn here.
+    import_key = models.CharField(max_length=128, blank=True, default="")
     # The slice the prompt was drawn on (index along the volume's third axis).
     key_slice = models.PositiveIntegerField(null=True, blank=True)
     # [x0, y0, x1, y1], inclusive voxel indices on the key slice (x = column, y = row).
@@ -126,6 +131,13 @@ class Lesion(models.Model):
 
     class Meta:
         ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["task", "import_key"],
+                condition=~models.Q(import_key=""),
+                name="lesion_imported_once_per_task",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.lesion_class} #{self.pk}"
@@ -254,6 +266,9 @@ class Pseudonym(models.Model):
     original_name = models.CharField(max_length=200, blank=True)
     replacement = models.CharField(max_length=64)
     date_shift_days = models.IntegerField(default=0)
+    # With the days, how far this patient's dates and times move (a patient pseudonymised before
+    # times moved keeps 0, so all of their studies stay consistent).
+    time_shift_seconds = models.IntegerField(default=0)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:

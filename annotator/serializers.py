@@ -44,7 +44,17 @@ class LesionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Lesion
-        fields = ["id", "task", "lesion_class", "key_slice", "box", "latest_mask", "created"]
+        fields = [
+            "id",
+            "task",
+            "lesion_class",
+            "name",
+            "key_slice",
+            "box",
+            "latest_mask",
+            "created",
+        ]
+        read_only_fields = ["name"]  # an imported label's own name
 
     @extend_schema_field(MaskVersionSerializer(allow_null=True))
     def get_latest_mask(self, lesion: Lesion) -> dict[str, Any] | None:

@@ -1,5 +1,7 @@
 """Projects, who works on them, rounds of annotation, tasks and their reviews."""
 
+import re
+
 from django.conf import settings
 from django.db import models
 
@@ -32,8 +34,12 @@ class Project(models.Model):
     lesion_classes = models.JSONField(default=list)
     # [{"name": "soft tissue", "center": 40, "width": 400}, ...]
     window_presets = models.JSONField(default=list)
-    # De-identify DICOM on ingest (PS3.15 Basic Profile, dates shifted per patient).
+    # De-identify DICOM on ingest (PS3.15 Basic Profile, see annotator.dicom.deid), with its
+    # options "Retain Longitudinal Temporal Information with Modified Dates" (dates shifted per
+    # patient) and "Clean Descriptors" (descriptions kept as attributes, emptied).
     deidentify = models.BooleanField(default=False)
+    deidentify_modified_dates = models.BooleanField(default=True)
+    deidentify_clean_descriptors = models.BooleanField(default=False)
     # Queue rules: who gets which task, and in which order.
     assignment = models.CharField(
         max_length=12, choices=Assignment.choices, default=Assignment.POOL
@@ -63,6 +69,19 @@ class Project(models.Model):
     @property
     def lesion_class_names(self) -> list[str]:
         return [c["name"] for c in self.lesion_classes]
+
+    def lesion_class_named(self, name: str) -> str | None:
+        """The project's class an imported label called ``name`` belongs to, or None.
+
+        Names match case-insensitively, with runs of spaces, underscores and hyphens alike:
+        "Spinal_Cord" and "spinal-cord" are the class "spinal cord"; "GTV_1" is not "GTV".
+        """
+        wanted = _class_key(name)
+        return next((c for c in self.lesion_class_names if _class_key(c) == wanted), None)
+
+
+def _class_key(name: str) -> str:
+    return " ".join(re.split(r"[\s_-]+", name.casefold())).strip()
 
 
 class Role(models.TextChoices):

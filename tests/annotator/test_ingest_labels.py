@@ -30,22 +30,25 @@ def test_lung1_ct_with_its_rtstruct(make_project: Callable[..., Project]) -> Non
     report = studies_import(project=project, paths=[DATA / "mirp/ct_images_seg_nsclc/LUNG1-001"])
     assert report.counts()["series imported"] == 1
     (rt,) = [f for f in report.files if "RTSTRUCT" in f.reason or "lesion" in f.reason]
-    assert rt.status == IMPORTED and "4 lesion(s)" in rt.reason, rt.reason
+    assert rt.status == IMPORTED and "4 lesion(s) created" in rt.reason, rt.reason
     names = json.loads((DATA / "mirp/nifti/LUNG1-001_rtstruct_labels.json").read_text())
     labels = sitk.GetArrayFromImage(
         sitk.ReadImage(str(DATA / "mirp/nifti/LUNG1-001_rtstruct_labels.nii.gz"))
     )
     lesions = {lesion.pk: lesion for lesion in Lesion.objects.filter(task__round__project=project)}
     assert len(lesions) == 4
+    # Each lesion keeps its ROI's name; no ROI is named as a class of the project ("tumour",
+    # "node"), so each got the first class, and the report says so.
+    assert sorted(lesion.name for lesion in lesions.values()) == sorted(names.values())
+    assert {lesion.lesion_class for lesion in lesions.values()} == {"tumour"}
+    (summary,) = report.labels
+    assert sorted(summary.unmatched) == sorted(names.values())
+    number_of = {name: int(number) for number, name in names.items()}
     by_number = {}
     for lesion in lesions.values():
         version = lesion.mask_versions.get()
         assert version.source == "import"
-        # lesion classes not in the project fall back to its first class; the ROI name is lost
-        # from the class but kept in the import report, so match the masks by their overlap.
-        mask = mask_version_load(version)
-        number = max((int(v) for v in names), key=lambda v: np.count_nonzero(mask & (labels == v)))
-        by_number[number] = mask
+        by_number[number_of[lesion.name]] = mask_version_load(version)
     painted = np.zeros_like(labels)
     for number in sorted(by_number):  # the label map paints later labels over earlier ones
         painted[by_number[number]] = number
@@ -118,3 +121,56 @@ def test_sts_series_with_its_rtstruct(make_project: Callable[..., Project], moda
     score = dice(mask, reference)
     print(f"STS_001 {modality} via ingest: Dice {score:.4f}")
     assert score >= 0.99
+
+
+STS = DATA / "mirp/sts_images/STS_001"
+STS_MODALITIES = ("CT", "MR_T1", "PET")
+
+
+def _sts_lesions(project: Project) -> dict[tuple[str, str], np.ndarray]:
+    """(modality, name) -> mask of every lesion of the project."""
+    return {
+        (lesion.task.series.modality, lesion.name): mask_version_load(lesion.mask_versions.get())
+        for lesion in Lesion.objects.filter(task__round__project=project)
+    }
+
+
+def test_sts_ct_mr_and_pet_rtstructs_land_alike_in_one_upload_or_one_at_a_time(
+    make_project: Callable[..., Project],
+) -> None:
+    """STS_001's CT, MR and PET share one frame of reference, and its RTSTRUCTs' series and
+    image UIDs match none of the images: each lands on its own series by the SOP class of the
+    images it names, whatever the order of the uploads."""
+    images = [STS / m / "dicom/image" for m in STS_MODALITIES]
+    structures = [STS / m / "dicom/mask/RS.dcm" for m in STS_MODALITIES]
+    together = make_project("sts-together")
+    report = studies_import(project=together, paths=[*images, *structures])
+    assert report.counts()["series imported"] == 3
+    assert [s.status for s in report.labels] == [IMPORTED] * 3, [s.reason for s in report.labels]
+    lesions = _sts_lesions(together)
+    assert sorted(lesions) == [
+        ("CT", "GTV_Mass_CT"),
+        ("MR", "GTV_Mass_MR_T1"),
+        ("PT", "GTV_Mass_PET"),
+    ]
+    for modality in STS_MODALITIES:
+        nifti = STS / modality / "nifti/mask/mask.nii.gz"
+        reference = sitk.GetArrayFromImage(sitk.ReadImage(str(nifti))) > 0
+        ((_, mask),) = [(k, v) for k, v in lesions.items() if k[1] == f"GTV_Mass_{modality}"]
+        assert dice(mask, reference) >= 0.99
+
+    apart = make_project("sts-apart")
+    for modality_images, structure in zip(images, structures, strict=True):
+        one = studies_import(project=apart, paths=[modality_images, structure])
+        (summary,) = one.labels
+        assert summary.status == IMPORTED, summary.reason
+    separately = _sts_lesions(apart)
+    assert sorted(separately) == sorted(lesions)
+    for key, mask in lesions.items():
+        np.testing.assert_array_equal(separately[key], mask)
+
+    # everything again: nothing new, each object's lesion reported unchanged
+    again = studies_import(project=together, paths=[*images, *structures])
+    assert [s.status for s in again.labels] == ["already imported"] * 3
+    assert [len(s.unchanged) for s in again.labels] == [1, 1, 1]
+    assert Lesion.objects.filter(task__round__project=together).count() == 3

@@ -296,11 +296,14 @@ def test_labels_import_creates_lesions_with_import_masks(
     project = make_project("labels")
     imported = import_volume(project)
     labels = phantom_labels(phantom)
-    lesions = labels_import(series=imported.series, masks=labels)
+    result = labels_import(series=imported.series, masks=labels)
+    lesions = result.created
     assert len(lesions) == len(labels) == 2
+    # A label named as a project class takes it; any other gets the first class, and is listed.
+    assert result.unmatched == ["liver lesion"]
     for lesion, label in zip(lesions, labels, strict=True):
         assert lesion.task == imported.task
-        # A project class keeps its name; any other label gets the project's first class.
+        assert lesion.name == label.name
         assert lesion.lesion_class == "tumour"
         k, box = key_slice_and_box(label.mask)
         assert (lesion.key_slice, lesion.box) == (k, list(box))
@@ -319,6 +322,45 @@ def test_labels_import_creates_lesions_with_import_masks(
     with pytest.raises(Conflict):
         labels_import(series=imported.series, masks=labels, as_reference=True)
     assert Lesion.objects.filter(task=imported.task).count() == 2
+
+
+def test_label_names_map_to_classes_case_insensitively_with_separators_alike() -> None:
+    project = Project(lesion_classes=[{"name": "Tumour"}, {"name": "spinal cord"}])
+    assert project.lesion_class_named("TUMOUR") == "Tumour"
+    assert project.lesion_class_named("Spinal_Cord") == "spinal cord"
+    assert project.lesion_class_named(" spinal--cord ") == "spinal cord"
+    assert project.lesion_class_named("spinalcord") is None
+    assert project.lesion_class_named("Tumour 1") is None
+
+
+@pytest.mark.django_db
+def test_labels_import_with_a_source_makes_each_label_once(
+    make_project: Callable[..., Project],
+    import_volume: Callable[[Project], ImportedVolume],
+    phantom: Phantom,
+) -> None:
+    imported = import_volume(make_project("labels"))
+    labels = phantom_labels(phantom)
+    first = labels_import(series=imported.series, masks=labels, source="dicom:1.2.3")
+    assert [lesion.import_key for lesion in first.created] == ["dicom:1.2.3#1", "dicom:1.2.3#2"]
+    assert first.unchanged == []
+    # the same labels again, as the same reference: nothing made, no conflict with themselves
+    again = labels_import(
+        series=imported.series, masks=labels, source="dicom:1.2.3", as_reference=True
+    )
+    assert again.created == [] and again.unchanged == first.created
+    assert again.message().startswith("nothing new: 2 lesion(s) already imported")
+    # one more label of the same object is new; another object's are all new
+    extra = LabelMask("node", 3, labels[0].mask)
+    more = labels_import(series=imported.series, masks=[*labels, extra], source="dicom:1.2.3")
+    assert [lesion.name for lesion in more.created] == ["node"]
+    assert more.created[0].lesion_class == "node" and more.unmatched == []
+    other = labels_import(series=imported.series, masks=labels, source="dicom:9.9")
+    assert len(other.created) == 2
+    assert Lesion.objects.filter(task=imported.task).count() == 5
+    with pytest.raises(InvalidInput, match="label number 1 is given twice"):
+        labels_import(series=imported.series, masks=[labels[0], labels[0]], source="dicom:7")
+    assert Lesion.objects.count() == 5
 
 
 def stored_files(media_root: Path) -> list[Path]:
@@ -378,7 +420,7 @@ def test_labels_import_is_all_or_nothing(
     assert not Lesion.objects.exists() and not MaskVersion.objects.exists()
     assert stored_files(media_root) == files_before
 
-    lesions = labels_import(series=imported.series, masks=[good], as_reference=True)
+    lesions = labels_import(series=imported.series, masks=[good], as_reference=True).created
     (version,) = lesions[0].mask_versions.all()
     assert version.author_backend == "import:reference"
 

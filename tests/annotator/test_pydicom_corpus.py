@@ -187,12 +187,15 @@ def test_the_whole_corpus_through_the_service(
         "series": 18,
         "series imported": 15,
         "series rejected": 3,
+        # the two SEG objects (below): refused, so no lesion
+        "lesions created": 0,
+        "lesions unchanged": 0,
     }, report.to_dict()["series"]
     assert all(f.reason for f in report.files if f.status != IMPORTED)
     # The SEG objects refer to a series the corpus does not hold: refused with that reason.
     for name in ("liver.dcm", "liver_expb.dcm"):
         (outcome,) = [f for f in report.files if f.source == f"data/{name}"]
-        assert outcome.status == REJECTED and "is not in the project" in outcome.reason
+        assert outcome.status == REJECTED and "is in the project" in outcome.reason
     rejected_series = {s.series_instance_uid for s in report.series if s.status == REJECTED}
     assert not Series.objects.filter(series_instance_uid__in=rejected_series).exists()
     for outcome in report.rejected_files:

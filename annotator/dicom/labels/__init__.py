@@ -70,9 +70,10 @@ __all__ = [
 ]
 
 
-def referenced_images(ds: pydicom.Dataset, limits: LabelLimits = DEFAULT_LIMITS) -> set[str]:
-    """The SOP Instance UIDs of the images an RTSTRUCT or SEG says it was drawn on."""
-    reader: Callable[[pydicom.Dataset, LabelLimits], set[str]] = (
+def referenced_images(ds: pydicom.Dataset, limits: LabelLimits = DEFAULT_LIMITS) -> dict[str, str]:
+    """The images an RTSTRUCT or SEG says it was drawn on: SOP Instance UID -> Referenced SOP
+    Class UID ("" where the object does not say)."""
+    reader: Callable[[pydicom.Dataset, LabelLimits], dict[str, str]] = (
         seg_references if ds.get("Modality") == "SEG" else rtstruct_references
     )
     return reader(ds, limits)

@@ -60,11 +60,25 @@ class ItemBudget:
     def __init__(self, limit: int, what: str) -> None:
         self.left = limit
         self.what = what
+        # Every image read by ``images``: SOP Instance UID -> Referenced SOP Class UID.
+        self.sop_classes: dict[str, str] = {}
 
     def items(self, ds: Dataset, keyword: str) -> list[Dataset]:
         found = list(items(ds, keyword, self.left, self.what))
         self.left -= len(found)
         return found
+
+    def images(self, references: list[Dataset]) -> set[str]:
+        """The Referenced SOP Instance UIDs of image reference items (empty ones left out);
+        each one's Referenced SOP Class UID is kept in ``sop_classes``."""
+        uids: set[str] = set()
+        for image in references:
+            uid = str(image.get("ReferencedSOPInstanceUID", "") or "")
+            if uid:
+                uids.add(uid)
+                sop_class = str(image.get("ReferencedSOPClassUID", "") or "")
+                self.sop_classes[uid] = sop_class or self.sop_classes.get(uid, "")
+        return uids
 
 
 def first_item(ds: Dataset | None, keyword: str) -> Dataset | None:

@@ -22,16 +22,17 @@ from annotator.dicom.labels.items import ItemBudget, decimals, items, value_coun
 from annotator.dicom.labels.polygon import fill, row_crossings
 
 
-def rtstruct_references(rtstruct: pydicom.Dataset, limits: LabelLimits) -> set[str]:
-    """The SOP Instance UIDs of the images the RTSTRUCT names as drawn on (its structure set's
-    list, and each contour's), read item by item within ``limits.max_references``."""
+def rtstruct_references(rtstruct: pydicom.Dataset, limits: LabelLimits) -> dict[str, str]:
+    """The images the RTSTRUCT names as drawn on (its structure set's list, and each contour's):
+    SOP Instance UID -> Referenced SOP Class UID ("" when not given), read item by item within
+    ``limits.max_references``."""
     budget, work = _References(limits), _Work(limits)
-    uids = budget.listed(rtstruct)
+    budget.listed(rtstruct)
     for roi in items(rtstruct, "ROIContourSequence", limits.max_labels, _too_many_rois(limits)):
         for contour in items(roi, "ContourSequence", work.contours_left(), _too_many(limits)):
             work.contour()
-            uids |= budget.contour_images(contour)
-    return uids
+            budget.contour_images(contour)
+    return budget.sop_classes
 
 
 def rtstruct_frames_of_reference(rtstruct: pydicom.Dataset, limits: LabelLimits) -> list[str]:
@@ -241,13 +242,11 @@ class _References(ItemBudget):
         for frame in self.items(rtstruct, "ReferencedFrameOfReferenceSequence"):
             for study in self.items(frame, "RTReferencedStudySequence"):
                 for series in self.items(study, "RTReferencedSeriesSequence"):
-                    for image in self.items(series, "ContourImageSequence"):
-                        uids.add(str(image.get("ReferencedSOPInstanceUID", "")))
-        return uids - {""}
+                    uids |= self.images(self.items(series, "ContourImageSequence"))
+        return uids
 
     def contour_images(self, contour: pydicom.Dataset) -> set[str]:
-        images = self.items(contour, "ContourImageSequence")
-        return {str(i.get("ReferencedSOPInstanceUID", "")) for i in images} - {""}
+        return self.images(self.items(contour, "ContourImageSequence"))
 
 
 def _too_many_rois(limits: LabelLimits) -> str:

@@ -61,15 +61,16 @@ class _Plan:
     problem: LabelError | None = None
 
 
-def seg_references(seg: pydicom.Dataset, limits: LabelLimits) -> set[str]:
-    """The SOP Instance UIDs of the images the SEG says it was made from (its referenced
-    series' instances and each frame's source images), read within ``limits``."""
+def seg_references(seg: pydicom.Dataset, limits: LabelLimits) -> dict[str, str]:
+    """The images the SEG says it was made from (its referenced series' instances and each
+    frame's source images): SOP Instance UID -> Referenced SOP Class UID ("" when not given),
+    read within ``limits``."""
     refs = _References(limits)
-    uids = refs.listed(seg)
+    refs.listed(seg)
     for item in _per_frame(seg, limits):
         if item is not None:
-            uids |= refs.sources(item)
-    return uids
+            refs.sources(item)
+    return refs.sop_classes
 
 
 def seg_masks(
@@ -106,7 +107,11 @@ def seg_masks(
     )
     for item in items(seg, "SegmentSequence", limits.max_labels, declared):
         number = int(item.SegmentNumber)
-        segments[number] = str(item.get("SegmentLabel", "") or f"segment {number}")
+        segments[number] = str(
+            item.get("SegmentLabel", "")
+            or item.get("SegmentDescription", "")
+            or f"segment {number}"
+        )
     rows, columns = int(seg.Rows), int(seg.Columns)
     if rows > grid.size[1] or columns > grid.size[0]:
         raise GeometryMismatch(
@@ -357,17 +362,13 @@ class _References(ItemBudget):
         )
 
     def listed(self, seg: pydicom.Dataset) -> set[str]:
-        uids = {
-            str(image.get("ReferencedSOPInstanceUID", ""))
-            for series in self.items(seg, "ReferencedSeriesSequence")
-            for image in self.items(series, "ReferencedInstanceSequence")
-        }
-        return uids - {""}
+        uids: set[str] = set()
+        for series in self.items(seg, "ReferencedSeriesSequence"):
+            uids |= self.images(self.items(series, "ReferencedInstanceSequence"))
+        return uids
 
     def sources(self, frame: pydicom.Dataset) -> set[str]:
-        uids = {
-            str(source.get("ReferencedSOPInstanceUID", ""))
-            for derivation in self.items(frame, "DerivationImageSequence")
-            for source in self.items(derivation, "SourceImageSequence")
-        }
-        return uids - {""}
+        uids: set[str] = set()
+        for derivation in self.items(frame, "DerivationImageSequence"):
+            uids |= self.images(self.items(derivation, "SourceImageSequence"))
+        return uids
