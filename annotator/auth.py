@@ -2,8 +2,9 @@
 failed logins (django-axes). The token endpoints are in token_views.py.
 
 Tokens are for scripts (the browser uses its session), sent as ``Authorization: Token <key>``
-until they expire (``REST_KNOX["TOKEN_TTL"]``) or are revoked. The database keeps only a
-SHA-512 digest of each token.
+or ``Authorization: Bearer <key>`` (what DICOMweb clients such as 3D Slicer send) until they
+expire (``REST_KNOX["TOKEN_TTL"]``) or are revoked. The database keeps only a SHA-512 digest of
+each token. DICOMweb also takes HTTP Basic (a username and password on every request).
 
 Failed logins are counted per username and client address on every login path (the token
 endpoint, the login form, the admin's) by django-axes through Django's ``authenticate``; past
@@ -17,6 +18,7 @@ from hmac import compare_digest
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import authenticate
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -25,11 +27,12 @@ from knox.auth import TokenAuthentication as KnoxTokenAuthentication
 from knox.crypto import hash_token
 from knox.models import AuthToken
 from knox.settings import CONSTANTS
-from rest_framework import exceptions, status
+from rest_framework import authentication, exceptions, status
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 TOKEN_URL = "/api/auth/token/"
+KEYWORDS = (b"token", b"bearer")  # Authorization: Token <key> / Bearer <key> (RFC 6750)
 
 
 class TokenRefused(exceptions.APIException):
@@ -54,10 +57,12 @@ class TokenAuthentication(KnoxTokenAuthentication):
     """
 
     def authenticate(self, request: Request) -> tuple[Any, AuthToken] | None:
-        try:
-            return super().authenticate(request)
-        except exceptions.AuthenticationFailed as exc:  # a malformed header
-            raise TokenRefused(exc.detail) from None
+        auth = authentication.get_authorization_header(request).split()
+        if not auth or auth[0].lower() not in KEYWORDS:
+            return None  # no credentials, or credentials for another class
+        if len(auth) != 2:
+            raise TokenRefused("Invalid token header: expected '<Token|Bearer> <token>'.")
+        return self.authenticate_credentials(auth[1])
 
     def authenticate_credentials(self, token: bytes) -> tuple[Any, AuthToken]:
         try:
@@ -77,6 +82,43 @@ class TokenAuthentication(KnoxTokenAuthentication):
                 raise TokenRefused("User inactive or deleted.")
             return auth_token.user, auth_token
         raise TokenRefused("Invalid token.")
+
+
+class DicomWebTokenAuthentication(TokenAuthentication):
+    """The token check of DICOMweb, which comes first there: a request with no credentials is
+    401 with ``WWW-Authenticate: Bearer realm="dicomweb"`` (PS3.18 and its clients expect a
+    challenge, not 403). Basic is accepted too but not offered in the challenge, so a browser
+    never pops up its password dialog, nor keeps a password it would send cross-site."""
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="dicomweb"'
+
+
+class BasicRefused(TokenRefused):
+    """A username and password that were sent and refused: 401."""
+
+    auth_header = 'Basic realm="dicomweb"'
+
+
+class BasicAuthentication(authentication.BasicAuthentication):
+    """HTTP Basic for DICOMweb clients, through Django's ``authenticate``: django-axes counts
+    each failure and refuses a locked-out username and address (429 with Retry-After), like
+    every other login path. Each request checks the password (a token is far cheaper)."""
+
+    def authenticate_credentials(
+        self, userid: str, password: str, request: Request | None = None
+    ) -> tuple[Any, None]:
+        credentials = {"username": userid, "password": password}
+        user = authenticate(request=request, **credentials)
+        if request is not None and getattr(request, "axes_locked_out", False):
+            cooloff = settings.AXES_COOLOFF_TIME
+            wait = int(cooloff.total_seconds()) if isinstance(cooloff, timedelta) else None
+            raise exceptions.Throttled(
+                wait, "Too many failed logins for this username from your address."
+            )
+        if user is None or not user.is_active:
+            raise BasicRefused("Invalid username/password.")
+        return user, None
 
 
 class TokenScheme(KnoxTokenScheme):

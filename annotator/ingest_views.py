@@ -20,7 +20,7 @@ from annotator.api import current_user, get_visible, query_params
 from annotator.dicom import archive
 from annotator.errors import InvalidInput
 from annotator.ingest import ImportReport, studies_import
-from annotator.pacs import PacsSource, pacs_find_studies, pacs_import
+from annotator.pacs import MAX_STUDIES_PAGE, PacsSource, pacs_find_studies, pacs_import
 from annotator.uploads import descriptors_refused
 from projects.access import require_role, visible_projects
 from projects.models import Role
@@ -95,11 +95,12 @@ class StudyImportView(APIView):
 
 
 def report_response(report: ImportReport) -> Response:
-    """201 when something was imported, 200 when everything already was, else 400."""
+    """201 when something was imported (series or lesions), 200 when everything already was,
+    else 400 (nothing was created)."""
     code: int
-    if report.imported_series:
+    if report.imported_series or report.created_lesions:
         code = status.HTTP_201_CREATED
-    elif report.series and not report.rejected_files:
+    elif (report.series or report.labels) and not report.rejected_files:
         code = status.HTTP_200_OK  # a repeated upload: everything is already there
     else:
         code = status.HTTP_400_BAD_REQUEST
@@ -120,6 +121,11 @@ class PacsQuerySerializer(serializers.Serializer):
     AccessionNumber = serializers.CharField(max_length=64, required=False, allow_blank=True)
     StudyInstanceUID = serializers.CharField(max_length=64, required=False, allow_blank=True)
     ModalitiesInStudy = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    # Paging, passed on to the PACS's QIDO-RS; the response's Link header names the next page.
+    limit = serializers.IntegerField(
+        min_value=1, max_value=MAX_STUDIES_PAGE, default=MAX_STUDIES_PAGE
+    )
+    offset = serializers.IntegerField(min_value=0, max_value=1_000_000, default=0)
 
 
 UID = r"\A[0-9]+(?:\.[0-9]+)*\Z"
@@ -141,25 +147,49 @@ class PacsStudyListView(APIView):
         parameters=[
             OpenApiParameter(name, str, description="QIDO-RS filter (wildcards allowed)")
             for name in ("PatientID", "PatientName", "StudyDate", "AccessionNumber")
+        ]
+        + [
+            OpenApiParameter("limit", int, description=f"studies per page (1-{MAX_STUDIES_PAGE})"),
+            OpenApiParameter("offset", int, description="studies to skip"),
         ],
         responses=inline_serializer(
             "PacsStudy",
             {
                 "study_instance_uid": serializers.CharField(),
                 "patient_id": serializers.CharField(),
-                "study_date": serializers.CharField(),
+                "patient_name": serializers.CharField(),
+                "study_date": serializers.CharField(help_text="DICOM DA (YYYYMMDD) or empty"),
                 "description": serializers.CharField(),
+                "accession_number": serializers.CharField(),
+                "modalities": serializers.ListField(child=serializers.CharField()),
+                "instances": serializers.IntegerField(allow_null=True),
             },
             many=True,
         ),
     )
     def get(self, request: Request, slug: str) -> Response:
-        """Search the configured PACS for studies (managers)."""
+        """Search the configured PACS for studies (managers), a page at a time.
+
+        The body is the page's studies; when the PACS has more, the ``Link`` header gives the
+        next page's URL (``rel="next"``, RFC 8288) and ``X-Next-Offset`` its offset.
+        """
         project = get_visible(visible_projects(current_user(request)), slug=slug)
         require_role(current_user(request), project, Role.MANAGER)
         params = query_params(request, PacsQuerySerializer)
+        limit, offset = params.pop("limit"), params.pop("offset")
         query = {k: v for k, v in params.items() if v}
-        return Response(pacs_find_studies(source=PacsSource.configured(), query=query))
+        page = pacs_find_studies(
+            source=PacsSource.configured(), query=query, limit=limit, offset=offset
+        )
+        response = Response(page.studies)
+        if page.more:
+            following = request.query_params.copy()
+            following["limit"] = str(page.limit)
+            following["offset"] = str(page.offset + page.limit)
+            url = request.build_absolute_uri(f"{request.path}?{following.urlencode()}")
+            response["Link"] = f'<{url}>; rel="next"'
+            response["X-Next-Offset"] = str(page.offset + page.limit)
+        return response
 
 
 class PacsImportView(APIView):

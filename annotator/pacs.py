@@ -60,25 +60,66 @@ class PacsSource:
         return DICOMwebClient(url=self.url.rstrip("/"), session=self.session())
 
 
-def _plain(value: dict[str, Any]) -> Any:
-    values = value.get("Value", [])
-    if value.get("vr") == "PN":
-        values = [v.get("Alphabetic", "") for v in values]
-    return values if len(values) > 1 else (values[0] if values else "")
+def _values(study: dict[str, Any], tag: str) -> list[Any]:
+    element = study.get(tag) or {}
+    values = element.get("Value") or []
+    if element.get("vr") == "PN":
+        values = [v.get("Alphabetic", "") for v in values if isinstance(v, dict)]
+    return [v for v in values if v is not None]
+
+
+def _study(study: dict[str, Any]) -> dict[str, Any]:
+    """One QIDO-RS study as the API answers it: every field present, text "" when the PACS
+    sent none (several values: joined by "\\", as DICOM writes them), the modalities a list,
+    the instance count a number or None."""
+    out: dict[str, Any] = {
+        name: "\\".join(str(v) for v in _values(study, tag))
+        for tag, name in STUDY_FIELDS.items()
+        if name not in ("modalities", "instances")
+    }
+    out["modalities"] = [str(v) for v in _values(study, "00080061")]
+    counts = _values(study, "00201208")
+    try:
+        out["instances"] = int(counts[0]) if counts else None
+    except (TypeError, ValueError):
+        out["instances"] = None
+    return out
+
+
+# The most studies one search returns (a page); the next ones are asked for with ``offset``.
+MAX_STUDIES_PAGE = 100
+
+
+@dataclass(frozen=True)
+class StudyPage:
+    studies: list[dict[str, Any]]
+    offset: int
+    limit: int
+    more: bool  # the PACS has studies past this page (ask again from offset + limit)
 
 
 def pacs_find_studies(
-    *, source: PacsSource, query: dict[str, str] | None = None, limit: int = 100
-) -> list[dict[str, Any]]:
-    """QIDO-RS study search (standard attribute filters such as PatientID, StudyDate)."""
+    *,
+    source: PacsSource,
+    query: dict[str, str] | None = None,
+    limit: int = MAX_STUDIES_PAGE,
+    offset: int = 0,
+) -> StudyPage:
+    """QIDO-RS study search (standard attribute filters such as PatientID, StudyDate), one page.
+
+    ``limit`` and ``offset`` go to the PACS as QIDO-RS's own; one study more than the page is
+    asked for, to tell whether there is a next page without counting them all.
+    """
+    limit = max(1, min(limit, MAX_STUDIES_PAGE))
+    offset = max(0, offset)
     try:
-        found = source.client().search_for_studies(search_filters=query or {}, limit=limit)
+        found = source.client().search_for_studies(
+            search_filters=query or {}, limit=limit + 1, offset=offset or None
+        )
     except requests.RequestException as exc:
         raise InvalidInput(f"the PACS at {source.url} did not answer the search: {exc}") from exc
-    return [
-        {name: _plain(study[tag]) for tag, name in STUDY_FIELDS.items() if tag in study}
-        for study in found
-    ]
+    studies = [_study(study) for study in found[:limit]]
+    return StudyPage(studies, offset, limit, more=len(found) > limit)
 
 
 def _parts(response: requests.Response) -> Iterator[bytes]:

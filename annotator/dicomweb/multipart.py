@@ -22,9 +22,12 @@ frames such ranges are skipped (the next alternative wins, or 406). The viewer a
 multipart body must be searched for its closing boundary, a single part need not be.
 
 Instances (``.../instances/{i}``, ``.../series/{s}``, ``.../studies/{s}``) are
-``multipart/related; type="application/dicom"``: the files as they were received unless the
-Accept header asks for another transfer syntax: explicit VR little endian is produced (decoded
-with pydicom), anything else is 406. Asked for ``type="application/octet-stream"`` first, the same
+``multipart/related; type="application/dicom"``, by default (no ``transfer-syntax``, or no
+Accept header) in explicit VR little endian as PS3.18 8.7.3.5.2 says: implicit VR made explicit,
+compressed pixel data decoded with pydicom (an instance no installed decoder can decode, or
+stored big endian, is sent as stored). ``transfer-syntax=*`` or the stored syntax: the files as
+they were received; ``transfer-syntax=1.2.840.10008.1.2.1``: explicit VR little endian or 406;
+anything else is 406. Asked for ``type="application/octet-stream"`` first, the same
 resources give their bulk data instead: every frame of every instance, in the series' order, one
 part each, negotiated as frames are (above), each part with the ``Content-Location`` of its frame
 resource and its ``Content-Length`` (a client finds the parts without searching for boundaries).
@@ -192,14 +195,15 @@ def wants_bulkdata(accept: str | None) -> bool:
     return False
 
 
-def negotiate_instances(accept: str | None) -> list[str]:
-    """The transfer syntaxes acceptable for instances, best first ("*": as stored); [] -> 406."""
-    syntaxes = []
+def negotiate_instances(accept: str | None) -> list[str | None]:
+    """The transfer syntaxes acceptable for instances, best first ("*": as stored; None: the
+    default, explicit VR little endian where it can be produced); [] -> 406."""
+    syntaxes: list[str | None] = []
     for option in parse_accept(accept):
         if option.single:
             continue  # instances come as multipart only
         if option.type in (DICOM, "*/*"):
-            syntaxes.append(option.transfer_syntax or "*")
+            syntaxes.append(option.transfer_syntax)
     return syntaxes
 
 

@@ -2,7 +2,7 @@
 
 from django.urls import path, register_converter
 
-from annotator.dicomweb import qido, wado
+from annotator.dicomweb import qido, rendered, stow, wado
 
 
 class UidConverter:
@@ -33,10 +33,11 @@ SE = f"{S}/series/<dicomuid:series>"
 I = f"{SE}/instances/<dicomuid:instance>"  # noqa: E741
 
 urlpatterns = [
-    path("studies", qido.StudiesSearch.as_view(), name="dicomweb-studies"),
+    # STOW-RS is POST on these two: their views are QIDO-RS's and WADO-RS's with a post method.
+    path("studies", stow.StudiesSearchOrStore.as_view(), name="dicomweb-studies"),
     path("series", qido.SeriesSearch.as_view(), name="dicomweb-series"),
     path("instances", qido.InstancesSearch.as_view(), name="dicomweb-instances"),
-    path(S, wado.StudyRetrieve.as_view(), name="dicomweb-study"),
+    path(S, stow.StudyRetrieveOrStore.as_view(), name="dicomweb-study"),
     path(f"{S}/metadata", wado.StudyMetadata.as_view(), name="dicomweb-study-metadata"),
     path(f"{S}/series", qido.SeriesSearch.as_view(), name="dicomweb-study-series"),
     path(f"{S}/instances", qido.InstancesSearch.as_view(), name="dicomweb-study-instances"),
@@ -46,4 +47,21 @@ urlpatterns = [
     path(I, wado.InstanceRetrieve.as_view(), name="dicomweb-instance"),
     path(f"{I}/metadata", wado.InstanceMetadata.as_view(), name="dicomweb-instance-metadata"),
     path(f"{I}/frames/<dicomframes:frames>", wado.FramesRetrieve.as_view(), name="dicomweb-frames"),
+    # Rendered and thumbnail resources (annotator.dicomweb.rendered).
+    path(f"{I}/rendered", rendered.InstanceRendered.as_view(), name="dicomweb-instance-rendered"),
+    path(
+        f"{I}/frames/<dicomframes:frames>/rendered",
+        rendered.FrameRendered.as_view(),
+        name="dicomweb-frames-rendered",
+    ),
+    path(f"{S}/thumbnail", rendered.StudyThumbnail.as_view(), name="dicomweb-study-thumbnail"),
+    path(f"{SE}/thumbnail", rendered.SeriesThumbnail.as_view(), name="dicomweb-series-thumbnail"),
+    path(
+        f"{I}/thumbnail", rendered.InstanceThumbnail.as_view(), name="dicomweb-instance-thumbnail"
+    ),
+    path(
+        f"{I}/frames/<dicomframes:frames>/thumbnail",
+        rendered.FrameThumbnail.as_view(),
+        name="dicomweb-frames-thumbnail",
+    ),
 ]

@@ -1,10 +1,14 @@
 """What every DICOMweb view shares: DRF authentication, project scoping, DICOM JSON responses.
 
-The views are DRF ``APIView``s, so the API's session and token authentication and its
-``IsAuthenticated`` permission apply unchanged (anonymous requests: 401/403). Every lookup is
-scoped to the projects the user is a member of (the projects ``projects.access.visible_projects``
-gives): a study of a project the user is not a member of is not listed by QIDO-RS and is 404 for
-WADO-RS, exactly like the API's objects.
+The views are DRF ``APIView``s with the API's ``IsAuthenticated`` permission; a client signs in
+with a token (``Authorization: Bearer <key>`` or ``Token <key>``), HTTP Basic, or the browser's
+session. No credentials: 401 with ``WWW-Authenticate: Bearer realm="dicomweb"``.
+
+Every lookup is scoped to the projects the user is a member of (the projects
+``projects.access.visible_projects`` gives): a study of a project the user is not a member of is
+not listed by QIDO-RS and is 404 for WADO-RS, exactly like the API's objects. A study imported
+into two of the user's projects is one study here: each study, series and instance is served
+once per UID (the copy with the lowest primary key), never once per project.
 
 URLs (under ``/dicomweb/``; UIDs are dotted digits):
 
@@ -18,22 +22,26 @@ URLs (under ``/dicomweb/``; UIDs are dotted digits):
 
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
+from django.conf import settings
 from django.contrib.auth.models import User
-from django.db.models import QuerySet
+from django.db.models import Min, Model, QuerySet
 from django.http import Http404, HttpResponse
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from annotator.api import current_user
+from annotator.auth import BasicAuthentication, DicomWebTokenAuthentication
 from annotator.models import Instance, Series, Study
 
 DICOM_JSON = "application/dicom+json"
+M = TypeVar("M", bound=Model)
 
 
 class AcceptAnything(BaseContentNegotiation):
@@ -51,6 +59,13 @@ class AcceptAnything(BaseContentNegotiation):
 
 @extend_schema(exclude=True)
 class DicomWebView(APIView):
+    # A token first: no credentials is 401 with a challenge (DRF asks the first class for it).
+    # The session keeps DRF's CSRF check on unsafe methods.
+    authentication_classes = [
+        DicomWebTokenAuthentication,
+        BasicAuthentication,
+        SessionAuthentication,
+    ]
     renderer_classes = [JSONRenderer]
     content_negotiation_class = AcceptAnything
     # the API's per-user throttle, with a budget of its own (annotator/throttling.py)
@@ -77,7 +92,15 @@ def visible_instances(user: User) -> QuerySet[Instance]:
     return Instance.objects.filter(series__study__project__memberships__user_id=user.id)
 
 
+def first_per_uid(queryset: QuerySet[M], *uid_fields: str) -> QuerySet[M]:
+    """One row of ``queryset`` per value of ``uid_fields`` (the one with the lowest pk): a study
+    in two of the user's projects is two rows with one UID, and is served once."""
+    firsts = queryset.order_by().values(*uid_fields).annotate(first=Min("pk")).values("first")
+    return queryset.model._default_manager.filter(pk__in=firsts)
+
+
 def studies_or_404(user: User, study: str) -> QuerySet[Study]:
+    """Every visible copy of the study (a series of any of them belongs to it)."""
     studies = visible_studies(user).filter(study_instance_uid=study)
     if not studies.exists():
         raise Http404("no such study")
@@ -85,10 +108,17 @@ def studies_or_404(user: User, study: str) -> QuerySet[Study]:
 
 
 def series_or_404(user: User, study: str, series: str) -> QuerySet[Series]:
-    found = visible_series(user).filter(study__study_instance_uid=study, series_instance_uid=series)
-    if not found.exists():
+    """One visible copy of the series (the first), as a queryset."""
+    first = (
+        visible_series(user)
+        .filter(study__study_instance_uid=study, series_instance_uid=series)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if first is None:
         raise Http404("no such series")
-    return found
+    return Series.objects.filter(pk=first)
 
 
 def instance_or_404(user: User, study: str, series: str, instance: str) -> Instance:
@@ -100,6 +130,7 @@ def instance_or_404(user: User, study: str, series: str, instance: str) -> Insta
             sop_instance_uid=instance,
         )
         .select_related("series", "series__study")
+        .order_by("pk")
         .first()
     )
     if found is None:
@@ -108,8 +139,13 @@ def instance_or_404(user: User, study: str, series: str, instance: str) -> Insta
 
 
 def root_url(request: Request) -> str:
-    """The absolute URL of ``/dicomweb`` (no trailing slash), as the client reached it."""
-    return request.build_absolute_uri(reverse("dicomweb-studies")).rsplit("/studies", 1)[0]
+    """The absolute URL of ``/dicomweb`` (no trailing slash): under ``PUBLIC_BASE_URL`` when it
+    is set, else as the client reached it (its Host header, which some clients send without the
+    port: their next request, to a link built from it, would go to port 80)."""
+    path = reverse("dicomweb-studies").rsplit("/studies", 1)[0]
+    if settings.PUBLIC_BASE_URL:
+        return settings.PUBLIC_BASE_URL.rstrip("/") + path
+    return request.build_absolute_uri(path)
 
 
 def accepts_json(request: Request) -> bool:

@@ -16,14 +16,22 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from django.core.files.storage import default_storage
+from django.db.models import QuerySet
 from django.http import Http404, HttpResponse, StreamingHttpResponse
 from pydicom import dcmread
-from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian
+from pydicom.pixels import get_decoder
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 from rest_framework.exceptions import NotAcceptable, ValidationError
 from rest_framework.request import Request
 
 from annotator import storage
 from annotator.dicomweb import multipart
+from annotator.dicomweb.dicomjson import dataset_json
 from annotator.dicomweb.files import (
     Header,
     NoPixelData,
@@ -35,17 +43,20 @@ from annotator.dicomweb.files import (
 from annotator.dicomweb.views import (
     DicomWebView,
     accepts_json,
+    first_per_uid,
     instance_or_404,
     json_response,
     root_url,
     series_or_404,
     studies_or_404,
 )
-from annotator.models import Instance, Series
+from annotator.models import Instance, Series, Study
 
 log = logging.getLogger(__name__)
 BASE = "{{dicomweb}}"
 HUGE = 1 << 62  # no bulk data threshold: only Pixel Data is sent by reference
+# Part of the cached metadata's name: changes when the JSON built from the same files does.
+METADATA_VERSION = "v2"
 
 
 def instance_path(instance: Instance) -> str:
@@ -57,9 +68,7 @@ def instance_path(instance: Instance) -> str:
 
 
 def instance_json(instance: Instance, header: Header, base: str = BASE) -> dict[str, Any]:
-    body: dict[str, Any] = header.dataset.to_json_dict(
-        bulk_data_threshold=HUGE, suppress_invalid_tags=True
-    )
+    body = dataset_json(header.dataset, bulk_data_threshold=HUGE)
     body["00083002"] = {"vr": "UI", "Value": [header.transfer_syntax]}
     if header.pixel_vr is not None:
         frames = ",".join(str(n) for n in range(1, header.number_of_frames + 1))
@@ -85,7 +94,8 @@ def series_metadata(series: Series) -> bytes:
             f"{i.pk}:{i.sop_instance_uid}:{i.storage_key}:{i.size_bytes}" for i in instances
         ).encode()
     ).hexdigest()[:20]
-    key = f"{_series_prefix(series)}derived/dicomweb-metadata-{fingerprint}.json"
+    name = f"dicomweb-metadata-{METADATA_VERSION}-{fingerprint}.json"
+    key = f"{_series_prefix(series)}derived/{name}"
     try:
         with default_storage.open(key, "rb") as f:
             return bytes(f.read())
@@ -111,6 +121,11 @@ def warm_series_metadata(series: Series) -> None:
         log.exception("could not build the metadata of series %s ahead of time", series.pk)
 
 
+def study_series(studies: QuerySet[Study]) -> QuerySet[Series]:
+    """The series of a study's visible copies, one per series UID."""
+    return first_per_uid(Series.objects.filter(study__in=studies), "series_instance_uid")
+
+
 def _with_base(body: bytes, request: Request) -> bytes:
     return body.replace(BASE.encode(), root_url(request).encode())
 
@@ -130,7 +145,7 @@ class StudyMetadata(MetadataView):
     def get(self, request: Request, study: str) -> HttpResponse:
         self.check_accept()
         studies = studies_or_404(self.user(), study)
-        all_series = Series.objects.filter(study__in=studies).order_by("pk")
+        all_series = study_series(studies).order_by("pk")
         return json_response(_with_base(_concat(series_metadata(s) for s in all_series), request))
 
 
@@ -152,12 +167,25 @@ class InstanceMetadata(MetadataView):
 # Retrieving instances (multipart/related; type="application/dicom").
 
 
+def _transcodable(stored: str) -> bool:
+    """Whether an instance stored in ``stored`` can be sent in explicit VR little endian."""
+    uid = UID(stored)
+    if stored in (ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian):
+        return True
+    if not uid.is_compressed:
+        return False  # big endian (its OW values would need swapping) or unknown
+    try:
+        return bool(get_decoder(uid).is_available)
+    except NotImplementedError:  # no decoder exists for the syntax (MPEG, HEVC...)
+        return False
+
+
 def _transcoded(instance: Instance) -> Iterator[bytes]:
     """The instance in explicit VR little endian (decompressed; implicit VR made explicit)."""
     with open_file(instance) as f:
         ds = dcmread(f)
     if UID(ds.file_meta.TransferSyntaxUID).is_compressed:
-        ds.decompress()
+        ds.decompress(generate_instance_uid=False)  # the same instance, another syntax
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
@@ -215,10 +243,12 @@ def _instances_response(request: Request, instances: list[Instance]) -> Streamin
     for instance in instances:
         stored = instance.transfer_syntax_uid
         for syntax in syntaxes:
+            if syntax is None:  # PS3.18's default, where it can be produced
+                syntax = ExplicitVRLittleEndian if _transcodable(stored) else "*"
             if syntax in ("*", stored):
                 plan.append((stored, iter_file(instance)))
                 break
-            if syntax == ExplicitVRLittleEndian and stored != ExplicitVRBigEndian:
+            if syntax == ExplicitVRLittleEndian and _transcodable(stored):
                 plan.append((syntax, _transcoded(instance)))
                 break
         else:
@@ -247,7 +277,7 @@ def _instances_of(series: Iterable[Series]) -> list[Instance]:
 class StudyRetrieve(DicomWebView):
     def get(self, request: Request, study: str) -> StreamingHttpResponse:
         studies = studies_or_404(self.user(), study)
-        return _instances_response(request, _instances_of(Series.objects.filter(study__in=studies)))
+        return _instances_response(request, _instances_of(study_series(studies)))
 
 
 class SeriesRetrieve(DicomWebView):

@@ -407,21 +407,24 @@ def test_compressed_frames_decoded_or_as_stored(
         HTTP_ACCEPT=f'multipart/related; type="image/jpeg"; transfer-syntax={other}',
     )
     assert refused.status_code == 406
-    # The instance as received, and decompressed on request.
-    ((_, data),) = parts(client.get(url))
+    # The instance as received (transfer-syntax=*), and decompressed on request or by default
+    # (PS3.18: explicit VR little endian when the Accept header names no syntax).
+    ((_, data),) = parts(client.get(url, HTTP_ACCEPT=f"{DICOM_TYPE}; transfer-syntax=*"))
     assert data == path.read_bytes()
-    ((part_type, data),) = parts(
-        client.get(
-            url,
-            HTTP_ACCEPT=f"{DICOM_TYPE}; transfer-syntax={ExplicitVRLittleEndian}",
-        )
-    )
-    assert part_type.endswith(ExplicitVRLittleEndian)
     from io import BytesIO
 
-    again = pydicom.dcmread(BytesIO(data))
-    assert again.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
-    np.testing.assert_array_equal(again.pixel_array, reference.pixel_array)
+    accepts: list[str | None] = [
+        f"{DICOM_TYPE}; transfer-syntax={ExplicitVRLittleEndian}",
+        DICOM_TYPE,
+        None,
+    ]
+    for wanted in accepts:
+        headers = {"Accept": wanted} if wanted else {}
+        ((part_type, data),) = parts(client.get(url, headers=headers))
+        assert part_type.endswith(ExplicitVRLittleEndian), wanted
+        again = pydicom.dcmread(BytesIO(data))
+        assert again.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+        np.testing.assert_array_equal(again.pixel_array, reference.pixel_array)
     metadata = client.get(f"{url}/metadata").json()[0]
     assert value(metadata, "00083002") == stored_syntax
     assert metadata["7FE00010"]["BulkDataURI"].endswith(f"/frames/{numbers}")

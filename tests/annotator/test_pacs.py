@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 
 from annotator.models import Instance, Series
 from tests.support import orthanc
+from tests.test_api_schema import schema_errors
 
 pytestmark = [
     pytest.mark.django_db,
@@ -46,10 +47,13 @@ def test_find_and_pull_a_study_byte_for_byte(
     url = f"/api/projects/{workspace['project'].slug}/pacs"
     found = client.get(f"{url}/studies/").json()
     assert len(found) == 2
+    # every field the schema promises, as it says (the schema test cannot reach a PACS)
+    assert not schema_errors("GET", f"{url}/studies/", 200, found)
     mr = pydicom.dcmread(sample("emri_small.dcm"))
     (study,) = client.get(f"{url}/studies/", {"StudyInstanceUID": mr.StudyInstanceUID}).json()
     assert study["patient_id"] == mr.PatientID
     assert study["study_instance_uid"] == mr.StudyInstanceUID
+    assert study["modalities"] == ["MR"] and study["instances"] == 1
 
     response = client.post(f"{url}/imports/", {"study_uids": [mr.StudyInstanceUID]}, format="json")
     assert response.status_code == 201, response.content
@@ -89,3 +93,41 @@ def test_no_pacs_configured(
         f"/api/projects/{workspace['project'].slug}/pacs/studies/"
     )
     assert response.status_code == 400 and "PACS_DICOMWEB_URL" in response.json()["detail"]
+
+
+def test_pacs_search_pages_through_the_remote_qido(
+    configured: orthanc.Orthanc, workspace: dict[str, Any], client_for: Callable[[Any], APIClient]
+) -> None:
+    client = client_for(workspace["manager"])
+    url = f"/api/projects/{workspace['project'].slug}/pacs/studies/"
+    everything = {s["study_instance_uid"] for s in client.get(url).json()}
+    assert len(everything) == 2
+
+    first = client.get(url, {"limit": "1", "ModalitiesInStudy": ""})
+    assert first.status_code == 200
+    assert len(first.json()) == 1
+    assert first["X-Next-Offset"] == "1"
+    link = first["Link"]
+    assert link.endswith('>; rel="next"') and "offset=1" in link and "limit=1" in link
+    # the next page is the URL the Link header names, as a client would follow it
+    following = link[1 : link.index(">")].split("testserver", 1)[1]
+    second = client.get(following)
+    assert second.status_code == 200
+    assert len(second.json()) == 1
+    assert "Link" not in second and "X-Next-Offset" not in second
+    assert {first.json()[0]["study_instance_uid"], second.json()[0]["study_instance_uid"]} == (
+        everything
+    )
+    past_the_end = client.get(url, {"limit": "5", "offset": "2"})
+    assert past_the_end.json() == [] and "Link" not in past_the_end
+
+    bad: dict[str, str]
+    for bad, field in (
+        ({"limit": "0"}, "limit"),
+        ({"limit": "101"}, "limit"),
+        ({"offset": "-1"}, "offset"),
+        ({"offset": "x"}, "offset"),
+    ):
+        refused = client.get(url, bad)
+        assert refused.status_code == 400, bad
+        assert field in refused.json(), refused.json()

@@ -4,7 +4,9 @@ Roles: ``anonymous``; ``foreign``, the annotator of another project (beta); and 
 ``annotator`` (the assignee of alpha's tasks), ``reviewer`` and ``manager``. The rules:
 
 - anonymous: 403 with DRF's "not authenticated" detail (session authentication comes first, so
-  DRF answers 403, not 401); the schema, its two viewers and the token endpoint are public;
+  DRF answers 403, not 401), but 401 with ``WWW-Authenticate: Bearer realm="dicomweb"`` under
+  ``/dicomweb/`` (its clients expect a challenge; the table says 403 for both, see
+  ``anonymous_refusal``); the schema, its two viewers and the token endpoint are public;
 - foreign: 404 with nothing but ``detail`` in the body, never 403 or 200, on anything of alpha;
   searches that are not scoped to a project answer 200 without a trace of alpha;
 - a role the action is not for: 403 (a role refusal, not the authentication one);
@@ -352,6 +354,22 @@ def mask_upload(w: World) -> tuple[Any, str | None]:
     return {"parent": w.ids["mask"], "encoding": "raw-gzip", "mask": upload}, "multipart"
 
 
+def stow_body(w: World) -> tuple[Any, str | None]:
+    """A new series of alpha's study, as one STOW-RS part."""
+    path = get_testdata_file("emri_small.dcm")
+    assert isinstance(path, str)
+    ds = pydicom.dcmread(path)
+    ds.StudyInstanceUID = w.ids["study"]
+    ds.SeriesInstanceUID = ds.SOPInstanceUID = pydicom.uid.generate_uid()
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    part = b"--matrix\r\nContent-Type: application/dicom\r\n\r\n" + buffer.getvalue()
+    return (
+        part + b"\r\n--matrix--\r\n",
+        'multipart/related; type="application/dicom"; boundary=matrix',
+    )
+
+
 def effort_body(w: World) -> dict[str, Any]:
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)  # recent, as the API asks
     at, end = start.isoformat(), (start + timedelta(minutes=1)).isoformat()
@@ -676,9 +694,38 @@ TABLE: list[Row] = [
     Row("dicomweb-instance", "GET", INST, members(), check=check_nonempty),
     Row("dicomweb-instance-metadata", "GET", INST + "/metadata", members(), accept=DICOM_JSON),
     Row("dicomweb-frames", "GET", INST + "/frames/1", members(), check=check_nonempty),
+    Row("dicomweb-instance-rendered", "GET", INST + "/rendered", members(), check=check_nonempty),
+    Row(
+        "dicomweb-frames-rendered",
+        "GET",
+        INST + "/frames/1/rendered",
+        members(),
+        check=check_nonempty,
+    ),
+    Row("dicomweb-study-thumbnail", "GET", S + "/thumbnail", members(), check=check_nonempty),
+    Row("dicomweb-series-thumbnail", "GET", SE + "/thumbnail", members(), check=check_nonempty),
+    Row("dicomweb-instance-thumbnail", "GET", INST + "/thumbnail", members(), check=check_nonempty),
+    Row(
+        "dicomweb-frames-thumbnail",
+        "GET",
+        INST + "/frames/1/thumbnail",
+        members(),
+        check=check_nonempty,
+    ),
+    # STOW-RS: into the project named by the query parameter, by its managers
+    Row("dicomweb-studies", "POST", "/dicomweb/studies?project={alpha}", managers(), stow_body),
+    Row("dicomweb-study", "POST", S + "?project={alpha}", managers(), stow_body),
 ]
 
 PUBLIC_ROUTES = {"api-token", "schema", "docs", "redoc"}
+
+
+def anonymous_refusal(path: str) -> int:
+    """The API answers no credentials 403 (session authentication comes first); DICOMweb 401
+    with a challenge (its token authentication comes first)."""
+    return 401 if path.startswith("/dicomweb/") else 403
+
+
 CASES = [pytest.param(row, role, id=f"{row.id}-{role}") for row in TABLE for role in ROLES]
 
 
@@ -710,12 +757,16 @@ def send(client: APIClient, row: Row, w: World) -> Any:
     call = getattr(client, row.method.lower())
     if row.method == "GET":
         return call(path, **headers)
+    if fmt is not None and "/" in fmt:  # a raw body and its Content-Type (STOW-RS)
+        return call(path, data, content_type=fmt, **headers)
     return call(path, data, format=fmt, **headers)
 
 
 @pytest.mark.parametrize(("row", "role"), CASES)
 def test_permission_matrix(row: Row, role: str, world: World, request: Any, settings: Any) -> None:
     expected = row.expected[ROLES.index(role)]
+    if role == "anonymous" and expected == 403:
+        expected = anonymous_refusal(row.path)
     if row.pacs and 200 <= expected < 300:
         settings.PACS_DICOMWEB_URL = request.getfixturevalue("pacs").dicomweb
     client = world.client(role)
@@ -738,6 +789,8 @@ def test_permission_matrix(row: Row, role: str, world: World, request: Any, sett
     detail = response.json()
     assert set(detail) == {"detail"}, detail  # nothing about the object, no field errors
     if role == "anonymous":
+        if expected == 401:
+            assert response["WWW-Authenticate"] == 'Bearer realm="dicomweb"'
         assert detail["detail"] == NOT_AUTHENTICATED
     else:
         assert detail["detail"] != NOT_AUTHENTICATED
@@ -917,7 +970,7 @@ def test_options_tell_nothing_about_objects(world: World) -> None:
         seen, told = foreign.options(path), manager.options(path)
         assert (seen.status_code, seen.content) == (told.status_code, told.content), path
         assert seen.status_code == 200, path
-        assert anonymous.options(path).status_code == 403, path
+        assert anonymous.options(path).status_code == anonymous_refusal(path), path
 
 
 def test_dashboard_and_effort_table_count_only_alpha(world: World) -> None:
@@ -967,7 +1020,9 @@ def test_methods_outside_the_table_are_not_allowed(world: World) -> None:
     alike (refused before any lookup: it tells nothing about the object)."""
     tabled: dict[str, set[str]] = {}
     for row in TABLE:
-        tabled.setdefault(row.path.format(**world.ids), set()).add(row.method)
+        # a row's query string (STOW's ?project=) does not make another route
+        path = row.path.format(**world.ids).partition("?")[0]
+        tabled.setdefault(path, set()).add(row.method)
     manager, foreign = world.client("manager"), world.client("foreign")
     for path, methods in sorted(tabled.items()):
         for method in sorted({"GET", "POST", "PUT", "PATCH", "DELETE"} - methods):
