@@ -7,15 +7,22 @@ Layout under ``out`` (``<case>`` is :func:`case_id`):
 - ``medsam2-npz``: ``medsam2/<case>.npz`` with ``imgs`` (z, y, x) uint8, the volume mapped as
   the MedSAM2 backend maps it (the project's first window preset, else CT at (40, 400), else the
   0.5 / 99.5 percentiles of the non-zero voxels), ``gts`` the instance labels of the NIfTI
-  label map and ``spacing`` float64 in SimpleITK's (x, y, z) order;
+  label map, ``spacing`` (x, y, z), ``direction`` (9, row-major) and ``origin`` (x, y, z), all
+  float64 as SimpleITK gives them, like MedSAM2's published samples. MedSAM2's training loader
+  samples 8 consecutive slices starting on a labelled one and refuses cases it cannot (fewer
+  than 8 slices, or every lesion within the last 7): those get copies of their last slice
+  (image and labels together, so every slice stays a true image/label pair) appended until it
+  can; the manifest's ``medsam2_padding`` says how many, and the first ``size[2]`` slices are
+  the volume's own, placed by ``origin`` and ``direction`` as in the NIfTI;
 - ``nnunet``: the nnU-Net v2 raw layout ``nnunet/Dataset500_<Name>/`` with ``imagesTr/
   <case>_0000.nii.gz``, ``labelsTr/<case>.nii.gz`` and ``dataset.json``. nnU-Net labels are
   semantic classes, so there the label value is the lesion class's index in the project's
   lesion classes (from 1; classes no longer in the project follow, by name); every case is in
   ``imagesTr``, the manifest's ``split`` says which are for validation;
 - ``dicom-seg``: ``dicom-seg/<case>.dcm``, one BINARY segment per lesion referencing the source
-  series (:mod:`projects.dicom_seg`); a case whose volume did not come from DICOM is listed under
-  the manifest's ``skipped`` instead;
+  series (:mod:`projects.dicom_seg`; a volume imported from an image file references the DICOM
+  generated for it at import); a case that cannot get one is listed under the manifest's
+  ``skipped`` with the reason;
 - ``manifest.json``: :func:`round_manifest` plus the files written.
 
 Where two lesions overlap, the label maps give the voxel to the later lesion (the manifest counts
@@ -58,6 +65,8 @@ FORMATS: tuple[str, ...] = ("nifti", "medsam2-npz", "nnunet", "dicom-seg")
 # The MedSAM2 backend's window for CT when the project has no preset (MedSAM2Backend's default).
 DEFAULT_CT_WINDOW = (40.0, 400.0)
 VALIDATION_PERCENT = 20
+# MedSAM2's training clips: num_frames in its fine-tuning configs (sam2.1_hiera_tiny_finetune512).
+MEDSAM2_CLIP_FRAMES = 8
 NNUNET_DATASET_ID = 500
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
@@ -235,6 +244,23 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
             archive.writestr(info, buffer.getvalue())
 
 
+def medsam2_padding(labels: np.ndarray) -> int:
+    """How many copies of the last slice MedSAM2's training sampler needs appended to use the
+    case: it takes :data:`MEDSAM2_CLIP_FRAMES` consecutive slices whose first one holds an object
+    (sam2's ``RandomUniformSampler``, ``reverse_time_prob`` 0), so the volume needs that many
+    slices from its first labelled one on."""
+    depth = labels.shape[0]
+    labelled = np.flatnonzero(labels.reshape(depth, -1).any(axis=1))
+    first = int(labelled[0]) if labelled.size else 0
+    return max(0, first + MEDSAM2_CLIP_FRAMES - depth)
+
+
+def _repeat_last(array: np.ndarray, count: int) -> np.ndarray:
+    if count == 0:
+        return array
+    return np.concatenate([array, np.repeat(array[-1:], count, axis=0)])
+
+
 def zip_folder(folder: Path, target: Path) -> None:
     """Zip every file under ``folder`` (sorted, dated 1980-01-01) into ``target``."""
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
@@ -334,15 +360,19 @@ def _export_case(
                 window=project_window(task.round.project),
             )
             mapping = intensity_mapping(engine_volume, DEFAULT_CT_WINDOW)
+            padding = medsam2_padding(instances)
             write_npz(
                 partial / "medsam2" / f"{name}.npz",
                 {
-                    "imgs": mapping.to_uint8(array),
-                    "gts": instances,
+                    "imgs": _repeat_last(mapping.to_uint8(array), padding),
+                    "gts": _repeat_last(instances, padding),
                     "spacing": np.asarray(spacing, dtype=np.float64),
+                    "direction": np.asarray(image.GetDirection(), dtype=np.float64),
+                    "origin": np.asarray(image.GetOrigin(), dtype=np.float64),
                 },
             )
             case["intensity_mapping"] = asdict(mapping)
+            case["medsam2_padding"] = padding
             files["medsam2-npz"] = [f"medsam2/{name}.npz"]
     if "dicom-seg" in formats:
         accepted = case["accepted_at"] or case["times"]["submitted"] or case["times"]["created"]

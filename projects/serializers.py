@@ -1,3 +1,4 @@
+import copy
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -69,6 +70,8 @@ class ProjectSerializer(serializers.ModelSerializer):
             "lesion_classes",
             "window_presets",
             "deidentify",
+            "deidentify_modified_dates",
+            "deidentify_clean_descriptors",
             "assignment",
             "ordering",
             "annotators_per_task",
@@ -107,6 +110,8 @@ def _window_presets() -> serializers.ListSerializer[Any]:
 class ProjectUpdateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False)
     deidentify = serializers.BooleanField(required=False)
+    deidentify_modified_dates = serializers.BooleanField(required=False)
+    deidentify_clean_descriptors = serializers.BooleanField(required=False)
     description = serializers.CharField(required=False, allow_blank=True, max_length=MAX_TEXT_CHARS)
     lesion_classes = _lesion_classes(required=False)
     window_presets = _window_presets()
@@ -126,6 +131,8 @@ class ProjectCreateSerializer(serializers.Serializer):
     lesion_classes = _lesion_classes()
     window_presets = _window_presets()
     deidentify = serializers.BooleanField(required=False, default=False)
+    deidentify_modified_dates = serializers.BooleanField(required=False, default=True)
+    deidentify_clean_descriptors = serializers.BooleanField(required=False, default=False)
     assignment = serializers.ChoiceField(choices=Assignment.choices, required=False)
     ordering = serializers.ChoiceField(choices=Ordering.choices, required=False)
     annotators_per_task = serializers.IntegerField(min_value=1, max_value=20, required=False)
@@ -235,6 +242,7 @@ class TaskReopenSerializer(serializers.Serializer):
 
 class AuditEventSerializer(serializers.ModelSerializer):
     actor = serializers.CharField(source="actor.username", read_only=True, allow_null=True)
+    data = serializers.DictField(read_only=True)
 
     class Meta:
         model = AuditEvent
@@ -256,6 +264,141 @@ class VolumeUploadSerializer(serializers.Serializer):
         allow_blank=True,
         default="",
     )
+
+
+class _WithKeyword(serializers.Serializer):
+    """A serializer whose body has keys that cannot be class attributes (``keyword_fields``):
+    a Python keyword (``class``), or a name a serializer has already (``label``)."""
+
+    keyword_fields: dict[str, serializers.Field] = {}
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        for name, field in self.keyword_fields.items():
+            fields[name] = copy.deepcopy(field)
+        return fields
+
+
+class ManifestLesionEffortSerializer(serializers.Serializer):
+    active_s = serializers.FloatField()
+    interactions = serializers.DictField(child=serializers.IntegerField(), help_text="by tool")
+    model_version = serializers.CharField(allow_blank=True)
+    model_dice = serializers.FloatField(allow_null=True)
+    model_hd95_mm = serializers.FloatField(allow_null=True)
+    edited_fraction = serializers.FloatField(allow_null=True)
+    accepted_without_edits = serializers.BooleanField(allow_null=True)
+    slices = serializers.IntegerField()
+    slices_fixed = serializers.IntegerField()
+
+
+class ManifestLesionSerializer(_WithKeyword):
+    keyword_fields = {
+        "class": serializers.CharField(),
+        "label": serializers.IntegerField(help_text="its value in the case's instance label map"),
+    }
+
+    lesion = serializers.IntegerField()
+    key_slice = serializers.IntegerField(allow_null=True)
+    box = serializers.ListField(child=serializers.IntegerField(), allow_null=True)
+    final_mask_version = serializers.IntegerField(allow_null=True)
+    final_source = serializers.CharField(allow_null=True)
+    final_saved_at = serializers.DateTimeField(allow_null=True)
+    voxels = serializers.IntegerField()
+    model_mask_version = serializers.IntegerField(allow_null=True)
+    versions = serializers.IntegerField()
+    effort = ManifestLesionEffortSerializer(allow_null=True)
+
+
+class ManifestTimesSerializer(serializers.Serializer):
+    created = serializers.DateTimeField(allow_null=True)
+    claimed = serializers.DateTimeField(allow_null=True)
+    submitted = serializers.DateTimeField(allow_null=True)
+    accepted = serializers.DateTimeField(allow_null=True)
+
+
+class ManifestEffortSerializer(serializers.Serializer):
+    active_s = serializers.FloatField()
+    interactions = serializers.DictField(child=serializers.IntegerField(), help_text="by tool")
+
+
+class ManifestCaseSerializer(serializers.Serializer):
+    case = serializers.CharField()
+    task = serializers.IntegerField()
+    split = serializers.ChoiceField(choices=["train", "validation"])
+    series_instance_uid = serializers.CharField()
+    study_instance_uid = serializers.CharField()
+    modality = serializers.CharField()
+    from_dicom = serializers.BooleanField()
+    volume = serializers.IntegerField()
+    size = serializers.ListField(child=serializers.IntegerField())
+    spacing = serializers.ListField(child=serializers.FloatField())
+    annotator = serializers.CharField(allow_null=True)
+    reviewer = serializers.CharField(allow_null=True)
+    accepted_at = serializers.DateTimeField(allow_null=True)
+    times = ManifestTimesSerializer()
+    effort = ManifestEffortSerializer(allow_null=True)
+    lesions = ManifestLesionSerializer(many=True)
+
+
+class ManifestModelSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    backend = serializers.CharField()
+
+
+class ManifestSplitSerializer(serializers.Serializer):
+    rule = serializers.CharField()
+    train = serializers.IntegerField()
+    validation = serializers.IntegerField()
+
+
+class RoundManifestSerializer(serializers.Serializer):
+    """A round's export manifest (``projects.exports.round_manifest``)."""
+
+    project = serializers.SlugField()
+    round = serializers.IntegerField()
+    model_version = ManifestModelSerializer(allow_null=True)
+    split = ManifestSplitSerializer()
+    cases = ManifestCaseSerializer(many=True)
+
+
+class ImportedLesionSerializer(_WithKeyword):
+    """A lesion a label import made or found: its id, name and class."""
+
+    keyword_fields = {"class": serializers.CharField()}
+
+    id = serializers.IntegerField()
+    name = serializers.CharField(allow_blank=True)
+
+
+class LabelsImportedSerializer(serializers.Serializer):
+    """What a label import did (``annotator.label_import.LabelsImported.to_dict``)."""
+
+    series = serializers.IntegerField()
+    matched_by = serializers.CharField(allow_blank=True)
+    created = ImportedLesionSerializer(many=True)
+    unchanged = ImportedLesionSerializer(many=True)
+    unmatched = serializers.ListField(child=serializers.CharField())
+    notes = serializers.ListField(child=serializers.CharField())
+    message = serializers.CharField(allow_blank=True)
+
+
+class VolumeUploadedSerializer(serializers.Serializer):
+    """The answer to a volume upload: what was created (not the task itself)."""
+
+    series = serializers.IntegerField()
+    volume = serializers.IntegerField()
+    task = serializers.IntegerField(allow_null=True, help_text="null when no task was queued")
+    size = serializers.ListField(
+        child=serializers.IntegerField(), min_length=3, max_length=3, help_text="x, y, z voxels"
+    )
+    spacing = serializers.ListField(
+        child=serializers.FloatField(), min_length=3, max_length=3, help_text="x, y, z in mm"
+    )
+    lesions = serializers.ListField(
+        child=serializers.IntegerField(), help_text="the lesions the label map made"
+    )
+    labels = LabelsImportedSerializer(allow_null=True, help_text="null without a label map")
 
 
 class TaskListQuerySerializer(serializers.Serializer):

@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 from annotator.api import current_user, get_visible, query_params
 from annotator.dicomweb.wado import warm_series_metadata
 from annotator.errors import InvalidInput
-from annotator.label_import import volume_with_labels_import
+from annotator.label_import import LabelsImported, volume_with_labels_import
 from annotator.models import Lesion, Pseudonym
 from annotator.volumes import volume_import
 from projects import services
@@ -32,11 +32,13 @@ from projects.serializers import (
     ProjectUpdateSerializer,
     ReviewCreateSerializer,
     ReviewSerializer,
+    RoundManifestSerializer,
     RoundSerializer,
     TaskAssignSerializer,
     TaskListQuerySerializer,
     TaskReopenSerializer,
     TaskSerializer,
+    VolumeUploadedSerializer,
     VolumeUploadSerializer,
 )
 
@@ -134,7 +136,7 @@ class MemberListView(APIView):
         members = project.memberships.select_related("user").order_by("user__username")
         return Response(MembershipSerializer(members, many=True).data)
 
-    @extend_schema(request=MembershipSetSerializer, responses=MembershipSerializer)
+    @extend_schema(request=MembershipSetSerializer, responses={201: MembershipSerializer})
     def post(self, request: Request, slug: str) -> Response:
         project = project_for(request, slug)
         require_role(current_user(request), project, MANAGER)
@@ -174,7 +176,7 @@ class VolumeUploadView(APIView):
                 },
             )
         },
-        responses={201: TaskSerializer},
+        responses={201: VolumeUploadedSerializer},
     )
     def post(self, request: Request, slug: str) -> Response:
         """Import one image (NIfTI, NRRD, MHA) or video file as a series and queue it as a task;
@@ -190,7 +192,7 @@ class VolumeUploadView(APIView):
         name = upload.name or "upload"
         description = fields.validated_data["description"] or Path(name).name[:DESCRIPTION_CHARS]
         labels = request.FILES.get("labels")
-        lesions: list[Any] = []
+        made: LabelsImported | None = None
         if labels is None:
             imported = volume_import(
                 project=project,
@@ -199,7 +201,7 @@ class VolumeUploadView(APIView):
                 description=description,
             )
         else:
-            imported, lesions = volume_with_labels_import(
+            imported, made = volume_with_labels_import(
                 project=project,
                 file=upload,
                 filename=name,
@@ -214,7 +216,9 @@ class VolumeUploadView(APIView):
             "task": imported.task.pk if imported.task else None,
             "size": imported.volume.size,
             "spacing": imported.volume.spacing,
-            "lesions": [lesion.pk for lesion in lesions],
+            "lesions": [lesion.pk for lesion in made.created] if made else [],
+            # per label: its lesion's name and class, and the names no project class has
+            "labels": made.to_dict() if made else None,
         }
         return Response(body, status=status.HTTP_201_CREATED)
 
@@ -229,6 +233,7 @@ class PseudonymListView(APIView):
                 "original_name": serializers.CharField(),
                 "replacement": serializers.CharField(),
                 "date_shift_days": serializers.IntegerField(),
+                "time_shift_seconds": serializers.IntegerField(),
             },
             many=True,
         )
@@ -238,7 +243,14 @@ class PseudonymListView(APIView):
         project = project_for(request, slug)
         require_role(current_user(request), project, MANAGER)
         rows = Pseudonym.objects.filter(project=project).order_by("kind", "id")
-        fields = ("kind", "original", "original_name", "replacement", "date_shift_days")
+        fields = (
+            "kind",
+            "original",
+            "original_name",
+            "replacement",
+            "date_shift_days",
+            "time_shift_seconds",
+        )
         return Response(list(rows.values(*fields)))
 
 
@@ -258,7 +270,7 @@ class RoundListView(APIView):
 
 
 class RoundExportView(APIView):
-    @extend_schema(responses=inline_serializer("RoundExport", {"cases": serializers.ListField()}))
+    @extend_schema(responses=RoundManifestSerializer)
     def get(self, request: Request, slug: str, number: int) -> Response:
         """The round's accepted cases with their final masks and provenance."""
         project = project_for(request, slug)

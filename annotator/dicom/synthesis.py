@@ -3,7 +3,10 @@
 One single-frame instance per slice, explicit VR little endian, uncompressed:
 
 - SOP class: CT Image Storage for CT, MR Image Storage for MR, Secondary Capture otherwise (the
-  Modality attribute still says what the images are, e.g. US).
+  Modality attribute still says what the images are, e.g. US). Each instance is valid for its
+  IOD as dicom3tools' ``dciodvfy`` checks it (no error; tests/annotator/test_synthesis.py):
+  what is unknown about an image that came from a file is sent empty where DICOM allows that
+  (Type 2 and 2C: PatientPosition, Laterality, KVP, ...).
 - Geometry (LPS, as SimpleITK reads it): slice ``k`` sits at ``origin + direction @ (0, 0, k *
   spacing_z)``; ImageOrientationPatient is the first two columns of the direction matrix;
   PixelSpacing is (row spacing, column spacing) = (spacing_y, spacing_x).
@@ -38,6 +41,7 @@ from pydicom.uid import (
 from pydicom.valuerep import format_number_as_ds
 
 SOP_CLASSES = {"CT": CTImageStorage, "MR": MRImageStorage}
+IMAGE_FLAVOUR = {"CT": ("AXIAL",), "MR": ("OTHER",)}
 QUANTISED_RANGE = 32000
 
 
@@ -113,7 +117,9 @@ def _base_dataset(
     now = datetime.now()
     ds = Dataset()
     ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.ImageType = ["DERIVED", "SECONDARY"]
+    # CT and MR images need a third value: AXIAL (a cross-section, not a localizer) for CT, the
+    # image flavour for MR (OTHER: unknown, the image came from a file).
+    ds.ImageType = ["DERIVED", "SECONDARY", *IMAGE_FLAVOUR.get(modality, ())]
     ds.InstanceCreationDate = now.strftime("%Y%m%d")
     ds.InstanceCreationTime = now.strftime("%H%M%S")
     ds.StudyDate = (study_date or now.date()).strftime("%Y%m%d")
@@ -132,13 +138,17 @@ def _base_dataset(
     ds.SeriesInstanceUID = series_uid
     ds.StudyID = ""
     ds.SeriesNumber = series_number
+    ds.Laterality = ""  # Type 2C: unknown for an image that came from a file
     ds.FrameOfReferenceUID = frame_of_reference_uid
     ds.PositionReferenceIndicator = ""
     ds.BurnedInAnnotation = "NO"
+    if modality in SOP_CLASSES:
+        ds.PatientPosition = ""  # Type 2C for CT and MR: unknown
     if modality == "CT":
         ds.KVP = ""
         ds.AcquisitionNumber = 1
     elif modality == "MR":
+        ds.RepetitionTime = ""  # Type 2C (not an echo-planar sequence): unknown
         ds.ScanningSequence = "RM"  # research mode: the acquisition is unknown
         ds.SequenceVariant = "NONE"
         ds.ScanOptions = ""

@@ -17,6 +17,7 @@ from annotator.errors import InvalidInput
 from annotator.models import Instance, Series, Study
 from annotator.volumes import image_suffix, upload_suffix, volume_array, volume_import
 from projects.models import Project
+from tests.support.dciodvfy import assert_iod_valid
 
 
 def generate(
@@ -115,6 +116,26 @@ def test_float_volume_is_quantised_within_half_a_slope() -> None:
         assert error <= slope / 2 + 1e-6
 
 
+@pytest.mark.parametrize(
+    ("modality", "array"),
+    [
+        ("CT", np.arange(60, dtype=np.int16).reshape(3, 4, 5) - 1000),
+        ("MR", np.random.default_rng(3).normal(0.3, 0.05, (3, 4, 5)).astype(np.float32)),
+        ("US", np.arange(60, dtype=np.uint8).reshape(3, 4, 5)),
+        ("PT", np.arange(60, dtype=np.uint16).reshape(3, 4, 5) * 900),
+    ],
+)
+def test_generated_instances_are_valid_for_their_iod(
+    modality: str, array: np.ndarray, tmp_path: Path
+) -> None:
+    for k, ds in enumerate(generate(oblique(array), modality=modality, window=(40, 400))):
+        if modality in ("CT", "MR"):
+            assert len(ds.ImageType) == 3 and "PatientPosition" in ds
+        path = tmp_path / f"{k}.dcm"
+        path.write_bytes(to_bytes(ds))
+        assert_iod_valid(path)
+
+
 def test_suffixes_stay_coherent() -> None:
     assert upload_suffix("clip.MP4") == ".mp4" and upload_suffix("a.nii.gz") == ".nii.gz"
     with pytest.raises(InvalidInput):
@@ -122,7 +143,9 @@ def test_suffixes_stay_coherent() -> None:
 
 
 @pytest.mark.django_db
-def test_import_stores_generated_instances(workspace: dict[str, Any], media_root: Path) -> None:
+def test_import_stores_generated_instances(
+    workspace: dict[str, Any], media_root: Path, tmp_path: Path
+) -> None:
     series = workspace["imported"].series
     assert series.generated
     instances = list(series.instances.order_by("frame_offset"))
@@ -138,6 +161,9 @@ def test_import_stores_generated_instances(workspace: dict[str, Any], media_root
         assert ds.SeriesInstanceUID == series.series_instance_uid
         assert instance.frame_offset == k and instance.size_bytes > 0
         np.testing.assert_array_equal(real_values(ds), volume[k])
+    with default_storage.open(instances[0].storage_key) as f:
+        (tmp_path / "first.dcm").write_bytes(f.read())
+    assert_iod_valid(tmp_path / "first.dcm")
 
 
 @pytest.mark.django_db

@@ -136,9 +136,9 @@ def test_manager_creates_imports_and_preannotates(
     case = manifest["cases"][0]["case"]
     assert {f"images/{case}.nii.gz", f"labels/{case}.nii.gz"} <= names
     assert not any(name.startswith(("medsam2/", "nnunet/")) for name in names)
-    # an uploaded NIfTI volume has no DICOM series for a SEG to reference: said, not failed
-    assert [s["format"] for s in manifest["skipped"]] == ["dicom-seg"]
-    assert not any(name.startswith("dicom-seg/") for name in names)
+    # an uploaded NIfTI volume's SEG references the DICOM generated for it at import
+    assert manifest["skipped"] == []
+    assert f"dicom-seg/{case}.dcm" in names
     version = project.model_versions.get()
     assert trained["training"].startswith(f"Trained “{version.name}”"), trained["training"]
     assert version.trained_from_rounds.count() == 2

@@ -25,6 +25,7 @@ from projects.exports import FORMATS, case_split, export_round_files, parse_form
 from projects.models import Project, Round, Task
 from projects.services import current_round, task_claim_next, task_review, task_submit
 from tests.annotator.test_dicom_reading import FLIPPED, write_ct_series
+from tests.test_api_schema import schema_errors
 
 pytestmark = pytest.mark.django_db
 
@@ -167,16 +168,25 @@ def test_round_trip_in_every_format(world: World, tmp_path: Path) -> None:
 
         # MedSAM2 npz: the contract the training job reads
         with np.load(out / "medsam2" / f"{name}.npz") as npz:
-            assert sorted(npz.files) == ["gts", "imgs", "spacing"]
-            np.testing.assert_array_equal(npz["gts"], expected)
-            assert npz["imgs"].dtype == np.uint8 and npz["imgs"].shape == expected.shape
-            assert npz["spacing"].dtype == np.float64
+            assert sorted(npz.files) == ["direction", "gts", "imgs", "origin", "spacing"]
+            depth = expected.shape[0]
+            # MedSAM2 samples 8 slices from a labelled one: short cases get the last repeated
+            padding = max(0, int(np.flatnonzero(expected.any(axis=(1, 2)))[0]) + 8 - depth)
+            assert case["medsam2_padding"] == padding and npz["gts"].shape[0] == depth + padding
+            np.testing.assert_array_equal(npz["gts"][:depth], expected)
+            np.testing.assert_array_equal(npz["gts"][depth:], np.repeat(expected[-1:], padding, 0))
+            assert npz["imgs"].dtype == np.uint8 and npz["imgs"].shape == npz["gts"].shape
+            for key in ("spacing", "direction", "origin"):
+                assert npz[key].dtype == np.float64
             np.testing.assert_array_equal(npz["spacing"], image.GetSpacing())
+            np.testing.assert_allclose(npz["direction"], volume.direction)
+            np.testing.assert_allclose(npz["origin"], volume.origin)
             width = float(WINDOW["width"])
             low = float(WINDOW["center"]) - width / 2
             hu = np.clip(volume_array(volume).astype(np.float64), low, low + width)
             windowed = ((hu - low) / width * 255.0).astype(np.uint8)
-            np.testing.assert_array_equal(npz["imgs"], windowed)
+            np.testing.assert_array_equal(npz["imgs"][:depth], windowed)
+            np.testing.assert_array_equal(npz["imgs"][depth:], np.repeat(windowed[-1:], padding, 0))
 
         # nnU-Net: semantic labels, the project's class index
         dataset = out / "nnunet" / "Dataset500_ExpR00"
@@ -227,13 +237,20 @@ def test_round_trip_in_every_format(world: World, tmp_path: Path) -> None:
     assert seg.SegmentSequence[1].SegmentAlgorithmType == "SEMIAUTOMATIC"
     assert seg.SegmentSequence[0].SegmentAlgorithmType == "MANUAL"
 
-    # the NIfTI upload has no source DICOM: skipped, with the reason
+    # the NIfTI upload's SEG references the DICOM generated for it at import
     nifti_case = _case(manifest, world.nifti_task)
-    assert "dicom-seg" not in nifti_case["files"]
-    assert not (out / "dicom-seg" / f"{nifti_case['case']}.dcm").exists()
-    [skip] = manifest["skipped"]
-    assert skip["case"] == nifti_case["case"] and skip["format"] == "dicom-seg"
-    assert "not from DICOM" in skip["reason"]
+    assert nifti_case["files"]["dicom-seg"] == [f"dicom-seg/{nifti_case['case']}.dcm"]
+    nifti_seg = hd.seg.segread(out / "dicom-seg" / f"{nifti_case['case']}.dcm")
+    generated = list(
+        world.nifti_task.series.instances.order_by("frame_offset").values_list(
+            "sop_instance_uid", flat=True
+        )
+    )
+    pixels = nifti_seg.get_pixels_by_source_instance(
+        source_sop_instance_uids=generated, segment_numbers=[1]
+    )
+    np.testing.assert_array_equal(pixels[..., 0].astype(bool), world.nifti_masks[0])
+    assert manifest["skipped"] == []
     written = {path for paths in manifest["files"].values() for path in paths}
     assert written | {"manifest.json"} == set(_files(out))
 
@@ -299,5 +316,9 @@ def test_the_api_download(world: World, client_for: Callable[[Any], Any]) -> Non
 
     assert manager.get(url, {"formats": "nifti,bogus"}).status_code == 400
     assert client_for(world.team["annotator"]).get(url).status_code == 403
-    manifest = manager.get(f"/api/projects/exp/rounds/{world.round.number}/export/").json()
+    manifest_url = f"/api/projects/exp/rounds/{world.round.number}/export/"
+    manifest = manager.get(manifest_url).json()
     assert {c["task"] for c in manifest["cases"]} == {world.dicom_task.pk, world.nifti_task.pk}
+    # with effort, a model's mask and two lesions: the schema describes all of it
+    assert manifest["cases"][0]["lesions"][1]["effort"] is not None
+    assert schema_errors("GET", manifest_url, 200, manifest) == []
