@@ -10,7 +10,7 @@ FRONTEND_SOURCES := $(shell find frontend/src frontend/index.html frontend/vite.
 
 SAM2 ?= sam2==1.1.0
 
-.PHONY: run test install install-dev medsam2 frontend lint typecheck pytest clean
+.PHONY: run test install install-dev medsam2 frontend lint typecheck api-types api-types-check pytest clean
 
 run: install frontend
 	$(PY) manage.py migrate --noinput
@@ -19,7 +19,7 @@ run: install frontend
 	$(PY) manage.py serve --host $(HOST) --port $(PORT) \
 		--logins "Logins (password '$(DEMO_PASSWORD)'): manager, annotator, reviewer"
 
-test: install-dev medsam2 frontend lint typecheck
+test: install-dev medsam2 frontend lint typecheck api-types-check
 	cd frontend && npm test
 	$(PY) -m pytest
 
@@ -53,6 +53,21 @@ frontend/node_modules/.package-lock.json: frontend/package-lock.json frontend/pa
 frontend: frontend/dist/index.html
 frontend/dist/index.html: frontend/node_modules/.package-lock.json $(FRONTEND_SOURCES)
 	cd frontend && npm run build
+
+# The front end's API types come from the API's OpenAPI schema (drf-spectacular ->
+# openapi-typescript): `make api-types` after an API change, and `make test` fails while the
+# committed frontend/src/api/schema.d.ts differs from what the schema generates.
+api-types: install-dev frontend/node_modules/.package-lock.json
+	mkdir -p var
+	$(PY) manage.py spectacular --validate --fail-on-warn --file var/openapi.yaml
+	cd frontend && npm run --silent api-types -- src/api/schema.d.ts
+
+api-types-check: install-dev frontend/node_modules/.package-lock.json
+	mkdir -p var
+	$(PY) manage.py spectacular --validate --fail-on-warn --file var/openapi.yaml
+	cd frontend && npm run --silent api-types -- ../var/schema.d.ts
+	@cmp -s var/schema.d.ts frontend/src/api/schema.d.ts || \
+		{ echo "frontend/src/api/schema.d.ts is not what the API's schema generates: run make api-types"; exit 1; }
 
 lint: install-dev
 	$(VENV)/bin/ruff check .

@@ -80,6 +80,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
     trained_from_rounds: serializers.SlugRelatedField[Round] = serializers.SlugRelatedField(
         slug_field="number", many=True, read_only=True, help_text="round numbers"
     )
+    metrics = serializers.DictField(read_only=True)
 
     class Meta:
         model = ModelVersion

@@ -79,8 +79,27 @@ PreannotationProgress = inline_serializer(
         "running": serializers.IntegerField(),
         "succeeded": serializers.IntegerField(),
         "failed": serializers.IntegerField(),
-        "failures": serializers.ListField(child=serializers.DictField()),
-        "notices": serializers.ListField(child=serializers.DictField()),
+        "failures": inline_serializer(
+            "PreannotationFailure",
+            {
+                "job": serializers.IntegerField(),
+                "lesion": serializers.IntegerField(),
+                "task": serializers.IntegerField(),
+                "error": serializers.CharField(),
+            },
+            many=True,
+        ),
+        "notices": inline_serializer(
+            "PreannotationNotice",
+            {
+                "job": serializers.IntegerField(),
+                "lesion": serializers.IntegerField(),
+                "task": serializers.IntegerField(),
+                "state": serializers.ChoiceField(choices=["queued", "running"]),
+                "notice": serializers.CharField(),
+            },
+            many=True,
+        ),
         "started": serializers.IntegerField(required=False),
     },
 )

@@ -56,8 +56,8 @@ export function dicomDate(value: string | undefined): string {
   return /^\d{8}$/.test(value) ? `${value.slice(0, 4)}-${value.slice(4, 6)}-${value.slice(6)}` : value;
 }
 
-function listText(value: string | string[] | number | undefined): string {
-  if (value === undefined || value === '') return '—';
+function listText(value: string | string[] | number | null): string {
+  if (value === null || value === '' || (Array.isArray(value) && value.length === 0)) return '—';
   return Array.isArray(value) ? value.join(', ') : String(value);
 }
 

@@ -11,7 +11,7 @@ import { managerTabs } from '../ui/managerNav';
 import { dataTable, type Column } from '../ui/table';
 import type { PageContext } from './page';
 
-export function canTakeTasks(role: Role): boolean {
+export function canTakeTasks(role: Role | null): boolean {
   return role === 'annotator' || role === 'manager';
 }
 

@@ -29,7 +29,9 @@ export function stateBadge(state: TaskState): HTMLElement {
   return badge(`state-${state}`, STATE_LABELS[state] ?? state, `State: ${state}`);
 }
 
-export function roleBadge(role: Role): HTMLElement {
+/** ``null``: not a member (staff see every project). */
+export function roleBadge(role: Role | null): HTMLElement {
+  if (role === null) return badge('role-none', 'Not a member');
   return badge(`role-${role}`, ROLE_LABELS[role] ?? role);
 }
 

@@ -90,7 +90,7 @@ describe('projectPayload (update)', () => {
     id: 1, slug: 'lung', name: 'Lung', description: '', modality: 'CT',
     lesion_classes: [{ name: 'nodule', color: '#4363d8' }],
     window_presets: [{ name: 'Lung', center: -600, width: 1500 }],
-    deidentify: false, assignment: 'pool', ordering: 'priority', annotators_per_task: 1,
+    deidentify: false, deidentify_modified_dates: true, deidentify_clean_descriptors: false, assignment: 'pool', ordering: 'priority', annotators_per_task: 1,
     reviewer_must_differ: true, active_model_version: null, my_role: 'manager', current_round: 0,
     created: '2026-01-01T00:00:00Z',
   };

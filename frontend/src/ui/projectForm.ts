@@ -9,7 +9,9 @@ import {
   type ErrorTarget,
 } from './forms';
 
-export const MODALITIES = [
+type Modality = ProjectCreate['modality'];
+
+export const MODALITIES: { value: Modality; label: string }[] = [
   { value: 'CT', label: 'CT' },
   { value: 'MR', label: 'MRI' },
   { value: 'US', label: 'Ultrasound' },
@@ -157,7 +159,8 @@ export function projectPayload(values: ProjectFormValues, mode: FormMode): Paylo
   };
   if (mode === 'update') return { payload: { ...common, window_presets: presets }, errors };
   // No presets on a new project: the server gives the modality's defaults (CT: soft tissue, lung, bone).
-  const create: ProjectCreate = { ...common, slug, modality: values.modality };
+  const modality = MODALITIES.find((m) => m.value === values.modality)?.value ?? 'OT';
+  const create: ProjectCreate = { ...common, slug, modality };
   if (presets.length > 0) create.window_presets = presets;
   return { payload: create, errors };
 }

@@ -6,7 +6,7 @@ import { LabelmapHistory } from './history';
 import { extractMask, replaceSegment } from './labelmap';
 
 function version(id: number, parent: number | null = null): MaskVersion {
-  return { id, parent, lesion: 1, source: 'human', voxel_count: 1, created: '', author: 'ann' };
+  return { id, parent, lesion: 1, source: 'human', voxel_count: 1, created: '', author: 'ann', author_user: null, author_model: null, author_backend: '' };
 }
 
 const conflict409 = (latest: number) => parseApiError(409, {

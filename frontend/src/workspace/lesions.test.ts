@@ -11,7 +11,7 @@ const classes = [
 ];
 
 function lesion(id: number, lesion_class = 'tumour'): Lesion {
-  return { id, task: 1, lesion_class, key_slice: null, box: null, latest_mask: null };
+  return { id, task: 1, lesion_class, name: '', key_slice: null, box: null, latest_mask: null, created: '' };
 }
 
 function fakeApi(): LesionsApi & { created: LesionWrite[] } {

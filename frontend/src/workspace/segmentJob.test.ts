@@ -16,7 +16,7 @@ function job(overrides: Partial<InferenceJob> = {}): InferenceJob {
   };
 }
 
-const version = (id: number): MaskVersion => ({ id, parent: null, lesion: 1, source: 'model', voxel_count: 2, created: '', author: 'medsam2' });
+const version = (id: number): MaskVersion => ({ id, parent: null, lesion: 1, source: 'model', voxel_count: 2, created: '', author: 'medsam2', author_user: null, author_model: null, author_backend: '' });
 const mask: MaskData = { shape: [1, 1, 4], voxels: Uint8Array.from([0, 1, 1, 0]) };
 
 function fakeApi(states: InferenceJob[]): SegmentApi & { polls: number } {

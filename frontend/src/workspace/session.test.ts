@@ -10,11 +10,11 @@ export const viewerFits = (access: LabelmapAccess): LabelmapHost => access;
 const N = 6;
 
 function version(id: number, lesion: number): MaskVersion {
-  return { id, lesion, parent: null, source: 'human', voxel_count: 1, created: '', author: 'ann' };
+  return { id, lesion, parent: null, source: 'human', voxel_count: 1, created: '', author: 'ann', author_user: null, author_model: null, author_backend: '' };
 }
 
 function lesion(id: number, latest: MaskVersion | null, cls = 'tumour'): Lesion {
-  return { id, task: 1, lesion_class: cls, key_slice: null, box: null, latest_mask: latest };
+  return { id, task: 1, lesion_class: cls, name: '', key_slice: null, box: null, latest_mask: latest, created: '' };
 }
 
 /** Like the viewer: its own copy of the labelmap, edits reported as diffs. */
