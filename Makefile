@@ -10,18 +10,24 @@ FRONTEND_SOURCES := $(shell find frontend/src frontend/index.html frontend/vite.
 
 SAM2 ?= sam2==1.1.0
 
-.PHONY: run test install install-dev medsam2 frontend lint typecheck api-types api-types-check pytest clean
+.PHONY: run test node-check install install-dev medsam2 frontend lint typecheck api-types api-types-check pytest clean
 
-run: install frontend
+run: node-check install frontend
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py seed_demo --password "$(DEMO_PASSWORD)"
 	$(PY) manage.py serve --host $(HOST) --port $(PORT) \
 		--logins "Logins (password '$(DEMO_PASSWORD)'): manager, annotator, reviewer"
 
-test: install-dev medsam2 frontend lint typecheck api-types-check
+test: node-check install-dev medsam2 frontend lint typecheck api-types-check
 	cd frontend && npm test
 	$(PY) -m pytest
+
+# Node.js first, against "engines" in frontend/package.json: one line naming the versions the build
+# needs, rather than npm's EBADENGINE warnings and a build that fails further on.
+node-check:
+	@command -v node >/dev/null || { echo "The front end needs Node.js and npm (README: Two commands)."; exit 1; }
+	@node frontend/scripts/check-node.mjs
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
@@ -47,7 +53,7 @@ $(VENV)/.installed-medsam2: $(VENV)/.installed pyproject.toml
 
 # devDependencies too (--include=dev, even with NODE_ENV=production): vite and vitest build and
 # test the front end, playwright-core drives Chromium in the browser tests (tests/browser/).
-frontend/node_modules/.package-lock.json: frontend/package-lock.json frontend/package.json
+frontend/node_modules/.package-lock.json: frontend/package-lock.json frontend/package.json | node-check
 	cd frontend && npm ci --include=dev --no-audit --no-fund
 
 frontend: frontend/dist/index.html

@@ -38,14 +38,14 @@ await scenario(async ({ page, context, params, login, open, screenshot, mark }) 
   const [x, y] = params.size;
   const steps = {};
 
-  // 1. The annotator claims the next task from the project's queue page.
+  // 1. The annotator claims the next task from the project's queue page: it opens in the
+  // workspace straight away (no task page and "Open workspace" click in between).
   await login(...params.annotator);
   await open(`#/projects/${params.slug}`);
   await screenshot('01-queue');
   await page.getByRole('button', { name: /Next task/ }).click();
-  await page.waitForFunction(() => /^#\/tasks\/\d+$/.test(window.location.hash));
+  await page.waitForFunction(() => /^#\/tasks\/\d+\/workspace$/.test(window.location.hash));
   const taskId = Number(/\d+/.exec(await page.evaluate(() => window.location.hash))[0]);
-  await page.getByRole('link', { name: 'Open workspace' }).click();
   await waitReady(page);
   mark('workspace ready');
   await screenshot('02-workspace');
@@ -214,19 +214,21 @@ await scenario(async ({ page, context, params, login, open, screenshot, mark }) 
   steps.reviewState = await page.locator('.vw-review-result').getAttribute('data-state');
   await screenshot('13-rejected');
 
-  // 12. The annotator sees the comment in the workspace and the task back in the queue.
+  // 12. The annotator sees the task back in the queue, and opens its workspace from there (the
+  // queue's link, not the task page): the comment is shown.
   await context.clearCookies();
   await login(...params.annotator);
-  await page.goto(`/#/tasks/${taskId}/workspace`);
+  await open(`#/projects/${params.slug}`);
+  steps.queueNote = await page.locator('.review-note').first().innerText();
+  await screenshot('14-queue-after-reject');
+  await page.getByRole('link', { name: `Open the workspace of task #${taskId}` }).click();
+  await page.waitForFunction((id) => window.location.hash === `#/tasks/${id}/workspace`, taskId);
   await waitReady(page);
   steps.annotatorNote = await page.locator('.vw-review-note').innerText();
   steps.annotatorComment = await page.locator('.vw-review-comment').innerText();
   steps.reopenedLesions = await lesions(page);
   steps.reopenedEditable = !(await page.locator('button[data-tool=brush]').isDisabled());
-  await screenshot('14-annotator-sees-comment');
-  await open(`#/projects/${params.slug}`);
-  steps.queueNote = await page.locator('.review-note').first().innerText();
-  await screenshot('15-queue-after-reject');
+  await screenshot('15-annotator-sees-comment');
 
   return { taskId, ...steps };
 });

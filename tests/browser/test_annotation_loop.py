@@ -1,13 +1,14 @@
 """The annotation loop in a real browser with a real Celery worker, on a real imported CT series.
 
-The annotator claims the next task on the project's queue page, opens the workspace, adds a
+The annotator claims the next task on the project's queue page, which opens its workspace, adds a
 lesion and drags a box on the axial view: the worker (default CPU segmentation backend) segments
 it and the mask shows up in the labelmap. A brush stroke adds voxels, the eraser removes some,
 Ctrl+Z brings them back (exactly), redo and the Undo button agree; the autosave completes, and a
 reload shows the same voxels. The annotator submits; the reviewer (a fresh session) opens the
-task read-only and rejects it with a comment; the annotator reopens it and sees the comment, and
-the task is back in their queue. Every number is read from the page (window.__workspace) and
-checked against the API and the database. Screenshots of each step are kept by the harness.
+task read-only and rejects it with a comment; the task is back in the annotator's queue, and its
+workspace, opened from there, shows the comment. Every number is read from the page
+(window.__workspace) and checked against the API and the database. Screenshots of each step are
+kept by the harness.
 Skipped where ../shared/data (the STS_001 CT, as in test_workspace_view.py) is absent.
 """
 
@@ -211,4 +212,4 @@ def test_annotation_loop(run_browser: BrowserRunner, live_server: Any, worker: W
     assert tools.count("undo") == 3 and tools.count("redo") == 2, tools
 
     names = {Path(p).name for p in record["artifacts"]}
-    assert {"04-presegmented.png", "07-undone.png", "14-annotator-sees-comment.png"} <= names
+    assert {"04-presegmented.png", "07-undone.png", "15-annotator-sees-comment.png"} <= names

@@ -34,6 +34,11 @@ const taskLink: Column<Task> = {
   header: 'Task',
   cell: (t) => h('a', { href: href.task(t.id), class: 'strong' }, `#${t.id}`),
 };
+/** My own tasks open where the work is; the task page stays on the '#id' link. */
+const workspaceCol: Column<Task> = {
+  header: 'Workspace',
+  cell: (t) => h('a', { href: href.workspace(t.id), 'aria-label': `Open the workspace of task #${t.id}` }, 'Open'),
+};
 const seriesCol: Column<Task> = {
   header: 'Series',
   cell: (t) => [t.series.description || `Series ${t.series.id}`, h('span', { class: 'muted' }, ` · ${t.series.modality}`)],
@@ -52,6 +57,22 @@ function rejectionNote(task: Task): HTMLElement | null {
   );
 }
 
+/**
+ * Claims the next task and opens its workspace, where the work is (the task page stays a link
+ * away, in the workspace's breadcrumbs). False when the queue is empty.
+ */
+export async function openNextTask(
+  slug: string,
+  opts: { signal?: AbortSignal } = {},
+  claim: typeof nextTask = nextTask,
+  go: (hash: string) => void = navigate,
+): Promise<boolean> {
+  const task = await claim(slug, opts);
+  if (task === null) return false;
+  go(href.workspace(task.id));
+  return true;
+}
+
 function nextTaskPanel(project: Project, ctx: PageContext): HTMLElement {
   const slot = h('div', { class: 'slot' });
   const button = h('button', { type: 'button', class: 'btn btn-primary btn-lg' },
@@ -62,11 +83,8 @@ function nextTaskPanel(project: Project, ctx: PageContext): HTMLElement {
     button.disabled = true;
     slot.replaceChildren();
     try {
-      const task = await nextTask(project.slug, { signal: ctx.signal });
-      if (task === null) {
+      if (!(await openNextTask(project.slug, { signal: ctx.signal }))) {
         slot.replaceChildren(notice('No tasks waiting. Check back later.'));
-      } else {
-        navigate(href.task(task.id));
       }
     } catch (err) {
       if (!isAbort(err)) slot.replaceChildren(errorBanner(err, 'Could not get the next task'));
@@ -122,7 +140,7 @@ export async function projectPage(root: HTMLElement, ctx: PageContext, slug: str
         : dataTable<Task>(mine, {
           label: 'My tasks',
           signal: ctx.signal,
-          columns: [taskLink, seriesCol, roundCol, stateCol, lesionsCol, updatedCol],
+          columns: [taskLink, seriesCol, roundCol, stateCol, lesionsCol, updatedCol, workspaceCol],
           detail: rejectionNote,
         }),
     ));
