@@ -4,9 +4,10 @@ drf-spectacular derives ``required`` from a serializer field's ``required`` flag
 requests: a model field with a default is optional to send, so the response component lists it
 as optional too, though every answer carries it (tfranzel/drf-spectacular#810, #1299). With
 ``COMPONENT_SPLIT_REQUEST`` the response components are the ones not named ``...Request``; this
-hook marks their every property required, so clients generated from the schema (the front end's
-``src/api/schema.d.ts``) need not test for fields that are always there. ``tests/test_api_schema.py``
-checks every endpoint's real answer against the schema, ``required`` included.
+hook marks their every property required, so clients generated from the schema (the front
+end's ``src/api/schema.d.ts``) need not test for fields that are always there.
+``tests/test_api_schema.py`` checks every endpoint's real answer against the schema, ``required``
+included.
 """
 
 from typing import Any

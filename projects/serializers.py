@@ -242,7 +242,9 @@ class TaskReopenSerializer(serializers.Serializer):
 
 class AuditEventSerializer(serializers.ModelSerializer):
     actor = serializers.CharField(source="actor.username", read_only=True, allow_null=True)
-    data = serializers.DictField(read_only=True)
+    # An object in the schema (a JSONField is "any"); DRF's metaclass takes declared fields off the
+    # class, so the serializer's own ``.data`` is untouched.
+    data = serializers.DictField(read_only=True)  # type: ignore[assignment]
 
     class Meta:
         model = AuditEvent
