@@ -17,13 +17,15 @@ from celery import Celery
 from celery.signals import worker_init
 from kombu import Queue
 
+from annotator import queues
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "annotator.settings")
 
 app = Celery("annotator")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-QUEUES = ("gpu-interactive", "gpu-batch", "train", "default")
+QUEUES = queues.ALL
 app.conf.task_queues = tuple(Queue(name, routing_key=name) for name in QUEUES)
 app.conf.task_routes = {}
 

@@ -11,7 +11,6 @@ raises: it is reported, file by file.
 import dataclasses
 import io
 import logging
-import re
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -44,8 +43,10 @@ from annotator.dicom.deid import deidentify
 from annotator.dicomweb.wado import warm_series_metadata
 from annotator.errors import DomainError
 from annotator.label_import import LabelsImported, dicom_labels_import
-from annotator.models import Instance, Series, Study, Volume
+from annotator.models import Instance, Series, Study
 from annotator.redact import without_paths
+from annotator.storage_keys import key_part, series_keys
+from annotator.volumes import volume_create
 from projects.models import Project
 from projects.services import task_create
 
@@ -149,10 +150,6 @@ class ImportReport:
         }
 
 
-def _key_part(uid: str) -> str:
-    return re.sub(r"[^0-9A-Za-z.]+", "_", uid)[:64] or "unknown"
-
-
 def _study_date(value: str) -> date | None:
     try:
         return datetime.strptime(value, "%Y%m%d").date()
@@ -222,7 +219,7 @@ def _store(
         patient_name, accession, description, series_description = patient_id, "", "", ""
         study_date = ""  # the files' own, once de-identified (below)
     series_uid = uid(series.series_instance_uid)
-    prefix = f"projects/{project.slug}/series/{_key_part(series_uid)}"
+    layout = series_keys(project.slug, series_uid)
     canonical = workdir / "volume.nii.gz"
     sitk.WriteImage(image, str(canonical), useCompression=True)
     colour_file = None
@@ -232,7 +229,7 @@ def _store(
     with storage.cleanup_on_error([]) as written:
         keys, sizes = {}, {}
         for instance in series.instances:
-            key = f"{prefix}/original/{_key_part(uid(instance.sop_instance_uid))}.dcm"
+            key = layout.original(f"{key_part(uid(instance.sop_instance_uid))}.dcm")
             if deid is not None:
                 content, study_date = _deidentified(instance.path, deid)
                 sizes[instance.sop_instance_uid] = len(content)
@@ -242,12 +239,12 @@ def _store(
                     keys[instance.sop_instance_uid] = storage.save_file(key, f)
             written.append(keys[instance.sop_instance_uid])
         with open(canonical, "rb") as f:
-            volume_key = storage.save_file(f"{prefix}/volume.nii.gz", f)
+            volume_key = storage.save_file(layout.volume, f)
             written.append(volume_key)
         colour_key = ""
         if colour_file is not None:
             with open(colour_file, "rb") as f:
-                colour_key = storage.save_file(f"{prefix}/{COLOUR_FILE}", f)
+                colour_key = storage.save_file(layout.colour, f)
                 written.append(colour_key)
         with transaction.atomic():
             study, _ = Study.objects.get_or_create(
@@ -270,7 +267,7 @@ def _store(
                 frame_of_reference_uid=(
                     uid(series.frame_of_reference_uid) if series.frame_of_reference_uid else ""
                 )[:64],
-                original_prefix=f"{prefix}/original/",
+                original_prefix=layout.original_prefix,
             )
             Instance.objects.bulk_create(
                 Instance(
@@ -286,15 +283,8 @@ def _store(
                 )
                 for i in series.instances
             )
-            volume = Volume.objects.create(
-                series=row,
-                storage_key=volume_key,
-                colour_storage_key=colour_key,
-                size=list(image.GetSize()),
-                spacing=list(image.GetSpacing()),
-                origin=list(image.GetOrigin()),
-                direction=list(image.GetDirection()),
-                pixel_type=image.GetPixelIDTypeAsString(),
+            volume = volume_create(
+                series=row, image=image, storage_key=volume_key, colour_storage_key=colour_key
             )
             task = task_create(series=row)
     summary = _summary(series, IMPORTED)

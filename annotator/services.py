@@ -1,7 +1,6 @@
 """Every write to lesions, mask versions and effort records goes through these functions."""
 
 import functools
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -13,6 +12,7 @@ from django.db import IntegrityError, transaction
 from annotator import storage
 from annotator.errors import Conflict, Forbidden, InvalidInput
 from annotator.models import ActiveInterval, Interaction, Lesion, MaskVersion, Volume
+from annotator.storage_keys import mask_key
 from inference.models import ModelVersion
 from projects.audit import audit_record
 from projects.models import Task
@@ -130,9 +130,7 @@ def mask_version_save(
     if mask.shape != volume.shape_zyx:
         raise InvalidInput(f"mask shape {mask.shape} differs from the volume's {volume.shape_zyx}")
     binary = mask.astype(bool, copy=False)
-    key = (
-        f"projects/{lesion.task.round.project.slug}/masks/lesion-{lesion.pk}/{uuid.uuid4()}.npy.gz"
-    )
+    key = mask_key(lesion.task.round.project.slug, lesion.pk)
     # Marked pending first: if this process dies before the version commits, the sweep
     # (mask_files_sweep) removes the file; once it has committed, the marker goes.
     with storage.cleanup_on_error([storage.pending_mark(MASK_FILES, key)]) as written:

@@ -29,6 +29,7 @@ from annotator.dicom.synthesis import iter_instances, to_bytes
 from annotator.errors import InvalidInput
 from annotator.image_files import IMAGE_SUFFIXES, PICTURE_SUFFIXES, image_suffix, read_image
 from annotator.models import Instance, Series, Study, Volume
+from annotator.storage_keys import series_keys
 from annotator.video import VIDEO_SUFFIXES, read_video
 from projects.models import Project, Task
 from projects.services import task_create
@@ -93,19 +94,17 @@ def volume_import(
         study_uid, series_uid, frame_uid = generate_uid(), generate_uid(), generate_uid()
         today = date.today()
         label = description or Path(filename).name
-        prefix = f"projects/{project.slug}/series/{series_uid}"
+        keys = series_keys(project.slug, series_uid)
         with storage.cleanup_on_error([]) as written_keys:
             with open(local, "rb") as f:
-                written_keys.append(
-                    storage.save_file(f"{prefix}/original/{_safe_name(filename)}", f)
-                )
+                written_keys.append(storage.save_file(keys.original(_safe_name(filename)), f))
             with open(canonical, "rb") as f:
-                volume_key = storage.save_file(f"{prefix}/volume.nii.gz", f)
+                volume_key = storage.save_file(keys.volume, f)
                 written_keys.append(volume_key)
             colour_key = ""
             if colour_file is not None:
                 with open(colour_file, "rb") as f:
-                    colour_key = storage.save_file(f"{prefix}/{COLOUR_FILE}", f)
+                    colour_key = storage.save_file(keys.colour, f)
                     written_keys.append(colour_key)
             instances: list[Instance] = []
             generated = iter_instances(
@@ -117,11 +116,11 @@ def volume_import(
                 study_description=label[:64],
                 series_description=label[:64],
                 study_date=today,
-                window=_window(project) if not is_video else None,
+                window=project.window_preset() if not is_video else None,
             )
             for index, ds in enumerate(generated):
                 content = to_bytes(ds)
-                key = storage.save_file(f"{prefix}/instances/{ds.SOPInstanceUID}.dcm", content)
+                key = storage.save_file(keys.instance(ds.SOPInstanceUID), content)
                 written_keys.append(key)
                 instances.append(
                     Instance(
@@ -149,34 +148,37 @@ def volume_import(
                     series_number=1,
                     description=label,
                     frame_of_reference_uid=frame_uid,
-                    original_prefix=f"{prefix}/original/",
+                    original_prefix=keys.original_prefix,
                     generated=True,
                 )
                 for instance in instances:
                     instance.series = series
                 Instance.objects.bulk_create(instances)
-                volume = Volume.objects.create(
+                volume = volume_create(
                     series=series,
+                    image=image,
                     storage_key=volume_key,
                     colour_storage_key=colour_key,
-                    size=list(image.GetSize()),
-                    spacing=list(image.GetSpacing()),
-                    origin=list(image.GetOrigin()),
-                    direction=list(image.GetDirection()),
-                    pixel_type=image.GetPixelIDTypeAsString(),
                 )
                 task = task_create(series=series)
     return ImportedVolume(series=series, volume=volume, task=task)
 
 
-def _window(project: Project) -> tuple[float, float] | None:
-    """The project's first window preset (center, width), if it has one."""
-    for preset in project.window_presets or []:
-        try:
-            return float(preset["center"]), float(preset["width"])
-        except (KeyError, TypeError, ValueError):
-            continue
-    return None
+def volume_create(
+    *, series: Series, image: sitk.Image, storage_key: str, colour_storage_key: str = ""
+) -> Volume:
+    """The series' Volume row for ``image``, stored at ``storage_key``: its grid as SimpleITK
+    gives it (size, spacing, origin, direction) and its pixel type."""
+    return Volume.objects.create(
+        series=series,
+        storage_key=storage_key,
+        colour_storage_key=colour_storage_key,
+        size=list(image.GetSize()),
+        spacing=list(image.GetSpacing()),
+        origin=list(image.GetOrigin()),
+        direction=list(image.GetDirection()),
+        pixel_type=image.GetPixelIDTypeAsString(),
+    )
 
 
 def volume_read(volume: Volume, *, colour: bool = False) -> sitk.Image:

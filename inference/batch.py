@@ -12,10 +12,11 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Exists, Max, OuterRef, QuerySet
 
+from annotator import queues
 from annotator.models import Lesion
 from inference.encoding import round_pre_encode
 from inference.models import InferenceJob
-from inference.services import BATCH_QUEUE, segmentation_enqueue
+from inference.services import segmentation_enqueue
 from projects.access import require_role
 from projects.models import Role, Round
 
@@ -44,7 +45,7 @@ def round_preannotate(*, round: Round, user: User) -> list[InferenceJob]:
     )
     with transaction.atomic():
         jobs = [
-            segmentation_enqueue(lesion=lesion, user=user, queue=BATCH_QUEUE) for lesion in lesions
+            segmentation_enqueue(lesion=lesion, user=user, queue=queues.BATCH) for lesion in lesions
         ]
         round_pre_encode(round=round, tasks=[job.lesion.task for job in jobs], user=user)
         return jobs
@@ -55,7 +56,7 @@ def round_preannotation_progress(round_: Round) -> dict[str, Any]:
     notices: [{job, lesion, task, state, notice}]}`` over the latest ``gpu-batch`` job of each
     lesion of the round; ``notices``: jobs still to finish that lost a worker and were
     re-queued."""
-    jobs = InferenceJob.objects.filter(queue=BATCH_QUEUE, lesion__task__round=round_)
+    jobs = InferenceJob.objects.filter(queue=queues.BATCH, lesion__task__round=round_)
     latest = jobs.values("lesion").annotate(last=Max("id")).values("last")
     current = InferenceJob.objects.filter(pk__in=latest)
     counts = {state: 0 for state in InferenceJob.State.values}

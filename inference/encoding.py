@@ -33,18 +33,19 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from annotator import queues
 from annotator.models import Volume
 from annotator.volumes import volume_read
 from inference.engine import EngineError, ImageVolume
 from inference.engine.base import BACKEND_ALIASES
-from inference.jobs import claim, fail, heartbeat, progress_writer, still_mine
+from inference.jobs import claim, fail, heartbeat, progress_writer, still_mine, succeed
 from inference.models import EncodingJob, InferenceJob, ModelVersion
-from inference.services import BATCH_QUEUE, INTERACTIVE_QUEUE, load_backend, project_window
+from inference.services import load_backend
 from projects.models import Round, Task
 
 log = logging.getLogger(__name__)
 
-ENCODE_QUEUE = BATCH_QUEUE
+ENCODE_QUEUE = queues.BATCH
 ACTIVE = (EncodingJob.State.QUEUED, EncodingJob.State.RUNNING)
 # One delivery encodes for at most this long, then queues the rest of the volume again, so a
 # worker serving several queues never disappears into one volume for minutes.
@@ -145,7 +146,7 @@ def encoding_run(*, job_id: int) -> EncodingJob | None:
 def _interactive_waiting() -> bool:
     recent = timezone.now() - timedelta(seconds=INTERACTIVE_WAIT_S)
     return InferenceJob.objects.filter(
-        queue=INTERACTIVE_QUEUE, state=InferenceJob.State.QUEUED, created__gte=recent
+        queue=queues.INTERACTIVE, state=InferenceJob.State.QUEUED, created__gte=recent
     ).exists()
 
 
@@ -174,7 +175,7 @@ def _encode(job: EncodingJob) -> None:
             array=sitk.GetArrayFromImage(image),
             spacing=tuple(image.GetSpacing()),
             modality=volume.series.modality,
-            window=project_window(volume.series.study.project),
+            window=volume.series.study.project.window_preset(),
         )
         del image
         loaded = time.perf_counter()
@@ -198,12 +199,7 @@ def _encode(job: EncodingJob) -> None:
                 _yield(job, encoded)
                 return
             timings["total"] = time.perf_counter() - started
-            still_mine(job).update(
-                state=EncodingJob.State.SUCCEEDED,
-                encoded=F("encoded") + encoded,
-                timings=timings,
-                finished_at=timezone.now(),
-            )
+            succeed(job, encoded=F("encoded") + encoded, timings=timings)
     except EngineError as exc:
         log.warning("encoding job %s failed: %s", job.pk, exc)
         fail(job, str(exc))

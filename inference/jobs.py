@@ -171,6 +171,12 @@ def progress_writer(job: Any, *, offset: int = 0, tail: int = 0) -> Callable[[in
     return write
 
 
+def succeed(job: Any, **fields: Any) -> None:
+    """Record the success with ``fields`` (the result, timings, ...), unless a later attempt
+    owns the job."""
+    still_mine(job).update(state="succeeded", finished_at=timezone.now(), **fields)
+
+
 def fail(job: Any, message: str) -> None:
     """Record the failure, unless a later attempt owns the job."""
     still_mine(job).update(state="failed", error=message, finished_at=timezone.now())

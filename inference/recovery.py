@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.db.models import QuerySet
 
+from annotator import queues
 from annotator.services import mask_files_sweep
 from inference.jobs import owner_alive, requeue_lost
 from inference.models import EncodingJob, InferenceJob, TrainingJob
@@ -24,14 +25,13 @@ def send_again(job: InferenceJob | TrainingJob | EncodingJob) -> None:
     """Queue the job's task again, on the queue it was first sent to."""
     from inference.encoding import encoding_send
     from inference.tasks import run_segmentation_job, run_training_job
-    from inference.training import TRAIN_QUEUE
 
     if isinstance(job, InferenceJob):
         run_segmentation_job.apply_async(kwargs={"job_id": job.pk}, queue=job.queue)
     elif isinstance(job, EncodingJob):
         encoding_send(job)
     else:
-        run_training_job.apply_async(kwargs={"job_id": job.pk}, queue=TRAIN_QUEUE)
+        run_training_job.apply_async(kwargs={"job_id": job.pk}, queue=queues.TRAIN)
 
 
 def jobs_recover(jobs: QuerySet[Any]) -> list[Any]:

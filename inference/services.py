@@ -18,6 +18,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
+from annotator import queues
 from annotator.errors import InvalidInput
 from annotator.models import Lesion, MaskVersion
 from annotator.services import (
@@ -31,14 +32,14 @@ from annotator.services import (
 from annotator.volumes import volume_read
 from inference.engine import EngineError, ImageVolume, LesionPrompt, SegmentationBackend
 from inference.engine import load_backend as engine_load_backend
-from inference.jobs import claim, fail, heartbeat, progress_writer, still_mine
+from inference.jobs import claim, fail, heartbeat, progress_writer, still_mine, succeed
 from inference.models import InferenceJob
 from projects.models import Project
 
 log = logging.getLogger(__name__)
 
-INTERACTIVE_QUEUE = "gpu-interactive"
-BATCH_QUEUE = "gpu-batch"
+INTERACTIVE_QUEUE = queues.INTERACTIVE
+BATCH_QUEUE = queues.BATCH
 
 
 @functools.cache
@@ -138,7 +139,7 @@ def segmentation_request(
     with transaction.atomic():
         lesion.key_slice, lesion.box = key_slice, box
         lesion.save(update_fields=["key_slice", "box"])
-        return segmentation_enqueue(lesion=lesion, user=user, queue=INTERACTIVE_QUEUE, extra=extra)
+        return segmentation_enqueue(lesion=lesion, user=user, queue=queues.INTERACTIVE, extra=extra)
 
 
 def _check_points(
@@ -249,7 +250,7 @@ def _segment(job: InferenceJob) -> None:
             array=sitk.GetArrayFromImage(image),
             spacing=tuple(image.GetSpacing()),
             modality=volume.series.modality,
-            window=project_window(lesion.task.round.project),
+            window=lesion.task.round.project.window_preset(),
         )
         del image  # the engine has its own copy: a 256-slice CT is 128 MiB more otherwise
         prompt, base = _prompt(job)
@@ -267,7 +268,7 @@ def _segment(job: InferenceJob) -> None:
             if not still_mine(job).update(finished_at=timezone.now()):
                 log.warning("inference job %s: a later attempt owns it; result dropped", job.pk)
                 return
-            if job.queue == BATCH_QUEUE and lesion.mask_versions.exists():
+            if job.queue == queues.BATCH and lesion.mask_versions.exists():
                 still_mine(job).update(
                     state=InferenceJob.State.FAILED,
                     error="skipped: the lesion got a mask while the pre-annotation job waited",
@@ -281,12 +282,7 @@ def _segment(job: InferenceJob) -> None:
             )
             timings["save"] = time.perf_counter() - saved
             timings["total"] = time.perf_counter() - started
-            still_mine(job).update(
-                state=InferenceJob.State.SUCCEEDED,
-                result=version,
-                timings=timings,
-                finished_at=timezone.now(),
-            )
+            succeed(job, result=version, timings=timings)
     except EngineError as exc:
         fail(job, str(exc))
     except (Lesion.DoesNotExist, MaskVersion.DoesNotExist):
@@ -346,13 +342,6 @@ def _keep_human_slices(
 
 
 def project_window(project: Project) -> tuple[float, float] | None:
-    """The project's first window preset (center, width) scales CT intensities for the model."""
-    presets = project.window_presets
-    if not presets:
-        return None
-    return (float(presets[0]["center"]), float(presets[0]["width"]))
-
-
-def _window(lesion: Lesion) -> tuple[float, float] | None:
-    """The lesion's project window (kept for callers of the former private helper)."""
-    return project_window(lesion.task.round.project)
+    """Deprecated: :meth:`Project.window_preset`. Kept only until inference/training.py, which
+    another change owns, calls the method."""
+    return project.window_preset()

@@ -5,6 +5,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotator import queues
 from annotator.api import current_user, get_visible
 from annotator.views import lesion_queryset
 from inference.batch import round_preannotate, round_preannotation_progress
@@ -16,7 +17,7 @@ from inference.serializers import (
     SegmentRequestSerializer,
     TrainingJobSerializer,
 )
-from inference.services import BATCH_QUEUE, segmentation_request
+from inference.services import segmentation_request
 from inference.training import model_version_promote, training_request
 from projects.access import require_role, visible_tasks
 from projects.models import Role, Round
@@ -116,7 +117,7 @@ class RoundPreannotateView(APIView):
         """The round's pre-annotation: its latest batch job per lesion counted by state, the
         failures' reasons and the notices of jobs re-queued after losing their worker."""
         round_ = self._round(request, slug, number)
-        jobs_recover(InferenceJob.objects.filter(queue=BATCH_QUEUE, lesion__task__round=round_))
+        jobs_recover(InferenceJob.objects.filter(queue=queues.BATCH, lesion__task__round=round_))
         return Response(round_preannotation_progress(round_))
 
     @extend_schema(request=None, responses={202: PreannotationProgress})

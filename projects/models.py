@@ -1,5 +1,6 @@
 """Projects, who works on them, rounds of annotation, tasks and their reviews."""
 
+import math
 import re
 
 from django.conf import settings
@@ -78,6 +79,22 @@ class Project(models.Model):
         """
         wanted = _class_key(name)
         return next((c for c in self.lesion_class_names if _class_key(c) == wanted), None)
+
+    def window_preset(self) -> tuple[float, float] | None:
+        """(center, width) of the project's first usable window preset, or None.
+
+        It maps CT intensities for the models (segmentation, encoding, training, the MedSAM2
+        export) and is the default window of the DICOM generated for an upload. Presets are
+        checked when saved (``projects.services``); one that is not (an older row, the admin)
+        and lacks a finite center or a positive finite width is skipped, not an error."""
+        for preset in self.window_presets or []:
+            try:
+                center, width = float(preset["center"]), float(preset["width"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if math.isfinite(center) and math.isfinite(width) and width > 0:
+                return center, width
+        return None
 
 
 def _class_key(name: str) -> str:

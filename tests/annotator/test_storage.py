@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from annotator import storage
+from annotator import storage, storage_keys
 
 
 def test_local_path_lets_errors_of_the_block_through(media_root: Path) -> None:
@@ -28,3 +28,18 @@ def test_cleanup_on_error_removes_what_the_block_wrote(media_root: Path) -> None
 def test_arrays_round_trip(media_root: Path, settings: Any) -> None:
     array = np.random.default_rng(0).random((3, 4, 5)) > 0.5
     np.testing.assert_array_equal(storage.load_array(storage.save_array("m.npy.gz", array)), array)
+
+
+def test_the_storage_key_layout() -> None:
+    keys = storage_keys.series_keys("liver", "1.2.3/4 5")
+    assert keys.prefix == "projects/liver/series/1.2.3_4_5"
+    assert keys.original("a.dcm") == "projects/liver/series/1.2.3_4_5/original/a.dcm"
+    assert keys.original_prefix == "projects/liver/series/1.2.3_4_5/original/"
+    assert keys.volume == "projects/liver/series/1.2.3_4_5/volume.nii.gz"
+    assert keys.colour == "projects/liver/series/1.2.3_4_5/colour.mha"
+    assert keys.instance("9.8") == "projects/liver/series/1.2.3_4_5/instances/9.8.dcm"
+    assert storage_keys.series_folder(keys.original_prefix) == keys.prefix
+    assert storage_keys.key_part("x" * 70) == "x" * 64 and storage_keys.key_part("///") == "_"
+    mask = storage_keys.mask_key("liver", 7)
+    assert mask.startswith("projects/liver/masks/lesion-7/") and mask.endswith(".npy.gz")
+    assert mask != storage_keys.mask_key("liver", 7)

@@ -1,7 +1,9 @@
 """Export of a round in four formats: round trips, accepted cases only, byte-identical repeats."""
 
+import hashlib
 import io
 import json
+import re
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,9 +13,11 @@ from typing import Any
 
 import highdicom as hd
 import numpy as np
+import pydicom
 import pytest
 import SimpleITK as sitk
 from django.core.management import CommandError, call_command
+from pydicom.uid import UID_dictionary
 
 from annotator.errors import InvalidInput
 from annotator.ingest import studies_import
@@ -261,6 +265,96 @@ def test_the_same_input_gives_the_same_bytes(world: World, tmp_path: Path) -> No
     first, second = _files(tmp_path / "one"), _files(tmp_path / "two")
     assert first.keys() == second.keys() and len(first) > 10
     assert [k for k in first if first[k] != second[k]] == []
+
+
+# SHA-256 of every file of the `world` round's export, pinned from the exporter as it was before
+# its formats became a registry (projects/export_formats/), so a refactor cannot change a byte.
+# Case names hold task primary keys, so files are named by case role (DICOM, NIFTI). Three things
+# in the world differ from one run to the next, and are normalised before hashing, not skipped:
+# - DICOM SEG: UIDs of the source (random at import, and derived from primary keys), dates
+#   (from the acceptance, i.e. now) and each segment's Tracking ID (the lesion's primary key):
+#   every non-registered UI value, every DA/TM/DT and the Tracking IDs' numbers are set to a
+#   constant and the rest of the file, pixel data included, is hashed as pydicom writes it;
+# - manifest.json: the same UIDs and times, primary keys (SQLite restarts them, PostgreSQL does
+#   not) and the train/validation split (a hash of the random study UID): replaced in the JSON
+#   text, so key order, indentation and every other value stay pinned.
+PINNED_EXPORT = {
+    "dicom-seg/DICOM.dcm": "49559be74252db84d19b65930c44659e03d78680cc8f915ac9f3e49e64072558",
+    "dicom-seg/NIFTI.dcm": "05d29bc535f5642187cb37b2f67fe329518d95f94f2f33e1930caa611918791d",
+    "images/DICOM.nii.gz": "e2e9683eba173889843c79ca386d2b2c403bac81a40a9b4ceb24600934361523",
+    "images/NIFTI.nii.gz": "180be2bd246b995ae7f89df16cceffabd842bc1513a83736db48eb487b3ccbfa",
+    "labels/DICOM.nii.gz": "ae217597356168343e1d479e5f33e47deca3ee83d49c2e5c778ac4faac36b2dc",
+    "labels/NIFTI.nii.gz": "a75c576a6a9e44852c05cf41f0e2c6fe8ecb7848331e4ee346a6998f3c708dbe",
+    "manifest.json": "b987187938fca13f22fc2176033274fc4d1e41cca35a7756ed8587ba2458dbf0",
+    "medsam2/DICOM.npz": "c04752fc9bf8c21eab41aa49fdc47f24fa8456f61625022663ce2fee62772828",
+    "medsam2/NIFTI.npz": "b469f61dc005b0c19d9997f97dfd69f8a522887e872879caa748bef59e1fd097",
+    "nnunet/Dataset500_ExpR00/dataset.json": (
+        "9e20ab6ba5127f735ec3e2fc204e66ad327e08c19709c7fb5f1e16474e450a65"
+    ),
+    "nnunet/Dataset500_ExpR00/imagesTr/DICOM_0000.nii.gz": (
+        "e2e9683eba173889843c79ca386d2b2c403bac81a40a9b4ceb24600934361523"
+    ),
+    "nnunet/Dataset500_ExpR00/imagesTr/NIFTI_0000.nii.gz": (
+        "180be2bd246b995ae7f89df16cceffabd842bc1513a83736db48eb487b3ccbfa"
+    ),
+    "nnunet/Dataset500_ExpR00/labelsTr/DICOM.nii.gz": (
+        "ae217597356168343e1d479e5f33e47deca3ee83d49c2e5c778ac4faac36b2dc"
+    ),
+    "nnunet/Dataset500_ExpR00/labelsTr/NIFTI.nii.gz": (
+        "a75c576a6a9e44852c05cf41f0e2c6fe8ecb7848331e4ee346a6998f3c708dbe"
+    ),
+}
+_CONSTANT = {"DA": "19000101", "TM": "000000", "DT": "19000101000000"}
+_MANIFEST_VOLATILE = [
+    (r'"\d{4}-\d\d-\d\dT[0-9:.+]+"', '"TIME"'),
+    (r'"[0-9]+(\.[0-9]+){4,}"', '"UID"'),
+    (r'"(task|volume|lesion|id|final_mask_version|model_mask_version)": \d+', r'"\1": 0'),
+    (r'"split": "(train|validation)"', '"split": "SPLIT"'),
+    (r'"train": \d+,\n(\s*)"validation": \d+', r'"train": 0,\n\1"validation": 0'),
+]
+
+
+def _dicom_digest(data: bytes) -> str:
+    dataset = pydicom.dcmread(io.BytesIO(data))
+    for part in (dataset.file_meta, dataset):
+        for element in part.iterall():
+            if element.VR == "UI" and element.value not in UID_dictionary:
+                element.value = "9.9"
+            elif element.VR in _CONSTANT:
+                element.value = _CONSTANT[element.VR]
+            elif element.keyword == "TrackingID":  # "lesion <primary key>"
+                element.value = re.sub(r"\d+", "0", str(element.value))
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return hashlib.sha256(buffer.getvalue()).hexdigest()
+
+
+def _manifest_digest(data: bytes, names: dict[str, str]) -> str:
+    text = data.decode()
+    for case, role in names.items():
+        text = text.replace(case, role)
+    for pattern, replacement in _MANIFEST_VOLATILE:
+        text = re.sub(pattern, replacement, text)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_the_export_is_pinned_byte_for_byte(world: World, tmp_path: Path) -> None:
+    manifest = export_round_files(world.round, tmp_path / "pinned")
+    names = {
+        _case(manifest, world.dicom_task)["case"]: "DICOM",
+        _case(manifest, world.nifti_task)["case"]: "NIFTI",
+    }
+    digests = {}
+    for path, data in _files(tmp_path / "pinned").items():
+        for case, role in names.items():
+            path = path.replace(case, role)
+        if path.endswith(".dcm"):
+            digests[path] = _dicom_digest(data)
+        elif path == "manifest.json":
+            digests[path] = _manifest_digest(data, names)
+        else:
+            digests[path] = hashlib.sha256(data).hexdigest()
+    assert digests == PINNED_EXPORT
 
 
 def test_chosen_formats_only(world: World, tmp_path: Path) -> None:

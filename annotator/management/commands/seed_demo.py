@@ -18,6 +18,7 @@ from django.db import transaction
 from annotator import storage
 from annotator.dicomweb.wado import warm_series_metadata
 from annotator.models import Series
+from annotator.storage_keys import series_folder
 from annotator.volumes import ImportedVolume, volume_import
 from inference.engine import make_ct_phantom, write_phantom
 from projects.models import Project, Role
@@ -110,7 +111,7 @@ class Command(BaseCommand):
                         )
         except BaseException as exc:
             for item in imported:  # their rows are rolled back: their files must go too
-                storage.delete_tree(item.series.original_prefix.removesuffix("original/"))
+                storage.delete_tree(series_folder(item.series.original_prefix))
             if isinstance(exc, Exception):
                 raise CommandError(f"the demo was not seeded, nothing was kept: {exc}") from exc
             raise
