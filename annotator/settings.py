@@ -12,6 +12,8 @@ from pathlib import Path
 import environ
 from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE, WASM_UNSAFE_EVAL
 
+from annotator import queues
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -342,7 +344,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
-CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_DEFAULT_QUEUE = queues.DEFAULT
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -381,9 +383,13 @@ LITEMEDSAM_EMBEDDINGS_DIR = env.str(
     "LITEMEDSAM_EMBEDDINGS_DIR", default=str(DATA_DIR / "embeddings")
 )
 LITEMEDSAM_EMBEDDINGS_MB = env.float("LITEMEDSAM_EMBEDDINGS_MB", default=8192.0)
-# MedSAM2 fine-tuning on the train queue (inference/finetuning.py): "recipe" (the published
-# recipe, GPU workers) or "smoke" (two steps on small crops, CPU).
+# MedSAM2 fine-tuning by the training job (inference/engine/medsam2/trainer.py): "recipe" (the
+# published recipe, GPU workers) or "smoke" (two steps on small crops, CPU).
 MEDSAM2_TRAIN_CONFIG = env.str("MEDSAM2_TRAIN_CONFIG", default="recipe")
+# The MedSAM2 weights a worker loads ({"model": state_dict}), and the file a fine-tune starts
+# from when the project's model is the site's default backend. The backend itself reads the
+# environment (the engine imports no Django); the training job reads it here.
+MEDSAM2_CHECKPOINT = env.str("MEDSAM2_CHECKPOINT", default="")
 
 LOGGING = {
     "version": 1,

@@ -30,9 +30,9 @@ round 0's Dice and slice_fix_fraction (``round0_fix``), the classical draft's Di
 lesion against it in round 0, and the lowest round r >= 1 against round 0 (``min_round_delta``).
 
 ``--backend litemedsam``: round 0 is the pretrained LiteMedSAM; in rounds r >= 1 its decoder is
-fine-tuned for each patient as the training job does (``inference.litemedsam_tuning``): on the
-share of the other patients minus a held-out quarter of them (by patient, at least one), then
-validated there against the base model (box alone and with the slice range); the gate
+fine-tuned for each patient as the training job does (``inference.engine.litemedsam.trainer``):
+on the share of the other patients minus a held-out quarter of them (by patient, at least one),
+then validated there against the base model (box alone and with the slice range); the gate
 (``inference.engine.litemedsam.validation.gate``) decides whether that patient's lesions get
 the tuned model or keep the base one. Embeddings are cached in ``--embeddings-dir``.
 """

@@ -19,10 +19,13 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from .training import Trainer, TrainingContext
 
 __all__ = [
     "BackendUnavailable",
@@ -282,6 +285,13 @@ class SegmentationBackend(ABC):
     @abstractmethod
     def describe(self) -> dict[str, object]:
         """Name, version, accepted prompt kinds and device, for logs and the API."""
+
+    @classmethod
+    def trainer(cls, context: TrainingContext) -> Trainer | None:
+        """How this backend's model learns from a round's accepted cases
+        (:mod:`.training`); None: it has no trainer of its own (the training job then trains
+        the learned draft)."""
+        return None
 
     def validate(self, volume: ImageVolume, prompts: Sequence[LesionPrompt]) -> None:
         """Raise :class:`InvalidInput` if the volume or a prompt cannot be segmented."""

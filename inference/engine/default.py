@@ -52,6 +52,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
@@ -80,6 +81,9 @@ from .base import (
     SegmentationResult,
 )
 from .box_prior import box_prior_draft
+
+if TYPE_CHECKING:
+    from .training import Trainer, TrainingContext
 
 __all__ = ["ClassicalBackend"]
 
@@ -177,6 +181,13 @@ class ClassicalBackend(SegmentationBackend):
         """How far the region of interest and the propagation extend beyond the key slice, in
         box sides: ``z_reach``, widened with a prior deeper than wide."""
         return self.z_reach * max(1.0, self.depth)
+
+    @classmethod
+    def trainer(cls, context: TrainingContext) -> Trainer:
+        """The learned draft: this draft fitted to accepted masks (:mod:`.learned_training`)."""
+        from .learned_training import LearnedDraftTrainer
+
+        return LearnedDraftTrainer(context)
 
     def describe(self) -> dict[str, object]:
         return {

@@ -39,7 +39,6 @@ from inference.engine.medsam2.finetune import (
     finetune,
     load_cases,
 )
-from inference.finetuning import finetune_start
 from inference.models import ModelVersion, TrainingJob
 from projects.models import AuditEvent, Round
 from tests.inference.test_training import accept_task
@@ -155,9 +154,9 @@ def test_a_medsam2_project_fine_tunes_promotes_and_pre_annotates_with_the_new_mo
     # One case for training, one for validation (the export splits by a hash of the patient).
     first = min(t.pk for t in Round.objects.get(project=project, number=0).tasks.all())
     monkeypatch.setattr(
-        "projects.exports.case_split", lambda task: "train" if task.pk == first else "validation"
+        training, "case_split", lambda task: "train" if task.pk == first else "validation"
     )
-    start = finetune_start(Round.objects.get(project=project, number=0))
+    start = training.current_model(Round.objects.get(project=project, number=0))
     assert start is not None and start.version == base
 
     manager = client_for(workspace["manager"])
@@ -228,6 +227,7 @@ def test_a_fine_tune_that_cannot_start_fails_with_its_reason(
 ) -> None:
     settings.MEDSAM2_TRAIN_CONFIG = "smoke"
     monkeypatch.delenv("MEDSAM2_CHECKPOINT", raising=False)
+    settings.MEDSAM2_CHECKPOINT = ""
     project = workspace["project"]
     accept_task(workspace, phantom)
     round0 = Round.objects.get(project=project, number=0)
@@ -240,7 +240,7 @@ def test_a_fine_tune_that_cannot_start_fails_with_its_reason(
     assert failed.error.startswith("no MedSAM2 checkpoint to fine-tune from")
 
     # every case in the validation split: nothing to train on
-    monkeypatch.setattr("projects.exports.case_split", lambda task: "validation")
+    monkeypatch.setattr(training, "case_split", lambda task: "validation")
     without.checkpoint = str(start_checkpoint)
     without.save()
     job = training.training_request(round=round0, user=workspace["manager"])

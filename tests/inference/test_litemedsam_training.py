@@ -17,8 +17,9 @@ from django.db import transaction
 
 from annotator.services import Author, lesion_create, mask_version_save
 from annotator.volumes import volume_import
-from inference import litemedsam_tuning, services, training
+from inference import services, training
 from inference.engine import key_slice_and_box, write_phantom
+from inference.engine.litemedsam.trainer import tunes_litemedsam
 from inference.models import ModelVersion, TrainingJob
 from projects.models import AuditEvent, Project
 from projects.services import round_open, task_claim_next, task_review, task_submit
@@ -89,7 +90,7 @@ def project_of_three(
             masks[imported.series.pk] = (validation_mask if seed == 3 else train_mask)(nodule)
             series.append(imported.series.pk)
         monkeypatch.setattr(
-            litemedsam_tuning,
+            training,
             "case_split",
             lambda task: "validation" if task.series_id == series[2] else "train",
         )
@@ -191,7 +192,7 @@ def test_a_model_is_not_promoted_over_a_model_chosen_while_it_trained(
         metrics={"compared_with": {"model_version": None}, "promotion": {"promoted": True}},
     )
     with transaction.atomic():
-        assert not litemedsam_tuning.litemedsam_promote(job, tuned)
+        assert not training.model_version_promote_validated(job, tuned)
     tuned.refresh_from_db()
     project.refresh_from_db()
     assert project.active_model_version == chosen
@@ -201,18 +202,16 @@ def test_a_model_is_not_promoted_over_a_model_chosen_while_it_trained(
 
 def test_which_projects_tune_litemedsam(settings: Any, workspace: dict[str, Any]) -> None:
     """LiteMedSAM, a subclass, or a backend declaring ``tunes_litemedsam``; not the others."""
-    assert litemedsam_tuning.tunes_litemedsam("litemedsam")
-    assert litemedsam_tuning.tunes_litemedsam(
-        "tests.inference.test_litemedsam_training.CompositeStandIn"
-    )
-    assert not litemedsam_tuning.tunes_litemedsam("default")
-    assert not litemedsam_tuning.tunes_litemedsam("medsam2")
-    assert not litemedsam_tuning.tunes_litemedsam("no.such.Backend")
+    assert tunes_litemedsam("litemedsam")
+    assert tunes_litemedsam("tests.inference.test_litemedsam_training.CompositeStandIn")
+    assert not tunes_litemedsam("default")
+    assert not tunes_litemedsam("medsam2")
+    assert not tunes_litemedsam("no.such.Backend")
     round0 = workspace["project"].rounds.get(number=0)
     settings.INFERENCE_BACKEND = "default"
-    assert litemedsam_tuning.litemedsam_current(round0) is None
+    assert litemedsam_current(round0) is None
     settings.INFERENCE_BACKEND = "litemedsam"
-    current = litemedsam_tuning.litemedsam_current(round0)
+    current = litemedsam_current(round0)
     assert current is not None and current.version is None and current.backend == "litemedsam"
 
 
@@ -230,6 +229,12 @@ def test_a_bad_tuning_setting_fails_the_job_naming_it(
     assert failed is not None and failed.state == "failed"
     assert failed.error == "LITEMEDSAM_TUNE_STEPS='many' is not a number"
     assert not ModelVersion.objects.exists()
+
+
+def litemedsam_current(round_: Any) -> training.Current | None:
+    """The model a training job on ``round_`` starts from, when LiteMedSAM's trainer tunes it."""
+    current = training.current_model(round_)
+    return current if tunes_litemedsam(current.backend) else None
 
 
 class CompositeStandIn:

@@ -19,6 +19,7 @@ from inference import services, training
 from inference.engine import key_slice_and_box
 from inference.engine.hybrid import HybridBackend
 from inference.engine.learned import LearnedBackend, LearnedModel
+from inference.engine.learned_training import LEARNED_BACKEND, learned_host
 from inference.jobs import claim
 from inference.models import ModelVersion, TrainingJob
 from projects.models import Round
@@ -263,21 +264,21 @@ def test_a_learned_draft_is_trained_for_the_hybrid_default_or_alone(
     for name, host in (
         ("default", "default"),
         ("inference.engine.hybrid.HybridBackend", "inference.engine.hybrid.HybridBackend"),
-        ("classical", training.LEARNED_BACKEND),
-        (training.LEARNED_BACKEND, training.LEARNED_BACKEND),
+        ("classical", LEARNED_BACKEND),
+        (LEARNED_BACKEND, LEARNED_BACKEND),
     ):
         settings.INFERENCE_BACKEND = name
-        assert training.learned_host(round_) == host, name
+        assert learned_host(training.round_model(round_).ref()) == host, name
     round_.model_version = ModelVersion.objects.create(
         project=workspace["project"], name="hybrid", backend="default", checkpoint="m.joblib"
     )
-    assert training.learned_host(round_) == "default"
+    assert learned_host(training.round_model(round_).ref()) == "default"
 
 
 def test_an_operator_chosen_model_is_kept_for_the_next_round(workspace: dict[str, Any]) -> None:
     project = workspace["project"]
     trained = ModelVersion.objects.create(
-        project=project, name="learned", backend=training.LEARNED_BACKEND, checkpoint="m.joblib"
+        project=project, name="learned", backend=LEARNED_BACKEND, checkpoint="m.joblib"
     )
     TrainingJob.objects.create(
         project=project, round=workspace["task"].round, state="succeeded", result=trained

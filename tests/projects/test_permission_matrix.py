@@ -57,9 +57,9 @@ from annotator.models import (
 from annotator.services import Author, effort_record, lesion_create, mask_version_save
 from annotator.volumes import volume_import
 from inference.engine import Phantom
+from inference.engine.learned_training import LEARNED_BACKEND
 from inference.models import InferenceJob, ModelVersion, TrainingJob
 from inference.services import segmentation_request
-from inference.training import LEARNED_BACKEND
 from projects.models import AuditEvent, Membership, Project, Review, Role, Round, Task
 from projects.services import (
     membership_set,

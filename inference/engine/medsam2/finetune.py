@@ -1,6 +1,7 @@
-"""Fine-tuning MedSAM2 on exported rounds: the published recipe (MEDSAM2.md, "Fine-tuning recipe").
+"""Fine-tuning MedSAM2 on npz cases: the published recipe (MEDSAM2.md, "Fine-tuning recipe").
 
-Input: npz cases as ``projects.exports`` writes them (``imgs`` (D,H,W) uint8, ``gts`` (D,H,W)
+Its trainer (:mod:`.trainer`) is what the training job runs. Input: npz cases as
+``projects.exports`` and the trainer write them (``imgs`` (D,H,W) uint8, ``gts`` (D,H,W)
 instance labels, ``spacing``). :func:`finetune` continues from a ``{"model": state_dict}``
 checkpoint and writes one in the same format, which :func:`.builder.load_checkpoint` loads
 strictly; :func:`evaluate` measures the Dice of box-prompted propagation through the real
@@ -379,10 +380,13 @@ def finetune(
     *,
     device: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> FinetuneResult:
     """Continue training ``checkpoint`` on the ``train`` npz cases; write ``{"model": ...}`` to
-    ``out``. Raises :class:`FinetuneError` when no case can give a clip (each skipped case and
-    why is in the error and in the result)."""
+    ``out``. Fewer steps when ``should_stop`` says so or ``max_seconds`` pass (the file is
+    written either way and the result says it stopped early). Raises :class:`FinetuneError`
+    when no case can give a clip (each skipped case and why is in the error and in the
+    result)."""
     import torch
 
     from .builder import IMAGE_SIZE, build_predictor
@@ -411,7 +415,9 @@ def finetune(
     stopped_early = False
     done = 0
     for step in range(total):
-        if config.max_seconds is not None and time.perf_counter() - started > config.max_seconds:
+        if (should_stop is not None and should_stop()) or (
+            config.max_seconds is not None and time.perf_counter() - started > config.max_seconds
+        ):
             stopped_early = True
             break
         factor = config.end_lr_ratio + (1 - config.end_lr_ratio) * 0.5 * (
