@@ -82,6 +82,7 @@ api-types-check: install-dev frontend/node_modules/.package-lock.json
 lint: install-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 typecheck: install-dev
 	$(VENV)/bin/mypy .

@@ -1,7 +1,7 @@
-"""The Celery application and the one task decorator every task uses.
+"""The Celery application (the site shell: the apps' tasks do not import it; they are declared
+with :func:`annotator.background.acks_late_task`, which binds them to this app when it loads).
 
-Tasks are thin shims over services: they take primary keys as keyword arguments, load, and call a
-service. Queues are named for workloads so that workers can be sized per kind of work:
+Queues are named for workloads so that workers can be sized per kind of work:
 
 - ``gpu-interactive``: an annotator is waiting (box and point prompts); served first.
 - ``gpu-batch``: pre-annotating a whole round.
@@ -10,7 +10,6 @@ service. Queues are named for workloads so that workers can be sized per kind of
 """
 
 import os
-from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
@@ -18,6 +17,7 @@ from celery.signals import worker_init
 from kombu import Queue
 
 from annotator import queues
+from annotator.background import ROUTES
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "annotator.settings")
 
@@ -27,7 +27,7 @@ app.autodiscover_tasks()
 
 QUEUES = queues.ALL
 app.conf.task_queues = tuple(Queue(name, routing_key=name) for name in QUEUES)
-app.conf.task_routes = {}
+app.conf.task_routes = ROUTES
 
 
 @app.on_after_finalize.connect
@@ -55,29 +55,3 @@ def _engine_environment(**kwargs: Any) -> None:
 
     for name in ENGINE_ENVIRONMENT:
         os.environ[name] = str(getattr(settings, name))
-
-
-def acks_late_task(
-    *, queue: str, soft_time_limit: int = 600, time_limit: int = 660, max_retries: int = 0
-) -> Callable[[Callable[..., Any]], Any]:
-    """Register a task routed to ``queue`` with the delivery guarantees every task needs.
-
-    ``acks_late`` + ``reject_on_worker_lost`` put the message back when a worker dies mid-task, so
-    every task must be idempotent (lock the row, check its state, return early if done).
-    """
-    if queue not in QUEUES:
-        raise ValueError(f"unknown queue {queue!r}; expected one of {QUEUES}")
-
-    def decorator(func: Callable[..., Any]) -> Any:
-        name = f"{func.__module__}.{func.__name__}"
-        app.conf.task_routes[name] = {"queue": queue}
-        return app.task(
-            name=name,
-            acks_late=True,
-            reject_on_worker_lost=True,
-            soft_time_limit=soft_time_limit,
-            time_limit=time_limit,
-            max_retries=max_retries,
-        )(func)
-
-    return decorator

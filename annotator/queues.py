@@ -1,7 +1,7 @@
 """The Celery queues, named for workloads so that workers can be sized per kind of work.
 
 One home for the names: the Celery app declares these queues, settings route to ``DEFAULT``,
-tasks name theirs with :func:`annotator.celery.acks_late_task`, and jobs record theirs.
+tasks name theirs with :func:`annotator.background.acks_late_task`, and jobs record theirs.
 Pure Python (settings import it)."""
 
 # An annotator is waiting (box and point prompts): served first.
