@@ -33,6 +33,7 @@ describe('projectPayload (create)', () => {
       annotators_per_task: '3',
       reviewer_must_differ: false,
       deidentify: true,
+      deidentify_clean_descriptors: true,
     }), 'create');
     expect(errors).toEqual({});
     expect(payload).toEqual({
@@ -43,6 +44,8 @@ describe('projectPayload (create)', () => {
       lesion_classes: [{ name: 'tumour', color: '#e6194b' }, { name: 'cyst', color: '#3cb44b' }],
       window_presets: [{ name: 'Liver', center: 60, width: 160.5 }],
       deidentify: true,
+      deidentify_modified_dates: true,
+      deidentify_clean_descriptors: true,
       assignment: 'assigned',
       ordering: 'low_confidence',
       annotators_per_task: 3,
@@ -100,6 +103,7 @@ describe('projectPayload (update)', () => {
     expect(errors).toEqual({});
     expect(payload).toEqual({
       name: 'Lung', description: '', deidentify: false,
+      deidentify_modified_dates: true, deidentify_clean_descriptors: false,
       lesion_classes: [{ name: 'nodule', color: '#4363d8' }],
       window_presets: [{ name: 'Lung', center: -600, width: 1500 }],
       assignment: 'pool', ordering: 'priority', annotators_per_task: 1, reviewer_must_differ: true,

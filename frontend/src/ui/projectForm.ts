@@ -33,6 +33,8 @@ export interface ProjectFormValues {
   description: string;
   modality: string;
   deidentify: boolean;
+  deidentify_modified_dates: boolean;
+  deidentify_clean_descriptors: boolean;
   lesion_classes: ClassRow[];
   window_presets: PresetRow[];
   assignment: Assignment;
@@ -46,6 +48,7 @@ export type FormMode = 'create' | 'update';
 export function emptyProjectValues(): ProjectFormValues {
   return {
     name: '', slug: '', description: '', modality: 'CT', deidentify: false,
+    deidentify_modified_dates: true, deidentify_clean_descriptors: false,
     lesion_classes: [{ name: '', color: PALETTE[0] ?? '#e6194b' }],
     window_presets: [],
     assignment: 'pool', ordering: 'priority', annotators_per_task: '1', reviewer_must_differ: true,
@@ -59,6 +62,8 @@ export function projectValues(project: Project): ProjectFormValues {
     description: project.description ?? '',
     modality: project.modality,
     deidentify: project.deidentify,
+    deidentify_modified_dates: project.deidentify_modified_dates,
+    deidentify_clean_descriptors: project.deidentify_clean_descriptors,
     lesion_classes: project.lesion_classes.map((c) => ({ name: c.name, color: c.color })),
     window_presets: project.window_presets.map((w) => ({
       name: w.name, center: String(w.center), width: String(w.width),
@@ -152,6 +157,8 @@ export function projectPayload(values: ProjectFormValues, mode: FormMode): Paylo
     description: values.description.trim(),
     lesion_classes: classes.map((c) => (HEX6.test(c.color) ? { name: c.name, color: c.color } : { name: c.name })),
     deidentify: values.deidentify,
+    deidentify_modified_dates: values.deidentify_modified_dates,
+    deidentify_clean_descriptors: values.deidentify_clean_descriptors,
     assignment: values.assignment,
     ordering: values.ordering,
     annotators_per_task: perTask,
@@ -285,7 +292,17 @@ export function projectForm(opts: ProjectFormOptions): HTMLFormElement {
   const description = field('Description', h('textarea', { rows: 3 }, v.description), 'Shown to the project’s members.');
   const deidInput = h('input', { checked: v.deidentify });
   const deid = checkboxField('De-identify DICOM on import', deidInput,
-    'Basic profile: names and IDs replaced by pseudonyms, dates shifted per patient. Applies to studies imported from now on.');
+    'PS3.15 Basic Profile: names and IDs replaced by pseudonyms, identifying attributes removed. Applies to studies imported from now on.');
+  const datesInput = h('input', { checked: v.deidentify_modified_dates });
+  const dates = checkboxField('Keep intervals between dates (modified dates)', datesInput,
+    'Dates and times moved by one offset per patient, so the time between a patient’s studies survives; off: dates and times removed.');
+  const descriptorsInput = h('input', { checked: v.deidentify_clean_descriptors });
+  const descriptors = checkboxField('Clean descriptions', descriptorsInput,
+    'Study and series descriptions, protocol names and comments emptied: free text can name a patient.');
+  const deidOptions = h('div', { class: 'indent' }, dates.el, descriptors.el);
+  const showOptions = (): void => { deidOptions.hidden = !deidInput.checked; };
+  deidInput.addEventListener('change', showOptions);
+  showOptions();
 
   const classesError = rowError();
   const classes = listEditor<ClassRow>({
@@ -327,6 +344,7 @@ export function projectForm(opts: ProjectFormOptions): HTMLFormElement {
       create ? modality.el : null,
       description.el,
       deid.el,
+      deidOptions,
     ),
     h('section', { class: 'card' },
       h('h2', null, 'Lesion classes'),
@@ -355,6 +373,7 @@ export function projectForm(opts: ProjectFormOptions): HTMLFormElement {
 
   const targets = (): Map<string, ErrorTarget> => new Map<string, ErrorTarget>([
     ['name', name], ['slug', slug], ['modality', modality], ['description', description], ['deidentify', deid],
+    ['deidentify_modified_dates', dates], ['deidentify_clean_descriptors', descriptors],
     ['lesion_classes', { error: classesError }], ...classes.targets('lesion_classes'),
     ['window_presets', { error: presetsError }], ...presets.targets('window_presets'),
     ['assignment', { error: assignment.error, control: assignment.first }],
@@ -368,6 +387,8 @@ export function projectForm(opts: ProjectFormOptions): HTMLFormElement {
     description: description.control.value,
     modality: modality.control.value,
     deidentify: deidInput.checked,
+    deidentify_modified_dates: datesInput.checked,
+    deidentify_clean_descriptors: descriptorsInput.checked,
     lesion_classes: classes.read(),
     window_presets: presets.read(),
     assignment: assignment.read(),

@@ -49,6 +49,12 @@ describe('LesionStore', () => {
     expect(store.selected?.lesion.id).toBe(4);
   });
 
+  it('shows an imported label under its own name (the ROI or segment name in the file)', () => {
+    const store = new LesionStore(1, classes, fakeApi());
+    store.load([lesion(4), { ...lesion(5), name: 'GTV-1' }, lesion(6)]);
+    expect(store.entries.map((e) => e.name)).toEqual(['tumour 1', 'GTV-1', 'tumour 3']);
+  });
+
   it('colours lesions by class, with the server palette for unreadable colours', () => {
     const store = new LesionStore(1, classes, fakeApi());
     store.load([lesion(1), lesion(2, 'cyst'), lesion(3, 'node')]);

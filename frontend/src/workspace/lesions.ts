@@ -124,15 +124,17 @@ export class LesionStore {
   }
 
   private entry(lesion: Lesion, segment: number, visible = true): LesionEntry {
-    return { lesion, segment, visible, ...this.colorOfClass(lesion.lesion_class), name: lesion.lesion_class };
+    return { lesion, segment, visible, ...this.colorOfClass(lesion.lesion_class), name: lesion.name || lesion.lesion_class };
   }
 
+  /** "class n" for each class's lesions in order; an imported label keeps its own name (the
+   * ROI or segment name in the file), which still counts in its class's numbering. */
   private renumberNames(): void {
     const seen = new Map<string, number>();
     for (const e of this.list) {
       const n = (seen.get(e.lesion.lesion_class) ?? 0) + 1;
       seen.set(e.lesion.lesion_class, n);
-      e.name = `${e.lesion.lesion_class} ${n}`;
+      e.name = e.lesion.name || `${e.lesion.lesion_class} ${n}`;
     }
   }
 
