@@ -297,7 +297,7 @@ export function projectForm(opts: ProjectFormOptions): HTMLFormElement {
   const dates = checkboxField('Keep intervals between dates (modified dates)', datesInput,
     'Dates and times moved by one offset per patient, so the time between a patient’s studies survives; off: dates and times removed.');
   const descriptorsInput = h('input', { checked: v.deidentify_clean_descriptors });
-  const descriptors = checkboxField('Clean descriptions', descriptorsInput,
+  const descriptors = checkboxField('Clean descriptors (empty free text)', descriptorsInput,
     'Study and series descriptions, protocol names and comments emptied: free text can name a patient.');
   const deidOptions = h('div', { class: 'indent' }, dates.el, descriptors.el);
   const showOptions = (): void => { deidOptions.hidden = !deidInput.checked; };
