@@ -34,12 +34,8 @@ from inference.engine import EngineError, ImageVolume, LesionPrompt, Segmentatio
 from inference.engine import load_backend as engine_load_backend
 from inference.jobs import claim, fail, heartbeat, progress_writer, still_mine, succeed
 from inference.models import InferenceJob
-from projects.models import Project
 
 log = logging.getLogger(__name__)
-
-INTERACTIVE_QUEUE = queues.INTERACTIVE
-BATCH_QUEUE = queues.BATCH
 
 
 @functools.cache
@@ -339,9 +335,3 @@ def _keep_human_slices(
     for z, given in prompt.mask_slices.items():
         mask[z] = given
     return mask
-
-
-def project_window(project: Project) -> tuple[float, float] | None:
-    """Deprecated: :meth:`Project.window_preset`. Kept only until inference/training.py, which
-    another change owns, calls the method."""
-    return project.window_preset()

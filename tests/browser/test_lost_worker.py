@@ -17,9 +17,10 @@ from django.utils import timezone
 
 from annotator.celery import app
 from annotator.models import Lesion
+from annotator.queues import BATCH as BATCH_QUEUE
 from inference.engine import Phantom, key_slice_and_box
 from inference.models import InferenceJob
-from inference.services import BATCH_QUEUE, segmentation_enqueue
+from inference.services import segmentation_enqueue
 from projects.models import Project
 from tests.browser.harness import BrowserRunner
 from tests.support.worker import purge_queues

@@ -13,6 +13,7 @@ import pytest
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
+from annotator import queues
 from annotator.models import Lesion
 from annotator.volumes import volume_import
 from inference import encoding, services
@@ -179,7 +180,7 @@ def test_a_delivery_yields_to_a_waiting_prompt_and_the_rest_is_queued_again(
     encodes what is left, and no slice twice."""
     lesion = Lesion.objects.create(task=claimable["task"], lesion_class="tumour")
     InferenceJob.objects.create(
-        lesion=lesion, prompt={}, backend="litemedsam", queue=services.INTERACTIVE_QUEUE
+        lesion=lesion, prompt={}, backend="litemedsam", queue=queues.INTERACTIVE
     )
     job = EncodingJob.objects.create(volume=claimable["volume"], backend="litemedsam")
     with django_capture_on_commit_callbacks(execute=False) as sent:

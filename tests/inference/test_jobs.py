@@ -291,7 +291,7 @@ def test_the_round_s_preannotation_shows_requeued_jobs_and_why(
     client_for: Callable[[Any], Any],
     django_capture_on_commit_callbacks: Any,
 ) -> None:
-    from inference.services import BATCH_QUEUE
+    from annotator.queues import BATCH as BATCH_QUEUE
 
     job = queued_job(lesion, phantom, django_capture_on_commit_callbacks)
     InferenceJob.objects.filter(pk=job.pk).update(queue=BATCH_QUEUE)
@@ -310,8 +310,9 @@ def test_the_heartbeat_advances_and_stops_with_ownership(
     lesion: dict[str, Any], phantom: Any, settings: Any
 ) -> None:
     from annotator.models import Lesion
+    from annotator.queues import INTERACTIVE as INTERACTIVE_QUEUE
     from inference import jobs
-    from inference.services import INTERACTIVE_QUEUE, segmentation_enqueue
+    from inference.services import segmentation_enqueue
 
     settings.JOB_HEARTBEAT_S = 0.1
     key_slice, box = key_slice_and_box(phantom.lesion_masks[0])

@@ -19,6 +19,7 @@ import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 from django.utils import timezone
 
+from annotator import queues
 from annotator.celery import app
 from annotator.models import Lesion, MaskVersion
 from inference import services
@@ -311,7 +312,7 @@ def request_without_sending(
     return services.segmentation_enqueue(
         lesion=Lesion.objects.get(pk=lesion["id"]),
         user=workspace["annotator"],
-        queue=services.INTERACTIVE_QUEUE,
+        queue=queues.INTERACTIVE,
     )
 
 
