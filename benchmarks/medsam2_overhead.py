@@ -121,7 +121,8 @@ def run_job(lesion_id: int) -> tuple[float, dict[str, Any]]:
     and the job's own timings."""
     from annotator.models import Lesion
     from inference.models import InferenceJob
-    from inference.services import INTERACTIVE_QUEUE, segmentation_enqueue
+    from annotator.queues import INTERACTIVE as INTERACTIVE_QUEUE
+    from inference.services import segmentation_enqueue
 
     lesion = Lesion.objects.get(pk=lesion_id)
     started = time.perf_counter()
