@@ -120,8 +120,8 @@ def run_job(lesion_id: int) -> tuple[float, dict[str, Any]]:
     """The lesion's recorded prompt as a job, through the task a worker runs; its wall time
     and the job's own timings."""
     from annotator.models import Lesion
-    from inference.models import InferenceJob
     from annotator.queues import INTERACTIVE as INTERACTIVE_QUEUE
+    from inference.models import InferenceJob
     from inference.services import segmentation_enqueue
 
     lesion = Lesion.objects.get(pk=lesion_id)
