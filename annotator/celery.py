@@ -1,5 +1,5 @@
 """The Celery application (the site shell: the apps' tasks do not import it; they are declared
-with :func:`annotator.background.acks_late_task`, which binds them to this app when it loads).
+with :func:`annotator.core.background.acks_late_task`, which binds them to this app when it loads).
 
 Queues are named for workloads so that workers can be sized per kind of work:
 
@@ -16,8 +16,8 @@ from celery import Celery
 from celery.signals import worker_init
 from kombu import Queue
 
-from annotator import queues
-from annotator.background import ROUTES
+from annotator.core import queues
+from annotator.core.background import ROUTES
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "annotator.settings")
 

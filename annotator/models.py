@@ -117,7 +117,7 @@ class Lesion(models.Model):
     lesion_class = models.CharField(max_length=100)
     # An imported lesion's own name (RTSTRUCT ROIName, SEG SegmentLabel, label map value).
     name = models.CharField(max_length=200, blank=True, default="")
-    # What an imported lesion was made from (annotator.label_import.import_key): a second
+    # What an imported lesion was made from (projects.intake.label_import.import_key): a second
     # import of the same label finds it and makes nothing new. Empty for lesions drawn here.
     import_key = models.CharField(max_length=128, blank=True, default="")
     # The slice the prompt was drawn on (index along the volume's third axis).

@@ -12,7 +12,7 @@ from pathlib import Path
 import environ
 from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE, WASM_UNSAFE_EVAL
 
-from annotator import queues
+from annotator.core import queues
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -155,7 +155,7 @@ MEDIA_URL = "/media/"
 AWS_STORAGE_BUCKET_NAME = env.str("AWS_STORAGE_BUCKET_NAME", default="")
 if AWS_STORAGE_BUCKET_NAME:
     _files_backend = {
-        "BACKEND": "annotator.storage.S3Storage",
+        "BACKEND": "annotator.core.storage.S3Storage",
         "OPTIONS": {
             "bucket_name": AWS_STORAGE_BUCKET_NAME,
             "endpoint_url": env.str("AWS_S3_ENDPOINT_URL", default="") or None,
@@ -182,29 +182,29 @@ MAX_UPLOAD_FILES = max(1, env.int("ANNOTATOR_MAX_UPLOAD_FILES", default=10_000))
 # Django's own count is a backstop one past ours, which answers first and names the field.
 DATA_UPLOAD_MAX_NUMBER_FILES = MAX_UPLOAD_FILES + 1
 # The limits are enforced as the body streams in, before the handlers that keep the files; a
-# file on disk holds no descriptor until it is read (annotator.uploads).
+# file on disk holds no descriptor until it is read (annotator.core.uploads).
 FILE_UPLOAD_HANDLERS = [
-    "annotator.uploads.LimitedUploadHandler",
+    "annotator.core.uploads.LimitedUploadHandler",
     "django.core.files.uploadhandler.MemoryFileUploadHandler",
-    "annotator.uploads.TemporaryPathUploadHandler",
+    "annotator.core.uploads.TemporaryPathUploadHandler",
 ]
 # Every image's declared size is checked against these before anything is allocated: voxels of
 # one volume (NIfTI/NRRD/MHA upload, DICOM series, video), frames of one DICOM object or video.
 MAX_IMAGE_VOXELS = env.int("ANNOTATOR_MAX_IMAGE_VOXELS", default=1024**3)
 MAX_IMAGE_FRAMES = env.int("ANNOTATOR_MAX_IMAGE_FRAMES", default=10_000)
 # What one label object (RTSTRUCT, DICOM SEG) or label map may hold: segments, ROIs or label
-# values; and the points of all an RTSTRUCT's contours (annotator.dicom.labels.LabelLimits).
+# values; and the points of all an RTSTRUCT's contours (annotator.imaging.dicom.labels.LabelLimits).
 MAX_LABELS = env.int("ANNOTATOR_MAX_LABELS", default=256)
 MAX_CONTOUR_POINTS = env.int("ANNOTATOR_MAX_CONTOUR_POINTS", default=10_000_000)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "annotator.auth.TokenAuthentication",
+        "annotator.core.auth.TokenAuthentication",
     ],
     "DEFAULT_THROTTLE_CLASSES": [
-        "annotator.throttling.AnonThrottle",
-        "annotator.throttling.UserThrottle",
+        "annotator.core.throttling.AnonThrottle",
+        "annotator.core.throttling.UserThrottle",
     ],
     # Per client address (anon) and per user; far above what a person at the viewer sends (page
     # loads, job polls, autosaves, effort heartbeats: a few requests a second at peaks). DICOMweb
@@ -220,16 +220,16 @@ REST_FRAMEWORK = {
     # ignored (a client could forge it).
     "NUM_PROXIES": env.int("DJANGO_NUM_PROXIES", default=0),
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    # DRF's three, with a JSON body nested too deeply answered 400 (annotator/parsers.py).
+    # DRF's three, with a JSON body nested too deeply answered 400 (annotator/core/parsers.py).
     "DEFAULT_PARSER_CLASSES": [
-        "annotator.parsers.JSONParser",
+        "annotator.core.parsers.JSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
-    "DEFAULT_PAGINATION_CLASS": "annotator.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "annotator.core.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "annotator.api.exception_handler",
+    "EXCEPTION_HANDLER": "annotator.core.rest.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Lesion Annotator API",
@@ -267,8 +267,8 @@ AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
 AXES_COOLOFF_TIME = timedelta(seconds=env.int("LOGIN_COOLOFF_SECONDS", default=900))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-AXES_CLIENT_IP_CALLABLE = "annotator.auth.client_ip"
-AXES_LOCKOUT_CALLABLE = "annotator.auth.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "annotator.core.auth.client_ip"
+AXES_LOCKOUT_CALLABLE = "annotator.core.auth.lockout_response"
 
 # API tokens (django-rest-knox): SHA-512 digests at rest, a fixed lifetime from their login.
 REST_KNOX = {

@@ -79,9 +79,9 @@ def import_lesions(slug: str, depth: int, size: int, seed: int, count: int) -> l
     lesions (the phantom's own, else shifted copies of the first); returns their ids."""
     from django.contrib.auth.models import Permission, User
 
-    from annotator.services import lesion_create
-    from annotator.volumes import volume_import
+    from annotator.annotation.services import lesion_create
     from inference.engine import key_slice_and_box, make_ct_phantom, write_phantom
+    from projects.intake.image_import import volume_import
     from projects.services import project_create, task_claim_next
 
     user = User.objects.filter(username="bench").first()
@@ -119,8 +119,8 @@ def import_lesions(slug: str, depth: int, size: int, seed: int, count: int) -> l
 def run_job(lesion_id: int) -> tuple[float, dict[str, Any]]:
     """The lesion's recorded prompt as a job, through the task a worker runs; its wall time
     and the job's own timings."""
+    from annotator.core.queues import INTERACTIVE as INTERACTIVE_QUEUE
     from annotator.models import Lesion
-    from annotator.queues import INTERACTIVE as INTERACTIVE_QUEUE
     from inference.models import InferenceJob
     from inference.services import segmentation_enqueue
 
@@ -139,8 +139,8 @@ def lesion_inputs(lesion_id: int) -> tuple[Any, int, tuple[int, int, int, int], 
     """What the worker reads for a lesion: the engine volume, key slice, box, and the lesion."""
     import SimpleITK as sitk
 
+    from annotator.imaging.volumes import volume_read
     from annotator.models import Lesion
-    from annotator.volumes import volume_read
     from inference.engine import ImageVolume
 
     lesion = Lesion.objects.select_related("task__series__volume").get(pk=lesion_id)
@@ -302,7 +302,7 @@ def report(args: argparse.Namespace, data_dir: Path, checkpoint: Path) -> None:
     from django.conf import settings
     from django.core.management import call_command
 
-    from annotator.services import mask_version_load
+    from annotator.annotation.services import mask_version_load
     from inference.engine.medsam2.backend import largest_component
     from inference.services import load_backend
     from tests.support.medsam2_reference import reference_masks, reference_predictor

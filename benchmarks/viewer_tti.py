@@ -14,7 +14,7 @@ as ``manage.py serve``) as ``make run`` does, serving a snapshot of frontend/dis
 the start (settings module written to the data folder), so that every run measures the same
 build even while the front end is being rebuilt; a manager (who may create projects) and an
 annotator; a CT project, whose round 0 ``project_create`` opens; the series in ``--series`` imported
-with ``annotator.ingest.studies_import`` (the function behind the import API,
+with ``projects.intake.ingest.studies_import`` (the function behind the import API,
 ``POST /api/projects/SLUG/imports/``), which queues it as a task of that open round; the task
 claimed for the annotator (``task_claim_next``, as ``POST /api/projects/SLUG/tasks/next/``).
 
@@ -170,8 +170,8 @@ def setup(series_dir: Path) -> dict[str, Any]:
     """Users, project, the imported series as a task claimed by the annotator (Django is set up)."""
     from django.contrib.auth.models import Permission, User
 
-    from annotator.ingest import studies_import
     from annotator.models import Volume
+    from projects.intake.ingest import studies_import
     from projects.models import Project, Role, Task
     from projects.services import current_round, membership_set, project_create, task_claim_next
 

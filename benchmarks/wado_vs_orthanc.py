@@ -38,7 +38,7 @@ import sys
 from pathlib import Path
 from django.contrib.auth.models import Permission, User
 from knox.models import AuthToken
-from annotator.ingest import studies_import
+from projects.intake.ingest import studies_import
 from projects.services import project_create
 user = User.objects.create_user("bench", password="bench")
 user.user_permissions.add(Permission.objects.get(codename="add_project"))

@@ -12,7 +12,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Exists, Max, OuterRef, QuerySet
 
-from annotator import queues
+from annotator.core import queues
 from annotator.models import Lesion
 from inference.encoding import round_pre_encode
 from inference.models import InferenceJob

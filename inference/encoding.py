@@ -24,6 +24,7 @@ import logging
 import time
 from collections.abc import Iterable
 from datetime import timedelta
+from typing import Any
 
 import SimpleITK as sitk
 from celery.exceptions import SoftTimeLimitExceeded
@@ -33,12 +34,21 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from annotator import queues
+from annotator.core import queues
+from annotator.imaging.volumes import volume_read
 from annotator.models import Volume
-from annotator.volumes import volume_read
 from inference.engine import EngineError, ImageVolume
 from inference.engine.base import BACKEND_ALIASES
-from inference.jobs import claim, fail, heartbeat, progress_writer, still_mine, succeed
+from inference.jobs import (
+    ENCODING_TASK,
+    claim,
+    fail,
+    heartbeat,
+    job_send,
+    progress_writer,
+    still_mine,
+    succeed,
+)
 from inference.models import EncodingJob, InferenceJob, ModelVersion
 from inference.services import load_backend
 from projects.models import Round, Task
@@ -89,9 +99,7 @@ def volume_encode_enqueue(
 
 def encoding_send(job: EncodingJob) -> None:
     """Send the job's task to the batch queue."""
-    from inference.tasks import run_encoding_job
-
-    run_encoding_job.apply_async(kwargs={"job_id": job.pk}, queue=ENCODE_QUEUE)
+    job_send(ENCODING_TASK, job_id=job.pk, queue=ENCODE_QUEUE)
 
 
 def task_pre_encode(*, task: Task, user: User | None = None) -> EncodingJob | None:
@@ -100,6 +108,11 @@ def task_pre_encode(*, task: Task, user: User | None = None) -> EncodingJob | No
     if not settings.INFERENCE_PRE_ENCODE:
         return None  # before any query: a claim costs what it did
     return _quietly(task.series.volume, task.round.model_version, user, f"task {task.pk}")
+
+
+def task_claimed_pre_encode(*, task: Task, user: User, **signal: Any) -> None:
+    """``projects.signals.task_claimed``'s receiver: :func:`task_pre_encode`."""
+    task_pre_encode(task=task, user=user)
 
 
 def round_pre_encode(

@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from celery import current_app
 from django.conf import settings
 from django.db import DatabaseError, connection, connections, models, transaction
 from django.db.models import F, Q, QuerySet
@@ -36,6 +37,13 @@ from django.utils import timezone
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
+
+# The job tasks, by name. ``inference.tasks`` declares them as shims over the services that also
+# send them, so the services send by name, through the Celery app's task registry, and the
+# module graph keeps one direction (tasks -> services).
+SEGMENTATION_TASK = "inference.tasks.run_segmentation_job"
+ENCODING_TASK = "inference.tasks.run_encoding_job"
+TRAINING_TASK = "inference.tasks.run_training_job"
 
 Job = TypeVar("Job", bound=models.Model)
 
@@ -251,3 +259,8 @@ def requeue_lost(jobs: QuerySet[Any], *, send: Callable[[Any], None]) -> list[An
             log.warning("%s %s: %s", type(job).__name__, job.pk, job.notice)
             changed.append(job)
     return changed
+
+
+def job_send(task: str, *, job_id: int, queue: str) -> None:
+    """Send the job's task (``SEGMENTATION_TASK``, ...) to ``queue``."""
+    current_app.tasks[task].apply_async(kwargs={"job_id": job_id}, queue=queue)

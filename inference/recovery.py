@@ -13,9 +13,15 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.db.models import QuerySet
 
-from annotator import queues
-from annotator.services import mask_files_sweep
-from inference.jobs import owner_alive, requeue_lost
+from annotator.annotation.services import mask_files_sweep
+from annotator.core import queues
+from inference.jobs import (
+    SEGMENTATION_TASK,
+    TRAINING_TASK,
+    job_send,
+    owner_alive,
+    requeue_lost,
+)
 from inference.models import EncodingJob, InferenceJob, TrainingJob
 
 AnyJob = TypeVar("AnyJob", InferenceJob, TrainingJob, EncodingJob)
@@ -24,14 +30,13 @@ AnyJob = TypeVar("AnyJob", InferenceJob, TrainingJob, EncodingJob)
 def send_again(job: InferenceJob | TrainingJob | EncodingJob) -> None:
     """Queue the job's task again, on the queue it was first sent to."""
     from inference.encoding import encoding_send
-    from inference.tasks import run_segmentation_job, run_training_job
 
     if isinstance(job, InferenceJob):
-        run_segmentation_job.apply_async(kwargs={"job_id": job.pk}, queue=job.queue)
+        job_send(SEGMENTATION_TASK, job_id=job.pk, queue=job.queue)
     elif isinstance(job, EncodingJob):
         encoding_send(job)
     else:
-        run_training_job.apply_async(kwargs={"job_id": job.pk}, queue=queues.TRAIN)
+        job_send(TRAINING_TASK, job_id=job.pk, queue=queues.TRAIN)
 
 
 def jobs_recover(jobs: QuerySet[Any]) -> list[Any]:

@@ -18,10 +18,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
-from annotator import queues
-from annotator.errors import InvalidInput
-from annotator.models import Lesion, MaskVersion
-from annotator.services import (
+from annotator.annotation.services import (
     Author,
     check_editable_by,
     check_prompt,
@@ -29,10 +26,22 @@ from annotator.services import (
     mask_version_load,
     mask_version_save,
 )
-from annotator.volumes import volume_read
+from annotator.core import queues
+from annotator.core.errors import InvalidInput
+from annotator.imaging.volumes import volume_read
+from annotator.models import Lesion, MaskVersion
 from inference.engine import EngineError, ImageVolume, LesionPrompt, SegmentationBackend
 from inference.engine import load_backend as engine_load_backend
-from inference.jobs import claim, fail, heartbeat, progress_writer, still_mine, succeed
+from inference.jobs import (
+    SEGMENTATION_TASK,
+    claim,
+    fail,
+    heartbeat,
+    job_send,
+    progress_writer,
+    still_mine,
+    succeed,
+)
 from inference.models import InferenceJob
 
 log = logging.getLogger(__name__)
@@ -195,8 +204,6 @@ def segmentation_enqueue(
     checked optional prompt fields (points, ``mask_slice``, ``z_range``, ``mask_version``)
     recorded on the job with the box.
     """
-    from inference.tasks import run_segmentation_job
-
     if lesion.key_slice is None or lesion.box is None:
         raise InvalidInput(f"lesion {lesion.pk} has no prompt (key slice and box) to segment")
     with transaction.atomic():
@@ -209,9 +216,7 @@ def segmentation_enqueue(
             queue=queue,
             requested_by=user,
         )
-        transaction.on_commit(
-            lambda: run_segmentation_job.apply_async(kwargs={"job_id": job.pk}, queue=job.queue)
-        )
+        transaction.on_commit(lambda: job_send(SEGMENTATION_TASK, job_id=job.pk, queue=job.queue))
     return job
 
 

@@ -1,5 +1,5 @@
-from annotator import queues
-from annotator.background import acks_late_task
+from annotator.core import queues
+from annotator.core.background import acks_late_task
 from inference import encoding, recovery, services, training
 
 

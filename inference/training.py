@@ -34,18 +34,26 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 from django.utils import timezone
 
-from annotator import storage
-from annotator.errors import Conflict, InvalidInput
+from annotator.annotation.audit import audit_record
+from annotator.annotation.services import mask_version_load
+from annotator.core import storage
+from annotator.core.errors import Conflict, InvalidInput
+from annotator.imaging.volumes import volume_read
 from annotator.models import Lesion, MaskVersion, Volume
-from annotator.services import mask_version_load
-from annotator.volumes import volume_read
 from inference.engine import EngineError, ImageVolume
 from inference.engine.training import CaseInfo, Cases, ModelRef, TrainingContext, trainer_for
-from inference.jobs import claim, fail, heartbeat, progress_writer, still_mine
+from inference.jobs import (
+    TRAINING_TASK,
+    claim,
+    fail,
+    heartbeat,
+    job_send,
+    progress_writer,
+    still_mine,
+)
 from inference.models import ModelVersion, TrainingJob
 from inference.services import checkpoint_path, load_backend
 from projects.access import require_role
-from projects.audit import audit_record
 from projects.exports import VALIDATION_PERCENT, case_id, case_split
 from projects.models import Project, Role, Round, Task
 
@@ -58,8 +66,6 @@ ACTIVE = (TrainingJob.State.QUEUED, TrainingJob.State.RUNNING)
 def training_request(*, round: Round, user: User) -> TrainingJob:
     """Queue training on the accepted tasks of ``round`` and the rounds before it (managers
     only); 409 while another training job of the project waits or runs."""
-    from inference.tasks import run_training_job
-
     project = round.project
     require_role(user, project, Role.MANAGER)
     with transaction.atomic():
@@ -70,9 +76,7 @@ def training_request(*, round: Round, user: User) -> TrainingJob:
                 f"training job {busy.pk} of this project is {busy.state}; wait for it to finish"
             )
         job = TrainingJob.objects.create(project=project, round=round, requested_by=user)
-        transaction.on_commit(
-            lambda: run_training_job.apply_async(kwargs={"job_id": job.pk}, queue=TRAIN_QUEUE)
-        )
+        transaction.on_commit(lambda: job_send(TRAINING_TASK, job_id=job.pk, queue=TRAIN_QUEUE))
     return job
 
 

@@ -5,9 +5,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotator import queues
-from annotator.api import current_user, get_visible
-from annotator.views import lesion_queryset
+from annotator.annotation.views import lesion_queryset
+from annotator.core import queues
+from annotator.core.rest import current_user, get_visible
 from inference.batch import round_preannotate, round_preannotation_progress
 from inference.models import InferenceJob, ModelVersion, TrainingJob
 from inference.recovery import job_recover, jobs_recover
@@ -19,8 +19,8 @@ from inference.serializers import (
 )
 from inference.services import segmentation_request
 from inference.training import model_version_promote, training_request
-from projects.access import require_role, visible_tasks
-from projects.models import Role, Round
+from projects.access import require_role
+from projects.models import Role, Round, Task
 from projects.serializers import ProjectSerializer
 from projects.views import project_for
 
@@ -43,7 +43,9 @@ class JobDetailView(APIView):
     def get(self, request: Request, pk: int) -> Response:
         """A segmentation job's state, progress, error and notice; a job whose worker is gone
         is re-queued (or failed) before it is shown."""
-        jobs = InferenceJob.objects.filter(lesion__task__in=visible_tasks(current_user(request)))
+        jobs = InferenceJob.objects.filter(
+            lesion__task__in=Task.objects.visible_to(current_user(request))
+        )
         return Response(InferenceJobSerializer(job_recover(get_visible(jobs, pk=pk))).data)
 
 

@@ -5,10 +5,10 @@ another role is refused with 403.
 """
 
 from django.contrib.auth.models import User
-from django.db.models import F, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models import F, OuterRef, QuerySet, Subquery, Value
 
-from annotator.errors import Forbidden
-from projects.models import Membership, Project, Role, Round, Task
+from annotator.core.errors import Forbidden
+from projects.models import Membership, Project, Round
 
 
 def visible_projects(user: User) -> QuerySet[Project]:
@@ -41,13 +41,3 @@ def require_role(user: User, project: Project, *roles: str) -> str:
         raise Forbidden(f"this action needs the {needed} role in project {project.slug!r}")
     assert role is not None
     return role
-
-
-def visible_tasks(user: User) -> QuerySet[Task]:
-    """Managers and reviewers see every task of their projects; annotators see their own."""
-    memberships = Membership.objects.filter(user_id=user.id)
-    overseen = memberships.filter(role__in=[Role.MANAGER, Role.REVIEWER]).values("project_id")
-    annotated = memberships.filter(role=Role.ANNOTATOR).values("project_id")
-    return Task.objects.filter(
-        Q(round__project_id__in=overseen) | Q(round__project_id__in=annotated, assignee_id=user.id)
-    )

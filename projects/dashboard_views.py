@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotator.api import current_user
+from annotator.core.rest import current_user
 from projects.access import require_role
 from projects.dashboard import effort_csv, project_dashboard
 from projects.models import Role

@@ -4,9 +4,9 @@ One BINARY segment per lesion (so overlapping lesions stay whole). The source is
 single-frame instance per slice (frame ``k`` of the pixel array on the instance whose
 ``frame_offset`` is ``k``) or one multi-frame instance (frame ``k`` on its frame ``k``, which
 the import placed by its position along the slice normal). Each slice is the instance's pixel
-grid as stored (rows = y, columns = x, see ``annotator.dicom.geometry``), so no flip or
+grid as stored (rows = y, columns = x, see ``annotator.imaging.dicom.geometry``), so no flip or
 resampling is needed. Volumes imported from image files reference the DICOM generated for them
-at import (:mod:`annotator.dicom.synthesis`).
+at import (:mod:`annotator.imaging.dicom.synthesis`).
 
 Sources are sanitised before highdicom copies their patient and study attributes
 (:func:`sanitized_source`): real files carry empty or invalid elements that highdicom refuses or
@@ -35,7 +35,7 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
-from annotator.dicom.geometry import functional_item
+from annotator.imaging.dicom.geometry import functional_item
 from annotator.models import Instance, Series
 
 MANUFACTURER = "lesion-annotator"
@@ -65,7 +65,7 @@ def source_instances(series: Series, depth: int) -> list[Instance]:
     Either one single-frame instance per slice, or one multi-frame instance holding every slice
     (a DICOM SEG references one multi-frame source image or a set of single-frame ones). Series
     imported from an image file have the instances generated for them
-    (:mod:`annotator.dicom.synthesis`), referenced like any other.
+    (:mod:`annotator.imaging.dicom.synthesis`), referenced like any other.
     """
     instances = list(series.instances.order_by("frame_offset", "pk"))
     if not instances:

@@ -26,9 +26,9 @@ from django.conf import settings
 from django.core.cache import BaseCache, caches
 from django.db.models import Prefetch, QuerySet
 
+from annotator.annotation.services import mask_version_load
 from annotator.models import ActiveInterval, Interaction, Lesion, MaskVersion
-from annotator.services import mask_version_load
-from inference.engine import dice
+from inference.engine.geometry import dice
 from inference.engine.metrics import crop_to_union, hd95, slices_to_fix
 from projects.models import Task
 

@@ -11,7 +11,7 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from annotator.api import current_user, get_visible
+from annotator.core.rest import current_user, get_visible
 from projects.access import require_role
 from projects.exports import FORMATS, export_round_files, parse_formats, zip_folder
 from projects.models import Role, Round

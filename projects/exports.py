@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 from django.db.models import Prefetch
 
-from annotator import storage
-from annotator.errors import InvalidInput
+from annotator.annotation.services import mask_version_load
+from annotator.core import storage
+from annotator.core.errors import InvalidInput
 from annotator.models import Lesion, MaskVersion
-from annotator.services import mask_version_load
 from projects.effort import task_efforts
 from projects.export_formats import (
     CaseExport,

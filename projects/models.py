@@ -4,6 +4,7 @@ import math
 import re
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import models
 
 
@@ -35,7 +36,7 @@ class Project(models.Model):
     lesion_classes = models.JSONField(default=list)
     # [{"name": "soft tissue", "center": 40, "width": 400}, ...]
     window_presets = models.JSONField(default=list)
-    # De-identify DICOM on ingest (PS3.15 Basic Profile, see annotator.dicom.deid), with its
+    # De-identify DICOM on ingest (PS3.15 Basic Profile, see annotator.imaging.dicom.deid), with its
     # options "Retain Longitudinal Temporal Information with Modified Dates" (dates shifted per
     # patient) and "Clean Descriptors" (descriptions kept as attributes, emptied).
     deidentify = models.BooleanField(default=False)
@@ -153,6 +154,21 @@ class Round(models.Model):
         return f"{self.project} round {self.number}"
 
 
+class TaskQuerySet(models.QuerySet["Task"]):
+    def visible_to(self, user: User) -> "TaskQuerySet":
+        """Managers and reviewers see every task of their projects; annotators see their own.
+
+        Here, beside the schema, so that every layer scopes tasks the same way (``projects.access``
+        scopes projects and roles)."""
+        memberships = Membership.objects.filter(user_id=user.id)
+        overseen = memberships.filter(role__in=[Role.MANAGER, Role.REVIEWER]).values("project_id")
+        annotated = memberships.filter(role=Role.ANNOTATOR).values("project_id")
+        return self.filter(
+            models.Q(round__project_id__in=overseen)
+            | models.Q(round__project_id__in=annotated, assignee_id=user.id)
+        )
+
+
 class Task(models.Model):
     """One series to annotate in one round (``copy`` k of N in an agreement study).
 
@@ -194,6 +210,8 @@ class Task(models.Model):
     submitted_at = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
+
+    objects = TaskQuerySet.as_manager()
 
     class Meta:
         ordering = ["-priority", "id"]

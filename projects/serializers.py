@@ -5,8 +5,8 @@ from django.contrib.auth import get_user_model
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from annotator.annotation.serializers import MAX_ID
 from annotator.models import Lesion, Series, Study
-from annotator.serializers import MAX_ID
 from projects.access import role_of
 from projects.models import (
     Assignment,
@@ -30,7 +30,8 @@ from projects.services import (
     current_round,
 )
 
-# Round numbers are PositiveIntegerFields (ids: annotator.serializers.MAX_ID). Bounding them
+# Round numbers are PositiveIntegerFields (ids: annotator.annotation.serializers.MAX_ID). Bounding
+# them
 # here turns a 30-digit number into a 400 rather than an integer overflow in the database driver.
 MAX_ROUND = 2**31 - 1
 # A study's (and its series') description.
@@ -374,7 +375,7 @@ class ImportedLesionSerializer(_WithKeyword):
 
 
 class LabelsImportedSerializer(serializers.Serializer):
-    """What a label import did (``annotator.label_import.LabelsImported.to_dict``)."""
+    """What a label import did (``projects.intake.label_import.LabelsImported.to_dict``)."""
 
     series = serializers.IntegerField()
     matched_by = serializers.CharField(allow_blank=True)

@@ -10,10 +10,10 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
-from annotator.errors import Conflict, Forbidden, InvalidInput
+from annotator.annotation.audit import audit_record
+from annotator.core.errors import Conflict, Forbidden, InvalidInput
 from annotator.models import MaskVersion
 from projects.access import role_of
-from projects.audit import audit_record
 from projects.models import (
     Assignment,
     AuditEvent,
@@ -26,6 +26,7 @@ from projects.models import (
     Round,
     Task,
 )
+from projects.signals import task_claimed
 
 DEFAULT_WINDOWS: dict[str, list[dict[str, Any]]] = {
     Modality.CT: [
@@ -293,13 +294,12 @@ def task_claim_next(*, user: User, project: Project) -> Task | None:
     on PostgreSQL, ``SKIP LOCKED`` lets concurrent claims pass each other instead of queueing.
     In an agreement study, series the user already has a copy of are skipped. The task's volume
     is then pre-encoded on the batch queue where the backend has an image encoder to run ahead
-    (``inference.encoding``; never at the claim's expense).
+    (``inference.encoding``, subscribed to ``projects.signals.task_claimed``; never at the
+    claim's expense).
     """
     task = _claim_next(user=user, project=project)
     if task is not None:
-        from inference.encoding import task_pre_encode  # inference imports projects
-
-        task_pre_encode(task=task, user=user)
+        task_claimed.send(sender=Task, task=task, user=user)
     return task
 
 

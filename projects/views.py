@@ -10,16 +10,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotator.api import current_user, get_visible, query_params
-from annotator.dicomweb.wado import warm_series_metadata
-from annotator.errors import InvalidInput
-from annotator.label_import import LabelsImported, volume_with_labels_import
+from annotator.annotation.audit import ACTIONS, audit_events
+from annotator.core.errors import InvalidInput
+from annotator.core.rest import current_user, get_visible, query_params
+from annotator.imaging.dicomweb.wado import warm_series_metadata
 from annotator.models import Lesion, Pseudonym
-from annotator.volumes import volume_import
 from projects import services
-from projects.access import require_role, visible_projects, visible_tasks
-from projects.audit import ACTIONS, audit_events
+from projects.access import require_role, visible_projects
 from projects.exports import round_manifest
+from projects.intake.image_import import volume_import
+from projects.intake.label_import import LabelsImported, volume_with_labels_import
 from projects.models import AuditEvent, Membership, Project, Review, Role, Round, Task
 from projects.serializers import (
     DESCRIPTION_CHARS,
@@ -65,7 +65,7 @@ def task_rows(tasks: QuerySet[Task] | None = None) -> QuerySet[Task]:
 
 def task_queryset(request: Request) -> QuerySet[Task]:
     """The tasks the signed-in user may see, ready to serialize."""
-    return task_rows(visible_tasks(current_user(request)))
+    return task_rows(Task.objects.visible_to(current_user(request)))
 
 
 def task_data(pk: int) -> dict[str, Any]:
@@ -385,7 +385,9 @@ class TaskAuditView(generics.ListAPIView):
     serializer_class = AuditEventSerializer
 
     def get_queryset(self) -> QuerySet[AuditEvent]:
-        task = get_visible(visible_tasks(current_user(self.request)), pk=self.kwargs["pk"])
+        task = get_visible(
+            Task.objects.visible_to(current_user(self.request)), pk=self.kwargs["pk"]
+        )
         return AuditEvent.objects.filter(task=task).select_related("actor").order_by("-id")
 
 

@@ -10,8 +10,8 @@ from django.contrib.auth.models import Permission
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
-from annotator.volumes import ImportedVolume, volume_import
 from inference.engine import Phantom, make_ct_phantom, write_phantom
+from projects.intake.image_import import ImportedVolume, volume_import
 from projects.models import Project, Role
 from projects.services import membership_set, project_create
 

@@ -3,7 +3,7 @@
 
 import shutil
 
-from annotator.masks import to_image
+from annotator.annotation.masks import to_image
 from projects.export_formats.registry import CaseExport, ExportFormat, register, write_nifti
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from annotator.masks import to_image
+from annotator.annotation.masks import to_image
 from projects.export_formats.registry import (
     CaseExport,
     ExportFormat,

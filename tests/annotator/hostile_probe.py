@@ -6,8 +6,8 @@
 
 ``labels`` imports the DICOM series SERIES first (not measured), then the label object
 LABEL_FILE (RTSTRUCT, SEG) alone: the seconds and the peak (reset after the series) are its own.
-``scan`` runs the DICOM scan alone (annotator.dicom.scan, no database, no Django): each file's
-status and reason.
+``scan`` runs the DICOM scan alone (annotator.imaging.dicom.scan, no database, no Django): each
+file's status and reason.
 
 The test database to use comes as JSON in PROBE_DATABASE (the test's own connection settings,
 so the project it committed is there). Prints one JSON line: the outcome, the seconds the import
@@ -73,7 +73,7 @@ def reset_peak_rss() -> None:
 
 
 def scan_only(path: Path) -> None:
-    from annotator.dicom import scanned
+    from annotator.imaging.dicom import scanned
 
     before = peak_rss_mb()
     start, cpu_start = time.perf_counter(), time.process_time()
@@ -108,9 +108,9 @@ def main() -> None:
 
     settings.DATABASES["default"].update(json.loads(os.environ["PROBE_DATABASE"]))
     django.setup()
-    from annotator.errors import DomainError
-    from annotator.ingest import studies_import
-    from annotator.volumes import volume_import
+    from annotator.core.errors import DomainError
+    from projects.intake.image_import import volume_import
+    from projects.intake.ingest import studies_import
     from projects.models import Project
 
     project = Project.objects.get(slug=slug)

@@ -14,10 +14,10 @@ from django.core.files.storage import default_storage
 from PIL import Image
 from rest_framework.test import APIClient
 
-from annotator.colour import luma
-from annotator.ingest import IMPORTED, studies_import
+from annotator.imaging.colour import luma
+from annotator.imaging.volumes import volume_array, volume_read
 from annotator.models import Lesion, Series, Study, Volume
-from annotator.volumes import volume_array, volume_read
+from projects.intake.ingest import IMPORTED, studies_import
 from projects.models import Project, Task
 from tests.support.colour_images import rgb_disk, write_rgb_dicom_series
 

@@ -9,8 +9,8 @@ from pydicom import dcmread
 from pydicom.data import get_testdata_file
 from rest_framework.test import APIClient
 
-from annotator.deid import ProjectPseudonymizer
-from annotator.dicom.deid import deidentify
+from annotator.imaging.dicom.deid import deidentify
+from annotator.imaging.pseudonyms import ProjectPseudonymizer
 from annotator.models import Pseudonym
 
 pytestmark = pytest.mark.django_db

@@ -24,7 +24,7 @@ from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.tag import BaseTag, Tag
 from rest_framework.test import APIClient
 
-from annotator.dicom.deid import CLEAN_DESCRIPTORS
+from annotator.imaging.dicom.deid import CLEAN_DESCRIPTORS
 from annotator.models import Instance, Pseudonym
 from tests.annotator.test_dicomweb import DICOM_TYPE, parts
 

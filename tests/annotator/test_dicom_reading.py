@@ -15,7 +15,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from annotator.dicom import DUPLICATE, IMAGE, REJECTED, ScanResult, scan
+from annotator.imaging.dicom import DUPLICATE, IMAGE, REJECTED, ScanResult, scan
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 # Rows run along x, columns along -y: the slice normal is -z, so slices sort by descending z.

@@ -1,5 +1,5 @@
-"""A DICOM file's structure counted before pydicom parses it (annotator.dicom.structure), and
-the scan's caps for label objects (annotator.dicom.checks).
+"""A DICOM file's structure counted before pydicom parses it (annotator.imaging.dicom.structure),
+and the scan's caps for label objects (annotator.imaging.dicom.checks).
 
 The walk must see what pydicom will build: its counts are compared with pydicom's own parse on
 pydicom's test files and on odd encodings written here. Hostile files (a million sequence
@@ -33,15 +33,15 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from annotator.dicom import IMAGE, LABEL, REJECTED, Limits, scan
-from annotator.dicom.checks import MAX_LABEL_FRAMES, pixel_data_problem
-from annotator.dicom.structure import (
+from annotator.imaging.dicom import IMAGE, LABEL, REJECTED, Limits, scan
+from annotator.imaging.dicom.checks import MAX_LABEL_FRAMES, pixel_data_problem
+from annotator.imaging.dicom.structure import (
     MAX_ITEMS,
     StructureLimits,
     structure_counts,
     structure_problem,
 )
-from annotator.dicom.types import DEFAULT_LIMITS
+from annotator.imaging.dicom.types import DEFAULT_LIMITS
 from annotator.models import Series, Study
 from projects.models import Project
 from tests.annotator.hostile_probe import measured, run_probe

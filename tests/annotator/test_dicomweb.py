@@ -21,10 +21,11 @@ from pydicom.data import get_testdata_file
 from pydicom.encaps import generate_frames
 from pydicom.uid import ExplicitVRLittleEndian
 
-from annotator import storage
-from annotator.ingest import studies_import
+from annotator.core import storage
+from annotator.imaging.volumes import volume_array
 from annotator.models import Instance, Series, Study
-from annotator.volumes import ImportedVolume, volume_array
+from projects.intake.image_import import ImportedVolume
+from projects.intake.ingest import studies_import
 from projects.models import Project
 
 pytestmark = pytest.mark.django_db

@@ -217,7 +217,7 @@ def test_bad_parameters_and_access(
 def test_caps_and_undecodable_frames(
     workspace: dict[str, Any], viewer: Client, tmp_path: Path, monkeypatch: Any
 ) -> None:
-    from annotator.dicomweb import rendered
+    from annotator.imaging.dicomweb import rendered
 
     series = store_series(workspace["project"], [sample("CT_small.dcm")])  # 128 x 128
     monkeypatch.setattr(rendered, "MAX_RENDER_SAMPLES", 128 * 127)

@@ -512,7 +512,7 @@ def test_an_invalid_uid_rejects_the_file_with_the_reason(
 
 def test_an_invalid_uid_in_a_label_object_rejects_it(tmp_path: Path) -> None:
     """RTSTRUCT / SEG objects are refused by the same UID rule before their labels are read."""
-    from annotator.dicom import REJECTED, scan
+    from annotator.imaging.dicom import REJECTED, scan
 
     ds = Dataset()
     ds.file_meta = FileMetaDataset()

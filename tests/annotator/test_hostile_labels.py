@@ -26,8 +26,8 @@ from pydicom.tag import Tag
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 from rest_framework.test import APIClient
 
-from annotator.ingest import studies_import
 from annotator.models import Lesion, MaskVersion, Series
+from projects.intake.ingest import studies_import
 from projects.models import Project
 from tests.annotator.hostile_probe import measured, run_probe
 from tests.annotator.test_dicom_reading import Slice, write_ct_series
@@ -295,7 +295,7 @@ def test_a_seg_whose_frames_reference_thousands_of_segments_is_refused(
 def test_an_rtstruct_declaring_60000_rois_is_refused_fast_and_small(
     series: tuple[Path, list[Slice]], tmp_path: Path, media_root: Path
 ) -> None:
-    """60,000 ROIs (180,000 items): within the structure caps (annotator.dicom.structure
+    """60,000 ROIs (180,000 items): within the structure caps (annotator.imaging.dicom.structure
     refuses more than 200,000 items before pydicom reads the file), so the labels cap says."""
     folder, slices = series
     path = tmp_path / "rois.dcm"

@@ -10,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 from rest_framework.test import APIClient
 
-from annotator.masks import encode_raw_gzip
+from annotator.annotation.masks import encode_raw_gzip
 from annotator.models import MaskVersion
 
 pytestmark = pytest.mark.django_db

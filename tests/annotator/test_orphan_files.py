@@ -18,8 +18,13 @@ from django.core.management import call_command
 from django.db import transaction
 from django.test import override_settings
 
+from annotator.annotation.services import (
+    Author,
+    mask_files_sweep,
+    mask_version_load,
+    mask_version_save,
+)
 from annotator.models import Lesion, MaskVersion
-from annotator.services import Author, mask_files_sweep, mask_version_load, mask_version_save
 from tests.annotator.test_s3_storage import LOCATION, bucket_keys, s3, s3_endpoint  # noqa: F401
 from tests.support.worker import REPO, database_url
 
@@ -101,7 +106,7 @@ KILLED_SAVE = textwrap.dedent(
     import django
     django.setup()
     import numpy as np
-    from annotator import services
+    from annotator.annotation import services
     from annotator.models import Lesion
     from django.contrib.auth.models import User
 

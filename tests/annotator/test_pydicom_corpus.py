@@ -15,9 +15,9 @@ import pytest
 import SimpleITK as sitk
 from django.core.files.storage import default_storage
 
-from annotator.dicom import IMAGE, LABEL, REJECTED, ScanResult, scan
-from annotator.ingest import ALREADY_IMPORTED, IMPORTED, studies_import
+from annotator.imaging.dicom import IMAGE, LABEL, REJECTED, ScanResult, scan
 from annotator.models import Instance, Series, Volume
+from projects.intake.ingest import ALREADY_IMPORTED, IMPORTED, studies_import
 from projects.models import Project
 
 NOT_DICOM = "not a DICOM file: no DICOM preamble and meta header"

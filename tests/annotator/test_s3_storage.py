@@ -1,6 +1,6 @@
 """Files in S3 over a real HTTP connection: moto's S3-compatible server on loopback.
 
-Django's default storage is ``annotator.storage.S3Storage`` pointed at that server, as
+Django's default storage is ``annotator.core.storage.S3Storage`` pointed at that server, as
 production points it at a bucket; everything goes through the real services (import, mask
 versions, cleanup after a failure, export) and the bucket is checked with boto3 directly.
 """
@@ -19,15 +19,16 @@ import SimpleITK as sitk
 from django.core.files.storage import default_storage, storages
 from moto.server import ThreadedMotoServer
 
-from annotator import storage
-from annotator.errors import InvalidInput
+from annotator.annotation.services import Author, mask_version_load, mask_version_save
+from annotator.core import storage
+from annotator.core.errors import InvalidInput
+from annotator.core.storage import S3Storage
+from annotator.imaging.volumes import volume_array
 from annotator.models import Instance, Lesion, Series
-from annotator.services import Author, mask_version_load, mask_version_save
-from annotator.storage import S3Storage
-from annotator.volumes import ImportedVolume, volume_array, volume_import
 from inference.engine import Phantom
 from projects import services as project_services
 from projects.exports import export_round_files
+from projects.intake.image_import import ImportedVolume, volume_import
 from projects.models import Project, Role
 from projects.services import membership_set, task_claim_next, task_review, task_submit
 
@@ -62,7 +63,7 @@ def s3(s3_endpoint: str, settings: Any, monkeypatch: pytest.MonkeyPatch, media_r
     settings.STORAGES = {
         **settings.STORAGES,
         "default": {
-            "BACKEND": "annotator.storage.S3Storage",
+            "BACKEND": "annotator.core.storage.S3Storage",
             "OPTIONS": {
                 "bucket_name": bucket,
                 "endpoint_url": s3_endpoint,
@@ -166,7 +167,7 @@ def test_a_failed_import_leaves_nothing_in_the_bucket(
     def refuse(**kwargs: Any) -> None:
         raise RuntimeError("database down")
 
-    monkeypatch.setattr("annotator.volumes.task_create", refuse)
+    monkeypatch.setattr("projects.intake.image_import.task_create", refuse)
     with pytest.raises(RuntimeError, match="database down"):
         volume_import(project=project, file=io.BytesIO(content), filename="late.nii.gz")
     assert bucket_keys(s3) == []

@@ -1,4 +1,4 @@
-"""annotator.storage helpers on the local disk (S3: test_s3_storage.py)."""
+"""annotator.core.storage helpers on the local disk (S3: test_s3_storage.py)."""
 
 from pathlib import Path
 from typing import Any
@@ -6,7 +6,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from annotator import storage, storage_keys
+from annotator.core import storage
+from annotator.imaging import storage_keys
 
 
 def test_local_path_lets_errors_of_the_block_through(media_root: Path) -> None:

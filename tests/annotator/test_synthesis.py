@@ -12,10 +12,12 @@ import pytest
 import SimpleITK as sitk
 from django.core.files.storage import default_storage
 
-from annotator.dicom.synthesis import iter_instances, to_bytes
-from annotator.errors import InvalidInput
+from annotator.core.errors import InvalidInput
+from annotator.imaging.dicom.synthesis import iter_instances, to_bytes
+from annotator.imaging.image_files import image_suffix
+from annotator.imaging.volumes import volume_array
 from annotator.models import Instance, Series, Study
-from annotator.volumes import image_suffix, upload_suffix, volume_array, volume_import
+from projects.intake.image_import import upload_suffix, volume_import
 from projects.models import Project
 from tests.support.dciodvfy import assert_iod_valid
 

@@ -24,10 +24,10 @@ from django.test import Client
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
-from annotator.dicom.synthesis import iter_instances, to_bytes
-from annotator.masks import encode_raw_gzip
+from annotator.annotation.masks import encode_raw_gzip
+from annotator.core.uploads import TemporaryPathUploadedFile
+from annotator.imaging.dicom.synthesis import iter_instances, to_bytes
 from annotator.models import Instance, MaskVersion
-from annotator.uploads import TemporaryPathUploadedFile
 from inference.engine.phantom import make_ct_phantom, to_sitk
 from projects.models import Project
 from tests.support.api import Api

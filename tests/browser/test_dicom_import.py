@@ -3,7 +3,7 @@
 The page sends every chosen file in one multipart request (frontend/src/api/upload.ts): a series
 must arrive whole to be checked. 300 files is more than Django's default count of files per
 request (100); 38 MiB is more than it keeps in memory, so the server streams every slice to a
-temporary file (annotator.uploads). Screenshot in test-artifacts/browser/ (or
+temporary file (annotator.core.uploads). Screenshot in test-artifacts/browser/ (or
 $BROWSER_ARTIFACTS).
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from pydicom.uid import generate_uid
 
-from annotator.dicom.synthesis import iter_instances, to_bytes
+from annotator.imaging.dicom.synthesis import iter_instances, to_bytes
 from annotator.models import Instance, Series
 from inference.engine.phantom import make_ct_phantom, to_sitk
 from projects.models import Project, Task

@@ -16,8 +16,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from annotator.celery import app
+from annotator.core.queues import BATCH as BATCH_QUEUE
 from annotator.models import Lesion
-from annotator.queues import BATCH as BATCH_QUEUE
 from inference.engine import Phantom, key_slice_and_box
 from inference.models import InferenceJob
 from inference.services import segmentation_enqueue

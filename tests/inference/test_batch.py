@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from annotator.annotation.services import Author, mask_version_load, mask_version_save
 from annotator.models import Lesion, MaskVersion
-from annotator.services import Author, mask_version_load, mask_version_save
 from inference import services
 from inference.batch import round_preannotate, round_preannotation_progress
 from inference.engine import dice, key_slice_and_box

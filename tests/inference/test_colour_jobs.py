@@ -13,11 +13,10 @@ from django.test import Client
 from PIL import Image
 from pydicom.uid import ExplicitVRLittleEndian
 
-from annotator.colour import luma
-from annotator.ingest import studies_import
+from annotator.annotation.services import mask_version_load
+from annotator.imaging.colour import luma
+from annotator.imaging.volumes import volume_array
 from annotator.models import Lesion, Volume
-from annotator.services import mask_version_load
-from annotator.volumes import volume_array
 from inference.batch import round_preannotate
 from inference.engine import (
     ClassicalBackend,
@@ -29,6 +28,7 @@ from inference.engine import (
     key_slice_and_box,
 )
 from inference.models import InferenceJob
+from projects.intake.ingest import studies_import
 from projects.models import Project, Task
 from tests.support.colour_images import rgb_disk, write_rgb_dicom_series
 

@@ -13,15 +13,15 @@ import pytest
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
-from annotator import queues
+from annotator.core import queues
 from annotator.models import Lesion
-from annotator.volumes import volume_import
 from inference import encoding, services
 from inference.batch import round_preannotate
 from inference.encoding import encoding_run, volume_encode_enqueue
 from inference.engine import Phantom, key_slice_and_box, make_ct_phantom, write_phantom
 from inference.models import EncodingJob, InferenceJob
 from inference.recovery import sweep
+from projects.intake.image_import import volume_import
 from projects.models import Project
 
 pytestmark = pytest.mark.django_db

@@ -19,7 +19,6 @@ import pytest
 from django.core.files.storage import default_storage
 
 from annotator.models import Lesion, MaskVersion
-from annotator.volumes import volume_import
 from inference import services, training
 from inference.engine import (
     ImageVolume,
@@ -40,6 +39,7 @@ from inference.engine.medsam2.finetune import (
     load_cases,
 )
 from inference.models import ModelVersion, TrainingJob
+from projects.intake.image_import import volume_import
 from projects.models import AuditEvent, Round
 from tests.inference.test_training import accept_task
 from tests.support.medsam2_reference import write_random_checkpoint

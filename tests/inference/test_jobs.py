@@ -13,8 +13,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from annotator.annotation.services import mask_version_load
 from annotator.models import MaskVersion
-from annotator.services import mask_version_load
 from inference.engine import ImageVolume, LesionPrompt, dice, key_slice_and_box
 from inference.models import InferenceJob
 from inference.services import segmentation_run
@@ -291,7 +291,7 @@ def test_the_round_s_preannotation_shows_requeued_jobs_and_why(
     client_for: Callable[[Any], Any],
     django_capture_on_commit_callbacks: Any,
 ) -> None:
-    from annotator.queues import BATCH as BATCH_QUEUE
+    from annotator.core.queues import BATCH as BATCH_QUEUE
 
     job = queued_job(lesion, phantom, django_capture_on_commit_callbacks)
     InferenceJob.objects.filter(pk=job.pk).update(queue=BATCH_QUEUE)
@@ -309,8 +309,8 @@ def test_the_round_s_preannotation_shows_requeued_jobs_and_why(
 def test_the_heartbeat_advances_and_stops_with_ownership(
     lesion: dict[str, Any], phantom: Any, settings: Any
 ) -> None:
+    from annotator.core.queues import INTERACTIVE as INTERACTIVE_QUEUE
     from annotator.models import Lesion
-    from annotator.queues import INTERACTIVE as INTERACTIVE_QUEUE
     from inference import jobs
     from inference.services import segmentation_enqueue
 

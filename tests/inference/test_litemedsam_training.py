@@ -15,12 +15,12 @@ import pytest
 from django.core.files.storage import default_storage
 from django.db import transaction
 
-from annotator.services import Author, lesion_create, mask_version_save
-from annotator.volumes import volume_import
+from annotator.annotation.services import Author, lesion_create, mask_version_save
 from inference import services, training
 from inference.engine import key_slice_and_box, write_phantom
 from inference.engine.litemedsam.trainer import tunes_litemedsam
 from inference.models import ModelVersion, TrainingJob
+from projects.intake.image_import import volume_import
 from projects.models import AuditEvent, Project
 from projects.services import round_open, task_claim_next, task_review, task_submit
 from tests.support.litemedsam_cases import embeddings_dir, nodule_phantom, with_margin, wrong

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from annotator.annotation.services import Author, mask_version_load, mask_version_save
 from annotator.models import Lesion, MaskVersion
-from annotator.services import Author, mask_version_load, mask_version_save
 from inference.engine import ClassicalBackend, LesionPrompt, key_slice_and_box
 from inference.models import InferenceJob
 from inference.services import MAX_POINTS

@@ -13,8 +13,8 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
+from annotator.annotation.services import Author, lesion_create, mask_version_save
 from annotator.models import Lesion, MaskVersion
-from annotator.services import Author, lesion_create, mask_version_save
 from inference import services, training
 from inference.engine import key_slice_and_box
 from inference.engine.hybrid import HybridBackend

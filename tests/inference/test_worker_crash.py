@@ -19,8 +19,8 @@ import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 from django.utils import timezone
 
-from annotator import queues
 from annotator.celery import app
+from annotator.core import queues
 from annotator.models import Lesion, MaskVersion
 from inference import services
 from inference.engine import ClassicalBackend, key_slice_and_box

@@ -13,8 +13,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from annotator.annotation.services import Author, effort_record, lesion_create, mask_version_save
 from annotator.models import Series, Volume
-from annotator.services import Author, effort_record, lesion_create, mask_version_save
 from projects.models import Project, Task
 from projects.services import (
     membership_set,

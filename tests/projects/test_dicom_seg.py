@@ -12,10 +12,10 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from annotator.ingest import studies_import
 from annotator.models import Series
-from annotator.volumes import ImportedVolume
 from projects.exports import export_round_files
+from projects.intake.image_import import ImportedVolume
+from projects.intake.ingest import studies_import
 from projects.models import Project, Task
 from projects.services import current_round
 from tests.annotator.test_dicom_reading import write_ct_series

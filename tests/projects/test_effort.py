@@ -6,8 +6,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from annotator.annotation.services import Author, effort_record, mask_version_save
 from annotator.models import Lesion
-from annotator.services import Author, effort_record, mask_version_save
 from inference.engine.metrics import hd95, slices_to_fix
 from projects import effort as effort_module
 from projects.effort import MaskMetrics, active_seconds, task_efforts

@@ -19,13 +19,14 @@ import SimpleITK as sitk
 from django.core.management import CommandError, call_command
 from pydicom.uid import UID_dictionary
 
-from annotator.errors import InvalidInput
-from annotator.ingest import studies_import
+from annotator.annotation.services import Author, effort_record, mask_version_save
+from annotator.core.errors import InvalidInput
+from annotator.imaging.volumes import volume_array
 from annotator.models import Lesion, Series
-from annotator.services import Author, effort_record, mask_version_save
-from annotator.volumes import ImportedVolume, volume_array
 from inference.models import ModelVersion
 from projects.exports import FORMATS, case_split, export_round_files, parse_formats
+from projects.intake.image_import import ImportedVolume
+from projects.intake.ingest import studies_import
 from projects.models import Project, Round, Task
 from projects.services import current_round, task_claim_next, task_review, task_submit
 from tests.annotator.test_dicom_reading import FLIPPED, write_ct_series

@@ -19,9 +19,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from rest_framework.test import APIClient
 
-from annotator.errors import InvalidInput
+from annotator.annotation.serializers import MAX_INTERACTIONS, MAX_INTERVALS
+from annotator.core.errors import InvalidInput
 from annotator.models import ActiveInterval, Interaction, Series, Study
-from annotator.serializers import MAX_INTERACTIONS, MAX_INTERVALS
 from projects.models import Project
 from projects.services import project_update
 from tests.projects.test_permission_matrix import ROLES, TABLE, Row, World, send, world

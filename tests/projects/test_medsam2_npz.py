@@ -8,12 +8,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from annotator.ingest import studies_import
+from annotator.annotation.services import Author, mask_version_save
 from annotator.models import Lesion
-from annotator.services import Author, mask_version_save
-from annotator.volumes import ImportedVolume
 from inference.engine.medsam2.clips import load_cases
 from projects.exports import export_round_files
+from projects.intake.image_import import ImportedVolume
+from projects.intake.ingest import studies_import
 from projects.models import Project
 from projects.services import current_round, task_claim_next, task_review, task_submit
 from tests.annotator.test_dicom_reading import write_ct_series

@@ -43,6 +43,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from pydicom.data import get_testdata_file
 from rest_framework.test import APIClient
 
+from annotator.annotation.services import Author, effort_record, lesion_create, mask_version_save
 from annotator.models import (
     ActiveInterval,
     Instance,
@@ -54,12 +55,11 @@ from annotator.models import (
     Study,
     Volume,
 )
-from annotator.services import Author, effort_record, lesion_create, mask_version_save
-from annotator.volumes import volume_import
 from inference.engine import Phantom
 from inference.engine.learned_training import LEARNED_BACKEND
 from inference.models import InferenceJob, ModelVersion, TrainingJob
 from inference.services import segmentation_request
+from projects.intake.image_import import volume_import
 from projects.models import AuditEvent, Membership, Project, Review, Role, Round, Task
 from projects.services import (
     membership_set,

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from annotator.services import Author, lesion_create, mask_version_save
+from annotator.annotation.services import Author, lesion_create, mask_version_save
 from inference.models import InferenceJob
 from projects.models import AuditEvent, Project, Task
 from projects.services import membership_set, task_claim_next

@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from annotator.services import Author, lesion_create, mask_version_save
+from annotator.annotation.services import Author, lesion_create, mask_version_save
 from projects.models import AuditEvent, Project, Task
 from projects.services import (
     membership_set,

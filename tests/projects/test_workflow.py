@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from annotator.services import Author, mask_version_save
+from annotator.annotation.services import Author, mask_version_save
 from projects.models import Task
 from projects.services import round_open, task_claim_next
 

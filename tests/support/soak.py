@@ -256,8 +256,8 @@ def populate(*, clients: int, volumes: int, shape: tuple[int, int, int]) -> None
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Permission
 
-    from annotator.volumes import volume_import
     from inference.engine import make_ct_phantom, write_phantom
+    from projects.intake.image_import import volume_import
     from projects.models import Role
     from projects.services import membership_set, project_create
 

@@ -15,12 +15,12 @@ from django.contrib.auth.models import Permission
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from annotator import storage
-from annotator.dicomweb.wado import warm_series_metadata
+from annotator.core import storage
+from annotator.imaging.dicomweb.wado import warm_series_metadata
+from annotator.imaging.storage_keys import series_folder
 from annotator.models import Series
-from annotator.storage_keys import series_folder
-from annotator.volumes import ImportedVolume, volume_import
 from inference.engine import make_ct_phantom, write_phantom
+from projects.intake.image_import import ImportedVolume, volume_import
 from projects.models import Project, Role
 from projects.services import membership_set, project_create
 

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from annotator.celery import QUEUES
-from annotator.uploads import open_file_limit_raise
+from annotator.core.uploads import open_file_limit_raise
 
 # The start-up lines the banner waits for: gunicorn's and Celery's own wording.
 WEB_LISTENING = re.compile(rb"\] Listening at: ")

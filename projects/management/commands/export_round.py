@@ -3,7 +3,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from annotator.errors import InvalidInput
+from annotator.core.errors import InvalidInput
 from projects.exports import FORMATS, export_round_files, parse_formats
 from projects.models import Round
 

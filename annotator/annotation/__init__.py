@@ -1,0 +1,1 @@
+"""Annotation: lesions, mask versions, effort records and the audit trail."""

@@ -1,0 +1,1 @@
+"""What every layer shares: errors, REST glue, authentication, storage, queues, tasks."""

@@ -1,0 +1,1 @@
+"""Imaging: DICOM reading and writing, image files, volumes, pseudonyms, DICOMweb."""

@@ -1,0 +1,1 @@
+"""Intake: studies, volumes and labels brought into a project (files, PACS, STOW-RS)."""
