@@ -2,7 +2,7 @@ from csp.constants import SELF, UNSAFE_INLINE
 from csp.decorators import csp_replace
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from annotator.frontend import app_page
@@ -14,7 +14,7 @@ REDOC_POLICY = {
     "img-src": [SELF, "data:", "https://cdn.redoc.ly"],
 }
 
-api = [
+api: list[URLPattern | URLResolver] = [
     path("", include("annotator.core.urls")),
     path("", include("projects.urls")),
     path("", include("annotator.annotation.urls")),

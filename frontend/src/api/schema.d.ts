@@ -891,7 +891,7 @@ export interface components {
          * @enum {string}
          */
         KindEnum: "segment";
-        /** @description What a label import did (``annotator.label_import.LabelsImported.to_dict``). */
+        /** @description What a label import did (``projects.intake.label_import.LabelsImported.to_dict``). */
         LabelsImported: {
             series: number;
             matched_by: string;
