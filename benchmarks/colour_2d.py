@@ -88,7 +88,7 @@ def main() -> None:
             mask = sitk.GetArrayFromImage(sitk.ReadImage(str(out))) > 0
             scores["model"].append(dice(mask, ref))
             scores["ellipse"].append(dice(ellipse(box, ref.shape), ref))
-            run_cli(image, box, out, "inference.engine.default.ClassicalBackend")
+            run_cli(image, box, out, "inference.engine.classical.ClassicalBackend")
             classical = sitk.GetArrayFromImage(sitk.ReadImage(str(out))) > 0
             scores["classical"].append(dice(classical, ref))
             print(

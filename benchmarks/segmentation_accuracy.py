@@ -33,7 +33,7 @@ lesion against it in round 0, and the lowest round r >= 1 against round 0 (``min
 fine-tuned for each patient as the training job does (``inference.engine.litemedsam.trainer``):
 on the share of the other patients minus a held-out quarter of them (by patient, at least one),
 then validated there against the base model (box alone and with the slice range); the gate
-(``inference.engine.litemedsam.validation.gate``) decides whether that patient's lesions get
+(``inference.engine.validation.gate``) decides whether that patient's lesions get
 the tuned model or keep the base one. Embeddings are cached in ``--embeddings-dir``.
 """
 
@@ -55,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from inference.engine import ImageVolume, LesionPrompt, dice
 from inference.engine.box_prior import ellipsoid_radius
-from inference.engine.default import ClassicalBackend
+from inference.engine.classical import ClassicalBackend
 from inference.engine.hybrid import HybridBackend
 from inference.engine.learned import MIN_VALIDATION_LESIONS, LearnedModel, TrainingCase, train
 from inference.engine.metrics import hd95, slices_to_fix
@@ -129,8 +129,8 @@ def litemedsam_rounds(
     from dataclasses import asdict
 
     from inference.engine.litemedsam import LiteMedSAMBackend
-    from inference.engine.litemedsam.finetune import TuneConfig, TuningCase, collect, finetune
-    from inference.engine.litemedsam.validation import Validation, gate, validate
+    from inference.engine.litemedsam.finetune import TuneConfig, collect, finetune
+    from inference.engine.validation import TuningCase, Validation, gate, validate
 
     def backend(checkpoint: Path | None = None) -> LiteMedSAMBackend:
         # The shared cache may hold far more than the default 8 GiB: never trim it from here.
@@ -249,8 +249,7 @@ def default_rounds(
     (by patient, at least one) and used only where the gate passes on them, as a project's
     training job does (``inference.training``). Returns the rounds' scores, the training
     seconds and, per round r >= 1, how many patients' models passed the gate."""
-    from inference.engine.litemedsam.finetune import TuningCase
-    from inference.engine.litemedsam.validation import gate, validate
+    from inference.engine.validation import TuningCase, gate, validate
 
     def hybrid(model: LearnedModel | None = None) -> HybridBackend:
         # A shared cache: never trimmed from here.

@@ -107,7 +107,7 @@ HYBRID_LEARNED = replace(LEARNED, backend=lambda model: HybridBackend(draft_mode
 
 # Backend class path -> its training; a backend not named here is never trained.
 TRAININGS: dict[str, Training] = {
-    "inference.engine.default.ClassicalBackend": LEARNED,
+    "inference.engine.classical.ClassicalBackend": LEARNED,
     "inference.engine.hybrid.HybridBackend": HYBRID_LEARNED,
     "inference.engine.learned.LearnedBackend": LEARNED,
 }

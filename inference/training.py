@@ -7,7 +7,7 @@ lesion (the lesion's final mask version, the one the reviewer accepted, as the r
 key slice and box as the prompt; its side of the export's split), collected once in the
 engine's neutral form (:class:`inference.engine.training.Cases`, read lazily, one volume at a
 time). The trainer of the project's current model (its active one, else the round's, else the
-site's default backend) trains on them (:func:`inference.engine.training.trainer_for`: the
+site's default backend) trains on them (:func:`inference.engine.trainers.trainer_for`: the
 learned draft, LiteMedSAM's decoder tuning or MedSAM2's fine-tuning, each with its own split,
 validation and gate). The model file goes to the file storage under ``models/<project>/``, and
 a new :class:`ModelVersion` names it; a version whose trainer says it validated better than the
@@ -41,7 +41,8 @@ from annotator.core.errors import Conflict, InvalidInput
 from annotator.imaging.volumes import volume_read
 from annotator.models import Lesion, MaskVersion, Volume
 from inference.engine import EngineError, ImageVolume
-from inference.engine.training import CaseInfo, Cases, ModelRef, TrainingContext, trainer_for
+from inference.engine.trainers import trainer_for
+from inference.engine.training import CaseInfo, Cases, ModelRef, TrainingContext
 from inference.jobs import (
     TRAINING_TASK,
     claim,

@@ -18,7 +18,7 @@ from .base import (
     load_backend,
     validate_prompts,
 )
-from .default import ClassicalBackend
+from .classical import ClassicalBackend
 from .geometry import connected_components, dice, key_slice_and_box
 from .medsam2 import MedSAM2Backend
 from .phantom import Phantom, make_ct_phantom, to_sitk, write_phantom

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
-from ._ops import SQUARE, BoolArray, FloatArray, box_mask, ellipse_in_box
+from .masks2d import SQUARE, BoolArray, FloatArray, box_mask, ellipse_in_box
 
 __all__ = ["FEATURE_NAMES", "SCALES_MM", "postprocess", "sample_voxels", "voxel_features"]
 

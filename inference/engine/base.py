@@ -1,4 +1,5 @@
-"""The engine's contract: input volumes, prompts, results, errors and the backend interface.
+"""The engine's contract: input volumes, prompts, results, errors, the backend interface and how
+a backend is found by name (aliases, dotted paths). How a model learns is :mod:`.training`.
 
 Nothing here imports Django: the engine runs in Celery workers, a CLI and notebooks alike.
 
@@ -19,13 +20,12 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
-if TYPE_CHECKING:
-    from .training import Trainer, TrainingContext
+from .errors import BackendUnavailable, EngineError, InvalidInput
 
 __all__ = [
     "BackendUnavailable",
@@ -37,24 +37,14 @@ __all__ = [
     "ProgressCallback",
     "SegmentationBackend",
     "SegmentationResult",
+    "backend_class",
     "backend_path",
     "load_backend",
 ]
 
 ProgressCallback = Callable[[int, int], None]
 Point = tuple[int, int, int]
-
-
-class EngineError(Exception):
-    """Base class of every error the engine raises on purpose."""
-
-
-class InvalidInput(EngineError, ValueError):
-    """The image or a prompt is unusable; the message says exactly what is wrong."""
-
-
-class BackendUnavailable(EngineError):
-    """A backend cannot be imported, constructed or run here (missing module, weights, GPU)."""
+BoolArray = npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True, eq=False)
@@ -286,13 +276,6 @@ class SegmentationBackend(ABC):
     def describe(self) -> dict[str, object]:
         """Name, version, accepted prompt kinds and device, for logs and the API."""
 
-    @classmethod
-    def trainer(cls, context: TrainingContext) -> Trainer | None:
-        """How this backend's model learns from a round's accepted cases
-        (:mod:`.training`); None: it has no trainer of its own (the training job then trains
-        the learned draft)."""
-        return None
-
     def validate(self, volume: ImageVolume, prompts: Sequence[LesionPrompt]) -> None:
         """Raise :class:`InvalidInput` if the volume or a prompt cannot be segmented."""
         validate_prompts(volume, prompts)
@@ -311,16 +294,39 @@ class SegmentationBackend(ABC):
 # Short names accepted by load_backend, so a CLI can say "default".
 BACKEND_ALIASES: dict[str, str] = {
     "default": "inference.engine.hybrid.HybridBackend",
-    "classical": "inference.engine.default.ClassicalBackend",
+    "classical": "inference.engine.classical.ClassicalBackend",
     "medsam2": "inference.engine.medsam2.MedSAM2Backend",
     "litemedsam": "inference.engine.litemedsam.LiteMedSAMBackend",
 }
+
+# Backends whose module was renamed: the old dotted path -> where the class is now. Settings
+# (INFERENCE_BACKEND), model versions and notebooks may still name the old path, so it keeps
+# working. The classical backend's module was default.py until it was named for what it holds.
+MOVED_BACKENDS: dict[str, str] = {
+    "inference.engine.default.ClassicalBackend": "inference.engine.classical.ClassicalBackend",
+}
+
+
+def _resolved(name: str) -> str:
+    """The path an alias names, or ``name`` itself; a moved backend's path where it is now."""
+    path = BACKEND_ALIASES.get(name, name)
+    return MOVED_BACKENDS.get(path.replace(":", "."), path)
 
 
 def backend_path(name: str) -> str:
     """The dotted path ("package.module.Class") an alias or a path names ("package.module:Class"
     written with a dot)."""
-    return BACKEND_ALIASES.get(name, name).replace(":", ".")
+    return _resolved(name).replace(":", ".")
+
+
+def backend_class(name: str) -> type | None:
+    """The class an alias or dotted path names; None when it cannot be imported."""
+    module_name, _, attr = backend_path(name).rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError):
+        return None
+    return found if isinstance(found, type) else None
 
 
 def load_backend(
@@ -332,7 +338,7 @@ def load_backend(
     goes to the option the class names in ``checkpoint_option``. Raises
     :class:`BackendUnavailable` when the path does not lead to a backend or construction fails.
     """
-    path = BACKEND_ALIASES.get(dotted_path, dotted_path)
+    path = _resolved(dotted_path)
     if ":" in path:
         module_name, _, attr = path.partition(":")
     else:

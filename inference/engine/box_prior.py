@@ -15,7 +15,7 @@ give it nothing to say. So each voxel's log-odds of being lesion is a sum of thr
   outside it on that slice is this lesion), from smoothed histograms, clipped, and weighted by
   how well intensity alone explains the box (the bounding box of the key-slice region it picks,
   against the box: near 1 for a lesion that stands out, low for an isodense one);
-- the classical mask's vote (threshold and slice-wise propagation, :mod:`.default`), a small
+- the classical mask's vote (threshold and slice-wise propagation, :mod:`.classical`), a small
   term that carries its connectivity where the evidence is ambiguous.
 
 The draft is where the log-odds, smoothed over about a voxel, exceed a small margin (plus
@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
-from ._ops import BoolArray, FloatArray
+from .masks2d import BoolArray, FloatArray
 
 PRIOR_SLOPE = 6.0
 EVIDENCE_CLIP = 4.0

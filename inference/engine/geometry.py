@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
-from .base import InvalidInput
+from .errors import InvalidInput
 
 __all__ = ["connected_components", "dice", "key_slice_and_box"]
 

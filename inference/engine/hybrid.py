@@ -44,12 +44,11 @@ from .base import (
     SegmentationBackend,
     SegmentationResult,
 )
-from .default import ClassicalBackend
+from .classical import ClassicalBackend
 from .learned import LearnedBackend, LearnedModel
 
 if TYPE_CHECKING:
     from .litemedsam import LiteMedSAMBackend
-    from .training import Trainer, TrainingContext
 
 __all__ = ["HybridBackend"]
 
@@ -103,13 +102,6 @@ class HybridBackend(SegmentationBackend):
 
             self._model = LiteMedSAMBackend(**self._model_options)
         return self._model
-
-    @classmethod
-    def trainer(cls, context: TrainingContext) -> Trainer:
-        """The learned draft, which becomes the classical part (:mod:`.learned_training`)."""
-        from .learned_training import LearnedDraftTrainer
-
-        return LearnedDraftTrainer(context)
 
     def describe(self) -> dict[str, object]:
         return {

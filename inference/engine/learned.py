@@ -1,7 +1,7 @@
 """The default backend that learns: the classical draft, fitted to the project's accepted masks.
 
 Round 0 of a project has no accepted masks, so :class:`LearnedBackend` without a model file is
-exactly :class:`~inference.engine.default.ClassicalBackend`. Once reviewers have accepted
+exactly :class:`~inference.engine.classical.ClassicalBackend`. Once reviewers have accepted
 masks, :func:`train` fits, from the simplest to the most complex, only as much as
 cross-validation over patients clearly shows to help (``_learned_fit.py``: the criterion is
 ``1 - Dice`` per patient, a gain must exceed one standard error of the per-patient gains):
@@ -35,7 +35,7 @@ With a classifier, :class:`LearnedBackend` refines each tuned draft:
    box on the key slice, fill holes slice by slice and in 3D.
 
 Colour images are segmented, and learned from, on their luma; a prompt's slice range bounds
-the region of interest, so the refined mask never leaves it either (:mod:`.default`).
+the region of interest, so the refined mask never leaves it either (:mod:`.classical`).
 
 Pure numpy / scipy / scikit-learn: no Django, no GPU. A model file is a joblib pickle with a
 format tag and version; load model files only from your own training runs (a pickle can run
@@ -68,7 +68,6 @@ from ._learned_fit import (
     select_settings,
     settings_for,
 )
-from ._ops import BoolArray, FloatArray
 from .base import (
     BackendUnavailable,
     ImageVolume,
@@ -77,7 +76,8 @@ from .base import (
     ProgressCallback,
     SegmentationResult,
 )
-from .default import ClassicalBackend, _Crop
+from .classical import ClassicalBackend, _Crop
+from .masks2d import BoolArray, FloatArray
 
 __all__ = [
     "FEATURE_NAMES",

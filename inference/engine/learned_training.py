@@ -1,14 +1,15 @@
 """The learned draft's trainer: the classical draft fitted to a project's accepted masks.
 
-For the learned backend, and for the hybrid default, whose classical part the draft becomes
-(the new version's backend is the hybrid, its file the draft model); any backend without a
-trainer of its own gets the learned backend alone (:func:`.training.trainer_for`).
+The trainer of every backend without one of its own (:func:`.trainers.trainer_for`): the
+classical, learned and hybrid backends among them. The draft is trained for the round's model
+(:func:`learned_host`): for the hybrid default it becomes its classical part (the new version's
+backend is the hybrid, its file the draft model); for any other, the learned backend alone.
 
 The model is trained (:func:`.learned.train`) on the cases of the export's "train" split and
 scored on its "validation" split against the model the round pre-annotated with (Dice before
 and after, so that a manager sees whether the new model helps before making it active). When
 every case is in the validation split, it trains on all of them and says that nothing was held
-out. The gate (:func:`.litemedsam.validation.gate`: better by more than 0.01 mean Dice, box
+out. The gate (:func:`.validation.gate`: better by more than 0.01 mean Dice, box
 alone and with the slice range, no lesion 0.10 worse, at least
 :data:`.learned.MIN_VALIDATION_LESIONS` lesions) decides whether the version may pre-annotate a
 round on its own; a refused version is kept with its reason.
@@ -16,26 +17,24 @@ round on its own; a refused version is kept with its reason.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from . import learned
 from .base import ProgressCallback, SegmentationBackend, backend_path
-from .learned import MIN_VALIDATION_LESIONS, LearnedModel, TrainingCase
-from .training import Case, CaseInfo, Cases, ModelRef, Trainer, TrainResult, progress_part
-
-if TYPE_CHECKING:
-    from .litemedsam.finetune import TuningCase
-    from .litemedsam.validation import Decision
+from .hybrid import HybridBackend
+from .learned import MIN_VALIDATION_LESIONS, LearnedBackend, LearnedModel, TrainingCase
+from .training import CaseInfo, Cases, ModelRef, Trainer, TrainResult, progress_part
+from .validation import Decision, gate, tuning_cases, validate
 
 __all__ = [
     "HYBRID_BACKEND",
     "LEARNED_BACKEND",
     "LearnedDraftTrainer",
     "learned_host",
-    "tuning_cases",
 ]
 
 LEARNED_BACKEND = "inference.engine.learned.LearnedBackend"
@@ -53,26 +52,9 @@ def learned_host(round_model: ModelRef) -> str:
 
 def with_draft(host: str, model: LearnedModel | None) -> SegmentationBackend:
     """``host`` with a loaded learned draft (None: untrained)."""
-    from .hybrid import HybridBackend
-    from .learned import LearnedBackend
-
     if host == LEARNED_BACKEND:
         return LearnedBackend(model=model)
     return HybridBackend(draft_model=model)
-
-
-def tuning_cases(loaded: Iterator[Case]) -> Iterator[TuningCase]:
-    """Loaded cases as the validation's (and LiteMedSAM tuning's) cases."""
-    from .litemedsam.finetune import TuningCase
-
-    for case in loaded:
-        yield TuningCase(
-            case.volume,
-            case.reference,
-            patient=case.info.patient,
-            name=case.prompt.lesion_id,
-            prompt=case.prompt,
-        )
 
 
 class LearnedDraftTrainer(Trainer):
@@ -86,8 +68,6 @@ class LearnedDraftTrainer(Trainer):
         progress: ProgressCallback,
         should_stop: Callable[[], bool],
     ) -> TrainResult:
-        from . import learned
-
         fitted, held_out = cases.split()
         note = None
         if not fitted:
@@ -146,8 +126,6 @@ class LearnedDraftTrainer(Trainer):
         """Dice of the new model and of the round's own model (``host`` untrained when it had
         none, or had another backend) on held-out lesions, box-prompted as in pre-annotation
         (and with the slice range, for the gate); the gate's decision."""
-        from .litemedsam.validation import gate, validate
-
         if not held_out:
             return {"cases": 0, "lesions": 0, "dice_mean": None}, None, None
         current = self.context.round_model

@@ -1,12 +1,12 @@
-"""Training behind one contract: a backend says how it learns from a round's accepted cases.
+"""Training behind one contract: how a backend's model learns from a round's accepted cases.
 
 Like MONAI Label's ``TrainTask``. The *training job* (``inference.training``, a Celery job on
 the ``train`` queue) collects the accepted cases once, in the neutral form below
 (:class:`Cases`: what is known of each lesion at once, its image and mask read when iterated),
-and hands them to the *trainer* of the project's current model (:func:`trainer_for`: the
-backend class's ``trainer(context)``). The trainer writes a model file under ``out_dir`` and
-says what to record (:class:`TrainResult`); the job stores it as a ModelVersion. A trainer
-raises :class:`TrainingError` (an :class:`EngineError`) with the reason when it cannot train.
+and hands them to the *trainer* of the project's current model (:func:`.trainers.trainer_for`
+says which). The trainer writes a model file under ``out_dir`` and says what to record
+(:class:`TrainResult`); the job stores it as a ModelVersion. A trainer raises
+:class:`TrainingError` (an :class:`EngineError`) with the reason when it cannot train.
 
 Trainers: the learned draft (:mod:`.learned_training`: the learned and hybrid backends, and any
 backend without a trainer of its own), LiteMedSAM's decoder tuning (:mod:`.litemedsam.trainer`)
@@ -17,7 +17,6 @@ Nothing here imports Django or torch.
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,8 +26,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .base import EngineError, ImageVolume, LesionPrompt, ProgressCallback, SegmentationBackend
-from .base import backend_path as _backend_path
+from .base import ImageVolume, LesionPrompt, ProgressCallback, SegmentationBackend
+from .errors import EngineError
 from .geometry import key_slice_and_box
 
 __all__ = [
@@ -40,9 +39,7 @@ __all__ = [
     "Trainer",
     "TrainingContext",
     "TrainingError",
-    "backend_class",
     "progress_part",
-    "trainer_for",
 ]
 
 BoolArray = npt.NDArray[np.bool_]
@@ -219,24 +216,3 @@ def progress_part(
         progress(offset + done, offset + total + tail)
 
     return report
-
-
-def backend_class(name: str) -> type | None:
-    """The class an alias or dotted path names; None when it cannot be imported."""
-    module_name, _, attr = _backend_path(name).rpartition(".")
-    try:
-        found = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError, ValueError):
-        return None
-    return found if isinstance(found, type) else None
-
-
-def trainer_for(context: TrainingContext) -> Trainer:
-    """The trainer of ``context.current``'s backend: its class's ``trainer(context)``; the
-    learned draft for a backend without one (it then trains the learned backend alone)."""
-    from .learned_training import LearnedDraftTrainer
-
-    cls = backend_class(context.current.backend)
-    make = getattr(cls, "trainer", None)
-    trainer = make(context) if callable(make) else None
-    return trainer if isinstance(trainer, Trainer) else LearnedDraftTrainer(context)

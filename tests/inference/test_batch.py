@@ -108,7 +108,7 @@ def test_failures_are_listed_with_their_reasons_and_retried(
     failure = body["failures"][0]
     assert set(failure) == {"job", "lesion", "task", "error"}
     assert "inference.engine.nowhere" in failure["error"]
-    settings.INFERENCE_BACKEND = "inference.engine.default.ClassicalBackend"
+    settings.INFERENCE_BACKEND = "inference.engine.classical.ClassicalBackend"
     with django_capture_on_commit_callbacks(execute=True):
         assert client.post(URL).json()["started"] == 3
     body = client.get(URL).json()

@@ -29,6 +29,7 @@ from inference.engine import (
     to_sitk,
     write_phantom,
 )
+from inference.engine.base import backend_class, backend_path
 
 BoolArray = npt.NDArray[np.bool_]
 
@@ -317,10 +318,10 @@ def test_errors_share_a_base() -> None:
 
 
 def test_load_backend_by_path_alias_and_options() -> None:
-    by_path = load_backend("inference.engine.default.ClassicalBackend")
+    by_path = load_backend("inference.engine.classical.ClassicalBackend")
     assert isinstance(by_path, ClassicalBackend)
     assert isinstance(by_path, SegmentationBackend)
-    assert isinstance(load_backend("inference.engine.default:ClassicalBackend"), ClassicalBackend)
+    assert isinstance(load_backend("inference.engine.classical:ClassicalBackend"), ClassicalBackend)
     tuned = load_backend("classical", z_reach=0.5)
     assert isinstance(tuned, ClassicalBackend) and tuned.z_reach == 0.5
     description = tuned.describe()
@@ -330,14 +331,27 @@ def test_load_backend_by_path_alias_and_options() -> None:
 
 
 @pytest.mark.parametrize(
+    "old_path",
+    ["inference.engine.default.ClassicalBackend", "inference.engine.default:ClassicalBackend"],
+)
+def test_the_classical_backend_loads_by_its_old_path(old_path: str) -> None:
+    """INFERENCE_BACKEND and model versions may name the module the classical backend had
+    before it was renamed (default.py, now classical.py): that path still loads it."""
+    backend = load_backend(old_path, z_reach=0.5)
+    assert type(backend) is ClassicalBackend and backend.z_reach == 0.5
+    assert backend_path(old_path) == "inference.engine.classical.ClassicalBackend"
+    assert backend_class(old_path) is ClassicalBackend
+
+
+@pytest.mark.parametrize(
     ("path", "options", "message"),
     [
         ("inference.engine.nope.Backend", {}, "cannot import module 'inference.engine.nope'"),
-        ("inference.engine.default.NoSuchBackend", {}, "has no attribute 'NoSuchBackend'"),
+        ("inference.engine.classical.NoSuchBackend", {}, "has no attribute 'NoSuchBackend'"),
         ("ClassicalBackend", {}, "not of the form"),
         ("collections.OrderedDict", {}, "not a SegmentationBackend"),
-        ("inference.engine.default.ClassicalBackend", {"speed": 3}, "cannot construct"),
-        ("inference.engine.default.ClassicalBackend", {"margin": -1.0}, "cannot construct"),
+        ("inference.engine.classical.ClassicalBackend", {"speed": 3}, "cannot construct"),
+        ("inference.engine.classical.ClassicalBackend", {"margin": -1.0}, "cannot construct"),
     ],
 )
 def test_load_backend_failures(path: str, options: dict[str, Any], message: str) -> None:
@@ -347,7 +361,7 @@ def test_load_backend_failures(path: str, options: dict[str, Any], message: str)
 
 def test_engine_imports_no_django() -> None:
     code = (
-        "import sys, inference.engine, inference.engine.default, inference.engine.phantom;"
+        "import sys, inference.engine, inference.engine.classical, inference.engine.phantom;"
         "bad = [m for m in sys.modules if m == 'django' or m.startswith('django.')];"
         "sys.exit(1 if bad else 0)"
     )

@@ -30,14 +30,13 @@ from inference.engine import (
 )
 from inference.engine.medsam2 import MedSAM2Backend
 from inference.engine.medsam2.finetune import (
-    RECIPE,
-    SMOKE,
     FinetuneError,
     FinetuneResult,
     evaluate,
     finetune,
     load_cases,
 )
+from inference.engine.medsam2.recipes import RECIPE, SMOKE
 from inference.models import ModelVersion, TrainingJob
 from projects.intake.image_import import volume_import
 from projects.models import AuditEvent, Round

@@ -144,7 +144,7 @@ def test_a_rounds_model_version_is_the_model_the_job_runs(
     np.testing.assert_array_equal(mask_version_load(job.result), expected.masks["x"])
 
     # a model file given to a backend that takes none fails the job with that reason
-    model.backend = "inference.engine.default.ClassicalBackend"
+    model.backend = "inference.engine.classical.ClassicalBackend"
     model.save()
     failed = request_segmentation(lesion, reference, django_capture_on_commit_callbacks)
     assert failed.state == "failed" and "takes no checkpoint" in failed.error

@@ -17,19 +17,19 @@ from inference.engine.litemedsam import LiteMedSAMBackend  # noqa: E402
 from inference.engine.litemedsam.finetune import (  # noqa: E402
     TuneConfig,
     TuneResult,
-    TuningCase,
     TuningError,
     collect,
     finetune,
     target256,
 )
 from inference.engine.litemedsam.frames import Geometry  # noqa: E402
-from inference.engine.litemedsam.validation import (  # noqa: E402
+from inference.engine.litemedsam.weights import read_finetuned  # noqa: E402
+from inference.engine.validation import (  # noqa: E402
     MARGIN,
+    TuningCase,
     Validation,
     gate,
 )
-from inference.engine.litemedsam.weights import read_finetuned  # noqa: E402
 from tests.support.litemedsam_cases import (  # noqa: E402
     embeddings_dir,
     engine_volume,

@@ -1,4 +1,4 @@
-"""The engine's training contract: each backend names its trainer, the neutral cases load
+"""The engine's training contract: each backend has its trainer, the neutral cases load
 lazily (one image read per run of its cases, empty masks skipped and counted)."""
 
 from __future__ import annotations
@@ -8,17 +8,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from inference.engine import ImageVolume, SegmentationBackend
+from inference.engine import ImageVolume
 from inference.engine.learned_training import LEARNED_BACKEND, LearnedDraftTrainer, learned_host
 from inference.engine.litemedsam.trainer import LiteMedSAMTrainer, split_by_patient
 from inference.engine.medsam2.trainer import MedSAM2Trainer, clip_padding
+from inference.engine.trainers import trainer_for
 from inference.engine.training import (
     CaseInfo,
     Cases,
     ModelRef,
     TrainingContext,
     TrainingError,
-    trainer_for,
 )
 
 
@@ -47,9 +47,8 @@ def context(backend: str, round_backend: str = "default") -> TrainingContext:
         ("no.such.Backend", LearnedDraftTrainer),  # no trainer of its own: the learned draft
     ],
 )
-def test_each_backend_names_its_trainer(backend: str, trainer: type) -> None:
+def test_each_backend_has_its_trainer(backend: str, trainer: type) -> None:
     assert type(trainer_for(context(backend))) is trainer
-    assert SegmentationBackend.trainer(context(backend)) is None
 
 
 def test_the_learned_draft_is_trained_for_the_round_s_hybrid_or_alone() -> None:

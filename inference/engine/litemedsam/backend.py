@@ -68,8 +68,6 @@ from .weights import LoadedModel, load_model
 if TYPE_CHECKING:
     import torch
 
-    from ..training import Trainer, TrainingContext
-
 __all__ = ["LiteMedSAMBackend", "SliceOutput"]
 
 BoolArray = npt.NDArray[np.bool_]
@@ -168,13 +166,6 @@ class LiteMedSAMBackend(SegmentationBackend):
         )
         self.encoder_seconds = 0.0
         self.encoder_calls = 0
-
-    @classmethod
-    def trainer(cls, context: TrainingContext) -> Trainer:
-        """Decoder tuning, promoted when it validates better (:mod:`.trainer`)."""
-        from .trainer import LiteMedSAMTrainer
-
-        return LiteMedSAMTrainer(context)
 
     def describe(self) -> dict[str, object]:
         return {

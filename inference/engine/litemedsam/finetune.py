@@ -20,7 +20,7 @@ encoded across versions. The authors' recipe (LITEMEDSAM.md), on what a project 
 
 ``finetune`` writes the tuned parts in :data:`.weights.FINETUNE_FORMAT`, which
 ``LiteMedSAMBackend(checkpoint=path)`` loads. Whether a tuned file is better than the model it
-would replace is :mod:`.validation`'s question.
+would replace is :mod:`..validation`'s question (where :class:`TuningCase` is defined too).
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from ..base import EngineError, ImageVolume, InvalidInput, LesionPrompt, ProgressCallback
+from ..base import EngineError, ProgressCallback
+from ..validation import TuningCase
 from .embeddings import EmbeddingStore
 from .frames import MODEL_SIZE, Geometry
 from .weights import BASE_SHA256, FINETUNE_FORMAT
@@ -53,7 +54,6 @@ __all__ = [
     "TrainingSet",
     "TuneConfig",
     "TuneResult",
-    "TuningCase",
     "TuningError",
     "collect",
     "finetune",
@@ -66,26 +66,6 @@ Parts = Literal["decoder", "prompt+decoder"]
 
 class TuningError(EngineError):
     """Nothing to tune on (no case with a lesion slice), or a configuration out of range."""
-
-
-@dataclass(frozen=True, eq=False)
-class TuningCase:
-    """One lesion to learn from or validate on: the volume, its reference mask (z, y, x), the
-    patient it belongs to (cases of one patient are held out together) and, for validation, the
-    box prompt it was segmented from (None: the reference's largest slice and tight box)."""
-
-    volume: ImageVolume
-    reference: BoolArray
-    patient: str = ""
-    name: str = ""
-    prompt: LesionPrompt | None = None
-
-    def __post_init__(self) -> None:
-        if self.reference.shape != self.volume.shape:
-            raise InvalidInput(
-                f"case {self.name or '?'}: reference {self.reference.shape} does not match the "
-                f"volume {self.volume.shape}"
-            )
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 validates better than the model it would replace.
 
 The training job comes here when the project's current model (its active one, else the
-round's, else the site's default backend) is LiteMedSAM: :class:`.LiteMedSAMBackend` or a
-subclass (its ``trainer``), or a backend built around LiteMedSAM that takes the tuned file
+round's, else the site's default backend) is LiteMedSAM: :class:`.backend.LiteMedSAMBackend` or
+a subclass (its ``trainer``), or a backend built around LiteMedSAM that takes the tuned file
 through its ``checkpoint`` option and says so (``tunes_litemedsam = True``, and
 ``trainer = LiteMedSAMBackend.trainer``).
 
@@ -17,7 +17,7 @@ through its ``checkpoint`` option and says so (``tunes_litemedsam = True``, and
   (:mod:`.finetune`), always from the base checkpoint on every accepted mask so far, so a
   refused version never compounds into the next one.
 * Validation: the current model and the tuned one on the held-out lesions, box alone and box
-  with the slice range (:mod:`.validation`); the gate's verdict and its reason go into the
+  with the slice range (:mod:`..validation`); the gate's verdict and its reason go into the
   version's metrics (``promotion``) and :attr:`TrainResult.promote`.
 
 Settings (the site's, else the environment): ``LITEMEDSAM_TUNE_STEPS`` (200),
@@ -35,21 +35,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..base import ProgressCallback, backend_path
-from ..learned_training import tuning_cases
+from ..base import ProgressCallback, backend_path, load_backend
+from ..base import backend_class as _backend_class
 from ..training import CaseInfo, Cases, Trainer, TrainingError, TrainResult
-from ..training import backend_class as _backend_class
 from ..training import progress_part as _part
-from .finetune import TuneConfig
+from ..validation import gate, tuning_cases, validate
+from .backend import LiteMedSAMBackend
+from .finetune import TuneConfig, collect, finetune
 
 __all__ = ["LiteMedSAMTrainer", "split_by_patient", "tune_config", "tunes_litemedsam"]
 
 
 def tunes_litemedsam(backend: str) -> bool:
     """Whether the dotted path (or alias) names a backend whose model is LiteMedSAM's: the
-    class or a subclass, or one that declares ``tunes_litemedsam = True``."""
-    from .backend import LiteMedSAMBackend
-
+    backend or a subclass, or one that declares
+    ``tunes_litemedsam = True``."""
     cls = _backend_class(backend_path(backend))
     if cls is None:
         return False
@@ -117,11 +117,6 @@ class LiteMedSAMTrainer(Trainer):
         progress: ProgressCallback,
         should_stop: Callable[[], bool],
     ) -> TrainResult:
-        from ..base import load_backend
-        from .backend import LiteMedSAMBackend
-        from .finetune import collect, finetune
-        from .validation import gate, validate
-
         current = self.context.current
         config = tune_config(self.context.setting)
         train, held_out, how = split_by_patient(list(cases.infos), cases.validation_percent)

@@ -64,7 +64,6 @@ from ..base import (
 from .preprocess import IntensityMapping, SliceFrames, intensity_mapping, volume_digest
 
 if TYPE_CHECKING:
-    from ..training import Trainer, TrainingContext
     from .predictor import CachingVideoPredictor, FeatureCache
 
 __all__ = ["MedSAM2Backend", "Pass", "cpu_has_bf16", "plan_passes"]
@@ -257,13 +256,6 @@ class MedSAM2Backend(SegmentationBackend):
         self.load_seconds = time.perf_counter() - started
 
     # -- interface ---------------------------------------------------------------------------
-
-    @classmethod
-    def trainer(cls, context: TrainingContext) -> Trainer:
-        """Fine-tuning from the current checkpoint (:mod:`.trainer`)."""
-        from .trainer import MedSAM2Trainer
-
-        return MedSAM2Trainer(context)
 
     def describe(self) -> dict[str, object]:
         import sam2

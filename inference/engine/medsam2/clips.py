@@ -27,7 +27,7 @@ from .preprocess import IMAGENET_MEAN, IMAGENET_STD, IntensityMapping, frame_fro
 if TYPE_CHECKING:
     import torch
 
-    from .finetune import FinetuneConfig
+    from .recipes import FinetuneConfig
 
 __all__ = ["IDENTITY", "UINT8_WINDOW", "Case", "augment", "load_cases", "sample_clip"]
 

@@ -5,7 +5,8 @@ Its trainer (:mod:`.trainer`) is what the training job runs. Input: npz cases as
 instance labels, ``spacing``). :func:`finetune` continues from a ``{"model": state_dict}``
 checkpoint and writes one in the same format, which :func:`.builder.load_checkpoint` loads
 strictly; :func:`evaluate` measures the Dice of box-prompted propagation through the real
-:class:`.backend.MedSAM2Backend` on held-out cases.
+backend (:class:`.backend.MedSAM2Backend`) on held-out cases. The
+configurations (:class:`FinetuneConfig`, :data:`RECIPE`, :data:`SMOKE`) are in :mod:`.recipes`.
 
 What one training step does, following sam2's own ``training/`` (SAM2Train and
 ``MultiStepMultiMasksAndIous``; PyPI sam2 ships that package but it needs tensordict, fvcore and
@@ -40,7 +41,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,7 @@ import numpy as np
 from ..base import EngineError, ImageVolume, LesionPrompt
 from ..geometry import dice, key_slice_and_box
 from .clips import UINT8_WINDOW, Case, augment, load_cases, sample_clip
+from .recipes import RECIPE, FinetuneConfig
 
 if TYPE_CHECKING:
     import torch
@@ -56,11 +58,7 @@ if TYPE_CHECKING:
     from .predictor import CachingVideoPredictor
 
 __all__ = [
-    "CONFIGS",
-    "RECIPE",
-    "SMOKE",
     "Case",
-    "FinetuneConfig",
     "FinetuneError",
     "FinetuneResult",
     "evaluate",
@@ -73,65 +71,6 @@ LOSS_WEIGHTS = {"focal": 20.0, "dice": 1.0, "iou": 1.0, "object": 1.0}
 
 class FinetuneError(EngineError):
     """Nothing to train on (no usable case), or an unusable input file."""
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """One fine-tuning run's settings; the defaults are the published recipe."""
-
-    name: str = "recipe"
-    num_frames: int = 8
-    max_objects: int = 3
-    batch_size: int = 2
-    epochs: int = 75  # an epoch samples one clip per training case
-    max_steps: int | None = None
-    # Stop (and keep what was learned) after this long: the train queue's time limit is 1 h.
-    max_seconds: float | None = 3000.0
-    lr: float = 5e-5
-    vision_lr: float = 3e-5
-    end_lr_ratio: float = 0.1
-    weight_decay: float = 0.1
-    layer_decay: float = 0.9
-    grad_clip: float = 0.1
-    prob_mask_prompt: float = 0.5
-    correction_clicks: int = 7
-    max_frames_to_correct: int = 2
-    prob_click_from_gt: float = 0.1
-    flip_prob: float = 0.5
-    affine_degrees: float = 25.0
-    affine_shear: float = 20.0
-    affine_scale: tuple[float, float] = (0.9, 1.1)
-    brightness: float = 0.1
-    contrast: float = 0.03
-    # A square crop (original pixels) around the first object, resized to 512: None = the slice.
-    crop_size: int | None = None
-    # Evaluation: slices propagated each way from the key slice (None: the whole volume), and
-    # at most this many lesions (None: all).
-    eval_max_propagation: int | None = None
-    eval_max_lesions: int | None = None
-    eval_baseline: bool = True  # also measure the starting checkpoint
-    seed: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-RECIPE = FinetuneConfig()
-# CPU tests: two steps on 2-frame clips of small crops (still 512 px model input), batch 1.
-SMOKE = FinetuneConfig(
-    name="smoke",
-    num_frames=2,
-    batch_size=1,
-    epochs=2,
-    max_steps=2,
-    max_seconds=None,
-    correction_clicks=1,
-    crop_size=32,
-    eval_max_propagation=1,
-    eval_max_lesions=1,
-    eval_baseline=False,
-)
-CONFIGS = {"recipe": RECIPE, "smoke": SMOKE}
 
 
 @dataclass
@@ -479,9 +418,10 @@ def evaluate(
     device: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Dice of box-prompted propagation through :class:`MedSAM2Backend` with ``checkpoint``:
-    each object of each case, prompted by the box around it on its largest slice (as the
-    platform prompts a lesion). With ``eval_max_propagation`` the Dice is taken over the slices
+    """Dice of box-prompted propagation through MedSAM2 with ``checkpoint``
+    (:class:`.backend.MedSAM2Backend`, what :class:`.backend.MedSAM2Backend` runs): each
+    object of each case, prompted by the box around it on its largest slice (as the platform
+    prompts a lesion). With ``eval_max_propagation`` the Dice is taken over the slices
     propagated to. No cases: the metrics say so (``dice_mean`` None)."""
     from .backend import MedSAM2Backend
 

@@ -20,16 +20,14 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..base import ProgressCallback
 from ..intensity import intensity_mapping
 from ..training import CaseInfo, Cases, Trainer, TrainingError, TrainResult, progress_part
-
-if TYPE_CHECKING:
-    from .finetune import FinetuneConfig
+from .recipes import CONFIGS, FinetuneConfig
 
 __all__ = ["DEFAULT_CT_WINDOW", "MedSAM2Trainer", "clip_padding", "finetune_config", "write_npz"]
 
@@ -39,8 +37,6 @@ DEFAULT_CT_WINDOW = (40.0, 400.0)
 
 def finetune_config(name: object) -> FinetuneConfig:
     """The configuration ``MEDSAM2_TRAIN_CONFIG`` names ("recipe" or "smoke"; unset: "recipe")."""
-    from .finetune import CONFIGS
-
     chosen = str(name or "recipe").lower()
     if chosen not in CONFIGS:
         raise TrainingError(

@@ -1,6 +1,7 @@
-"""The default backend: box-prompted 3D lesion segmentation from classical image processing.
+"""The classical backend: box-prompted 3D lesion segmentation from classical image processing.
 
-No weights, no GPU: it runs anywhere the engine runs and gives the annotator a first draft.
+No weights, no GPU: it runs anywhere the engine runs and gives the annotator a first draft (the
+hybrid default's classical part, :mod:`.hybrid`).
 
 How one lesion is segmented (every step works on a crop around the box, so the cost depends
 on the lesion's size, not the volume's):
@@ -52,27 +53,10 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 
-from ._ops import (
-    CROSS,
-    SQUARE,
-    BoolArray,
-    Envelope,
-    FloatArray,
-    box_mask,
-    disk,
-    ellipse_in_box,
-    half_way,
-    keep_touching,
-    largest_component,
-    open_disk,
-    pick_background,
-    robust_sigma,
-)
 from .base import (
     ImageVolume,
     LesionPrompt,
@@ -81,9 +65,20 @@ from .base import (
     SegmentationResult,
 )
 from .box_prior import box_prior_draft
-
-if TYPE_CHECKING:
-    from .training import Trainer, TrainingContext
+from .masks2d import (
+    CROSS,
+    SQUARE,
+    BoolArray,
+    Envelope,
+    FloatArray,
+    box_mask,
+    disk,
+    ellipse_in_box,
+    keep_touching,
+    largest_component,
+    open_disk,
+)
+from .robust_stats import half_way, pick_background, robust_sigma
 
 __all__ = ["ClassicalBackend"]
 
@@ -146,7 +141,8 @@ class ClassicalBackend(SegmentationBackend):
     ``depth`` (the draft's ellipsoid prior: half-height over mean in-plane half-width; default
     1.0) and ``bias`` (added to the draft's log-odds margin: > 0 tighter, < 0 looser; default
     0.0). The defaults suit a new project; a trained model fits ``depth`` and ``bias`` to the
-    project's accepted lesions (:mod:`.learned`).
+    project's accepted lesions (:mod:`.learned`): the learned draft, which the training job
+    trains for every backend without a trainer of its own (:func:`.trainers.trainer_for`).
     """
 
     name = "classical"
@@ -181,13 +177,6 @@ class ClassicalBackend(SegmentationBackend):
         """How far the region of interest and the propagation extend beyond the key slice, in
         box sides: ``z_reach``, widened with a prior deeper than wide."""
         return self.z_reach * max(1.0, self.depth)
-
-    @classmethod
-    def trainer(cls, context: TrainingContext) -> Trainer:
-        """The learned draft: this draft fitted to accepted masks (:mod:`.learned_training`)."""
-        from .learned_training import LearnedDraftTrainer
-
-        return LearnedDraftTrainer(context)
 
     def describe(self) -> dict[str, object]:
         return {

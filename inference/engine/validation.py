@@ -1,7 +1,9 @@
-"""Whether a fine-tuned model is better than the one it would replace: validation and the gate.
+"""Whether a trained model is better than the one it would replace: validation and the gate.
 
-Any two backends are compared on the same held-out lesions (other patients than the training
-ones), each lesion segmented in 3D from its box on the key slice twice, as the product prompts:
+Used by the trainers that decide it, the learned draft's (:mod:`.learned_training`) and
+LiteMedSAM's decoder tuning (:mod:`.litemedsam.trainer`). Any two backends are compared on the
+same held-out lesions (other patients than the training ones), each lesion segmented in 3D from
+its box on the key slice twice, as the product prompts:
 
 * ``box``: the box alone, as pre-annotation runs it (propagation decides where to stop);
 * ``range``: the box plus the lesion's slice range (the reference's first and last slice), as
@@ -15,17 +17,29 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-from ..base import InvalidInput, LesionPrompt, ProgressCallback, SegmentationBackend
-from ..geometry import dice, key_slice_and_box
-from .finetune import TuningCase
+from .base import ImageVolume, InvalidInput, LesionPrompt, ProgressCallback, SegmentationBackend
+from .geometry import dice, key_slice_and_box
+from .training import Case
 
-__all__ = ["MARGIN", "MAX_LESION_DROP", "Decision", "Validation", "gate", "validate"]
+__all__ = [
+    "MARGIN",
+    "MAX_LESION_DROP",
+    "Decision",
+    "TuningCase",
+    "Validation",
+    "gate",
+    "tuning_cases",
+    "validate",
+]
+
+BoolArray = npt.NDArray[np.bool_]
 
 # A tuned model must beat the current one by more than this mean Dice (the mean of the two
 # protocols' gains). On ../shared/data, two runs that differ only in their seed differ by up to
@@ -34,6 +48,38 @@ MARGIN = 0.01
 # ... and no held-out lesion may lose more than this under either protocol (the acceptance's
 # "no lesion more than 0.10 below" for the default backend).
 MAX_LESION_DROP = 0.10
+
+
+@dataclass(frozen=True, eq=False)
+class TuningCase:
+    """One lesion to learn from or validate on: the volume, its reference mask (z, y, x), the
+    patient it belongs to (cases of one patient are held out together) and, for validation, the
+    box prompt it was segmented from (None: the reference's largest slice and tight box)."""
+
+    volume: ImageVolume
+    reference: BoolArray
+    patient: str = ""
+    name: str = ""
+    prompt: LesionPrompt | None = None
+
+    def __post_init__(self) -> None:
+        if self.reference.shape != self.volume.shape:
+            raise InvalidInput(
+                f"case {self.name or '?'}: reference {self.reference.shape} does not match the "
+                f"volume {self.volume.shape}"
+            )
+
+
+def tuning_cases(loaded: Iterator[Case]) -> Iterator[TuningCase]:
+    """Loaded cases as the validation's (and LiteMedSAM tuning's) cases."""
+    for case in loaded:
+        yield TuningCase(
+            case.volume,
+            case.reference,
+            patient=case.info.patient,
+            name=case.prompt.lesion_id,
+            prompt=case.prompt,
+        )
 
 
 @dataclass
