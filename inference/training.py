@@ -20,7 +20,6 @@ one.
 import logging
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from annotator.annotation.audit import audit_record
 from annotator.annotation.services import mask_version_load
 from annotator.core import storage
 from annotator.core.errors import Conflict, InvalidInput
+from annotator.imaging.storage_keys import model_key
 from annotator.imaging.volumes import volume_read
 from annotator.models import Lesion, MaskVersion, Volume
 from inference.engine import EngineError, ImageVolume
@@ -255,10 +255,7 @@ def _training_attempt(job: TrainingJob) -> TrainingJob:
                 progress=progress_writer(job, tail=1),
                 should_stop=_should_stop(job),
             )
-            key = (
-                f"models/{round_.project.slug}/training-{job.pk}-{uuid.uuid4().hex[:8]}"
-                f"{trained.checkpoint.suffix}"
-            )
+            key = model_key(round_.project.slug, job.pk, trained.checkpoint.suffix)
             with open(trained.checkpoint, "rb") as f:
                 written.append(storage.save_file(key, f))
         seconds = time.perf_counter() - started

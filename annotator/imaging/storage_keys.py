@@ -3,7 +3,8 @@
 ``projects/<slug>/series/<series>/`` holds a series: ``original/`` the files as received,
 ``instances/`` the DICOM generated for an image-file upload, ``volume.nii.gz`` the canonical
 volume and ``colour.mha`` its colour pixels where it has them; ``projects/<slug>/masks/
-lesion-<pk>/`` holds a lesion's mask versions, one file each."""
+lesion-<pk>/`` holds a lesion's mask versions, one file each; ``models/<slug>/`` the model files
+the project's training jobs wrote."""
 
 import re
 import uuid
@@ -58,3 +59,8 @@ def series_folder(original_prefix: str) -> str:
 def mask_key(project_slug: str, lesion_pk: int) -> str:
     """A new, unique key for a mask version of the lesion."""
     return f"projects/{project_slug}/masks/lesion-{lesion_pk}/{uuid.uuid4()}.npy.gz"
+
+
+def model_key(project_slug: str, training_job_pk: int, suffix: str) -> str:
+    """A new, unique key for the model file a training job of the project wrote."""
+    return f"models/{project_slug}/training-{training_job_pk}-{uuid.uuid4().hex[:8]}{suffix}"
