@@ -82,7 +82,8 @@ def import_lesions(slug: str, depth: int, size: int, seed: int, count: int) -> l
     from annotator.annotation.services import lesion_create
     from inference.engine import key_slice_and_box, make_ct_phantom, write_phantom
     from projects.intake.image_import import volume_import
-    from projects.services import project_create, task_claim_next
+    from projects.services import project_create
+    from projects.task_services import task_claim_next
 
     user = User.objects.filter(username="bench").first()
     if user is None:

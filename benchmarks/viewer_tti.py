@@ -173,7 +173,8 @@ def setup(series_dir: Path) -> dict[str, Any]:
     from annotator.models import Volume
     from projects.intake.ingest import studies_import
     from projects.models import Project, Role, Task
-    from projects.services import current_round, membership_set, project_create, task_claim_next
+    from projects.services import current_round, membership_set, project_create
+    from projects.task_services import task_claim_next
 
     if Project.objects.filter(slug=SLUG).exists():
         fail(f"the database already has a project {SLUG!r}: give a fresh --database-url")

@@ -2,7 +2,7 @@
 decoder only.
 
 LiteMedSAM's image encoder costs about a second a slice on a CPU; its decoder, tens of
-milliseconds. When a task is claimed (``projects.services.task_claim_next``) or a round is
+milliseconds. When a task is claimed (``projects.task_services.task_claim_next``) or a round is
 pre-annotated (``inference.batch.round_preannotate``), each volume gets one
 :class:`~inference.models.EncodingJob` for the backend its segmentation jobs will use, provided
 that backend has an ``encode`` method (LiteMedSAM and the backends built on it); none while

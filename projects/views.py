@@ -15,7 +15,7 @@ from annotator.core.errors import InvalidInput
 from annotator.core.rest import current_user, get_visible, query_params
 from annotator.imaging.dicomweb.wado import warm_series_metadata
 from annotator.models import Lesion, Pseudonym
-from projects import services
+from projects import services, task_services
 from projects.access import require_role, visible_projects
 from projects.exports import round_manifest
 from projects.intake.image_import import volume_import
@@ -305,7 +305,7 @@ class TaskNextView(APIView):
         """Claim the next task (or get back my own open or rejected one); 204 if none waits."""
         project = project_for(request, slug)
         require_role(current_user(request), project, Role.ANNOTATOR, MANAGER)
-        task = services.task_claim_next(user=current_user(request), project=project)
+        task = task_services.task_claim_next(user=current_user(request), project=project)
         if task is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(task_data(task.pk))
@@ -321,7 +321,7 @@ class TaskSubmitView(APIView):
     @extend_schema(request=None, responses=TaskSerializer)
     def post(self, request: Request, pk: int) -> Response:
         task = get_visible(task_queryset(request), pk=pk)
-        services.task_submit(task=task, user=current_user(request))
+        task_services.task_submit(task=task, user=current_user(request))
         return Response(task_data(pk))
 
 
@@ -337,7 +337,7 @@ class TaskReviewView(APIView):
         require_role(current_user(request), task.round.project, *REVIEWERS)
         data = ReviewCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        review = services.task_review(
+        review = task_services.task_review(
             task=task, reviewer=current_user(request), **data.validated_data
         )
         return Response(ReviewSerializer(review).data, status=status.HTTP_201_CREATED)
@@ -351,7 +351,7 @@ class TaskAssignView(APIView):
         require_role(current_user(request), task.round.project, MANAGER)
         data = TaskAssignSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.task_assign(
+        task_services.task_assign(
             task=task, user=data.validated_data["user"], actor=current_user(request)
         )
         return Response(task_data(pk))
@@ -363,7 +363,7 @@ class TaskReleaseView(APIView):
         """Return an assigned task to the pool (managers)."""
         task = get_visible(task_queryset(request), pk=pk)
         require_role(current_user(request), task.round.project, MANAGER)
-        services.task_release(task=task, actor=current_user(request))
+        task_services.task_release(task=task, actor=current_user(request))
         return Response(task_data(pk))
 
 
@@ -375,7 +375,7 @@ class TaskReopenView(APIView):
         require_role(current_user(request), task.round.project, MANAGER)
         data = TaskReopenSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.task_reopen(task=task, actor=current_user(request), **data.validated_data)
+        task_services.task_reopen(task=task, actor=current_user(request), **data.validated_data)
         return Response(task_data(pk))
 
 

@@ -32,7 +32,7 @@ from annotator.imaging.video import VIDEO_SUFFIXES, read_video
 from annotator.imaging.volumes import volume_create, volume_files_store
 from annotator.models import Instance, Series, Study, Volume
 from projects.models import Project, Task
-from projects.services import task_create
+from projects.task_services import task_create
 
 
 @dataclass(frozen=True)

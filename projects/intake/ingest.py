@@ -46,7 +46,7 @@ from annotator.imaging.volumes import volume_create, volume_files_store
 from annotator.models import Instance, Series, Study
 from projects.intake.label_import import LabelsImported, dicom_labels_import
 from projects.models import Project
-from projects.services import task_create
+from projects.task_services import task_create
 
 log = logging.getLogger(__name__)
 

@@ -52,7 +52,8 @@ from inference.engine.geometry import key_slice_and_box
 from projects.intake.image_import import ImportedVolume, volume_import
 from projects.intake.label_references import label_target
 from projects.models import Project, Task
-from projects.services import current_round, task_create
+from projects.services import current_round
+from projects.task_services import task_create
 
 IMPORT_BACKEND = "import"
 # The backend recorded on mask versions imported as the case's reference standard.

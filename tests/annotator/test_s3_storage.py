@@ -30,7 +30,8 @@ from projects import services as project_services
 from projects.exports import export_round_files
 from projects.intake.image_import import ImportedVolume, volume_import
 from projects.models import Project, Role
-from projects.services import membership_set, task_claim_next, task_review, task_submit
+from projects.services import membership_set
+from projects.task_services import task_claim_next, task_review, task_submit
 
 pytestmark = pytest.mark.django_db
 

@@ -22,7 +22,8 @@ from inference.engine.litemedsam.trainer import tunes_litemedsam
 from inference.models import ModelVersion, TrainingJob
 from projects.intake.image_import import volume_import
 from projects.models import AuditEvent, Project
-from projects.services import round_open, task_claim_next, task_review, task_submit
+from projects.services import round_open
+from projects.task_services import task_claim_next, task_review, task_submit
 from tests.support.litemedsam_cases import embeddings_dir, nodule_phantom, with_margin, wrong
 
 pytestmark = pytest.mark.django_db

@@ -23,7 +23,8 @@ from inference.engine.learned_training import LEARNED_BACKEND, learned_host
 from inference.jobs import claim
 from inference.models import ModelVersion, TrainingJob
 from projects.models import Round
-from projects.services import round_open, task_claim_next, task_review, task_submit
+from projects.services import round_open
+from projects.task_services import task_claim_next, task_review, task_submit
 
 pytestmark = pytest.mark.django_db
 

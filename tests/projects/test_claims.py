@@ -10,7 +10,8 @@ from django.db import connection, connections
 
 from annotator.models import Series, Study
 from projects.models import AuditEvent, Membership, Project, Role, Task
-from projects.services import membership_set, task_claim_next
+from projects.services import membership_set
+from projects.task_services import task_claim_next
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

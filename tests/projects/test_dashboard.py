@@ -16,13 +16,8 @@ from rest_framework.test import APIClient
 from annotator.annotation.services import Author, effort_record, lesion_create, mask_version_save
 from annotator.models import Series, Volume
 from projects.models import Project, Task
-from projects.services import (
-    membership_set,
-    round_open,
-    task_claim_next,
-    task_review,
-    task_submit,
-)
+from projects.services import membership_set, round_open
+from projects.task_services import task_claim_next, task_review, task_submit
 
 pytestmark = pytest.mark.django_db
 

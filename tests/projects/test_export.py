@@ -28,7 +28,8 @@ from projects.exports import FORMATS, case_split, export_round_files, parse_form
 from projects.intake.image_import import ImportedVolume
 from projects.intake.ingest import studies_import
 from projects.models import Project, Round, Task
-from projects.services import current_round, task_claim_next, task_review, task_submit
+from projects.services import current_round
+from projects.task_services import task_claim_next, task_review, task_submit
 from tests.annotator.test_dicom_reading import FLIPPED, write_ct_series
 from tests.test_api_schema import schema_errors
 

@@ -15,7 +15,8 @@ from projects.exports import export_round_files
 from projects.intake.image_import import ImportedVolume
 from projects.intake.ingest import studies_import
 from projects.models import Project
-from projects.services import current_round, task_claim_next, task_review, task_submit
+from projects.services import current_round
+from projects.task_services import task_claim_next, task_review, task_submit
 from tests.annotator.test_dicom_reading import write_ct_series
 
 pytestmark = pytest.mark.django_db

@@ -61,13 +61,8 @@ from inference.models import InferenceJob, ModelVersion, TrainingJob
 from inference.services import segmentation_request
 from projects.intake.image_import import volume_import
 from projects.models import AuditEvent, Membership, Project, Review, Role, Round, Task
-from projects.services import (
-    membership_set,
-    project_create,
-    task_claim_next,
-    task_review,
-    task_submit,
-)
+from projects.services import membership_set, project_create
+from projects.task_services import task_claim_next, task_review, task_submit
 from tests.support import orthanc
 
 pytestmark = pytest.mark.django_db

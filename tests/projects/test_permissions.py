@@ -9,7 +9,8 @@ from rest_framework.test import APIClient
 from annotator.annotation.services import Author, lesion_create, mask_version_save
 from inference.models import InferenceJob
 from projects.models import AuditEvent, Project, Task
-from projects.services import membership_set, task_claim_next
+from projects.services import membership_set
+from projects.task_services import task_claim_next
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,8 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from projects.models import AuditEvent, Project, Task
-from projects.services import membership_set, task_claim_next, task_review, task_submit
+from projects.services import membership_set
+from projects.task_services import task_claim_next, task_review, task_submit
 
 pytestmark = pytest.mark.django_db
 

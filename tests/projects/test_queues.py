@@ -11,9 +11,8 @@ from rest_framework.test import APIClient
 
 from annotator.annotation.services import Author, lesion_create, mask_version_save
 from projects.models import AuditEvent, Project, Task
-from projects.services import (
-    membership_set,
-    project_update,
+from projects.services import membership_set, project_update
+from projects.task_services import (
     task_claim_next,
     task_create,
     task_review,

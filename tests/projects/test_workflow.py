@@ -8,7 +8,8 @@ from rest_framework.test import APIClient
 
 from annotator.annotation.services import Author, mask_version_save
 from projects.models import Task
-from projects.services import round_open, task_claim_next
+from projects.services import round_open
+from projects.task_services import task_claim_next
 
 pytestmark = pytest.mark.django_db
 

@@ -4,7 +4,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from projects.models import Project
-from projects.services import tasks_release_stale
+from projects.task_services import tasks_release_stale
 
 
 class Command(BaseCommand):
