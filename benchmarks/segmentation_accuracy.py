@@ -57,7 +57,8 @@ from inference.engine import ImageVolume, LesionPrompt, dice
 from inference.engine.box_prior import ellipsoid_radius
 from inference.engine.classical import ClassicalBackend
 from inference.engine.hybrid import HybridBackend
-from inference.engine.learned import MIN_VALIDATION_LESIONS, LearnedModel, TrainingCase, train
+from inference.engine.learned import LearnedModel
+from inference.engine.learned_fit import MIN_VALIDATION_LESIONS, TrainingCase, train
 from inference.engine.metrics import hd95, slices_to_fix
 from inference.evaluation import (
     DEFAULT_DATA,

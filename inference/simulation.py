@@ -14,8 +14,8 @@ The backend comes from :func:`~inference.engine.load_backend` (an alias or a dot
 how it learns from accepted lesions is a :class:`Training` chosen by the backend's name
 (:func:`training_for`): two functions, one that fits a model on the accepted lesions and one
 that makes the backend pre-segmenting with it. The classical default learns with the same
-:func:`~inference.engine.learned.train` the platform's training job calls
-(``inference/training.py``: one :class:`~inference.engine.learned.TrainingCase` per accepted
+:func:`~inference.engine.learned_fit.train` the platform's training job calls
+(``inference/training.py``: one :class:`~inference.engine.learned_fit.TrainingCase` per accepted
 lesion, its box as the prompt, its patient); a backend without a training reuses its untrained
 self in every round, and the report says so.
 
@@ -45,7 +45,8 @@ import numpy as np
 from inference.engine import SegmentationBackend, dice, load_backend
 from inference.engine.base import backend_path
 from inference.engine.hybrid import HybridBackend
-from inference.engine.learned import LearnedBackend, TrainingCase, train
+from inference.engine.learned import LearnedBackend
+from inference.engine.learned_fit import TrainingCase, train
 from inference.engine.metrics import SLICE_FIX_DICE
 from inference.evaluation import LesionCase, LoadedLesion, all_lesion_cases, load_lesion
 from inference.simulated_annotator import (

@@ -2,22 +2,9 @@
 
 Round 0 of a project has no accepted masks, so :class:`LearnedBackend` without a model file is
 exactly :class:`~inference.engine.classical.ClassicalBackend`. Once reviewers have accepted
-masks, :func:`train` fits, from the simplest to the most complex, only as much as
-cross-validation over patients clearly shows to help (``_learned_fit.py``: the criterion is
-``1 - Dice`` per patient, a gain must exceed one standard error of the per-patient gains):
-
-1. The classical draft's settings (:class:`~._learned_fit.Settings`): how deep the box's
-   ellipsoid prior reaches beyond the key slice and how tight the draft is, one of 20
-   candidates each tried on every accepted lesion. Missed and added slices each cost a whole
-   re-contoured slice, and how deep lesions run or how far the draft overshoots is what a
-   project's lesions share. Strategies: a new project's defaults, one setting for all, one per
-   modality; a new project's defaults unless another clearly did better on patients it was
-   not fitted on.
-2. A gradient-boosted voxel classifier (scikit-learn's HistGradientBoosting, monotone in the
-   draft's signed distance and in the distance from the box centre) that refines the tuned
-   draft, kept only if it clearly lowers the cross-validated loss further; with a few lesions
-   of mixed kinds it rarely does (on ``../shared/data``, always refining the draft as it once
-   did, it made the next round costlier in 7 of 9 orderings), with many of one kind it can.
+masks, :func:`.learned_fit.train` fits a :class:`LearnedModel` (``learned_fit.py``): the
+classical draft's settings (:class:`Settings`), and a voxel classifier that refines the tuned
+draft only if cross-validation over patients clearly shows it to help.
 
 With a classifier, :class:`LearnedBackend` refines each tuned draft:
 
@@ -25,7 +12,7 @@ With a classifier, :class:`LearnedBackend` refines each tuned draft:
    a margin, and the slices the box's physical size allows) and its mask. Regions over 200k
    voxels are described on a coarser grid (every 2nd or 3rd voxel) and the probability
    interpolated back.
-2. Describe every voxel RELATIVE to the prompt (``_learned_features.py``): intensities rescaled
+2. Describe every voxel RELATIVE to the prompt (``learned_features.py``): intensities rescaled
    so that the ring around the box on the key slice is 0 and the box's core 1, smoothed at 1,
    2.5 and 6 mm, gradient magnitudes and local spread at those scales, the offset from the box
    centre in units of the box's half-size in mm (the slice axis in units of the larger
@@ -44,30 +31,17 @@ code when loaded, like any pickle).
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import joblib
 import numpy as np
-import numpy.typing as npt
 from scipy import ndimage
 
-from ._learned_features import FEATURE_NAMES, postprocess, sample_voxels, voxel_features
-from ._learned_fit import (
-    SETTINGS_GRID,
-    Settings,
-    SettingsScores,
-    clear_gain,
-    cross_validated,
-    folds,
-    grouped_loss,
-    overlap_lost,
-    select_settings,
-    settings_for,
-)
 from .base import (
     BackendUnavailable,
     ImageVolume,
@@ -77,24 +51,22 @@ from .base import (
     SegmentationResult,
 )
 from .classical import ClassicalBackend, _Crop
+from .learned_features import FEATURE_NAMES, postprocess, voxel_features
 from .masks2d import BoolArray, FloatArray
 
 __all__ = [
     "FEATURE_NAMES",
-    "MIN_VALIDATION_LESIONS",
     "MODEL_FORMAT",
     "MODEL_VERSION",
     "LearnedBackend",
     "LearnedModel",
     "ModelFileError",
     "Settings",
-    "TrainingCase",
-    "train",
+    "settings_for",
 ]
 
 MODEL_FORMAT = "lesion-annotator/learned-voxel-model"
 MODEL_VERSION = 2  # 2: fitted draft settings; the classifier optional
-MONOTONE = {"classical_distance": 1, "radius": -1}
 # How much the classical draft weighs against the classifier's probability: a voxel of the
 # draft stays unless the probability falls under 0.23, one outside it joins above 0.77.
 PRIOR_WEIGHT = 0.35
@@ -106,16 +78,20 @@ class ModelFileError(BackendUnavailable, ValueError):
     """A model file is missing, corrupt, of another format or of an unsupported version."""
 
 
-@dataclass(frozen=True, eq=False)
-class TrainingCase:
-    """One accepted lesion: the image, the box prompt it was drawn with, its reference mask
-    (bool, the volume's shape), and the patient it belongs to (cases of one patient are held
-    out together in cross-validation; empty: a patient of its own)."""
+@dataclass(frozen=True)
+class Settings:
+    """The classical draft's settings a model fits (``ClassicalBackend`` options)."""
 
-    volume: ImageVolume
-    prompt: LesionPrompt
-    reference: npt.NDArray[np.bool_]
-    patient: str = ""
+    depth: float = 1.0
+    bias: float = 0.0
+
+    def departure(self) -> float:
+        """How far from a new project's defaults: ties are broken towards them."""
+        return abs(math.log(self.depth)) + abs(self.bias)
+
+
+def settings_for(table: Mapping[str, Settings], modality: str) -> Settings:
+    return table.get(modality, table.get("*", Settings()))
 
 
 @dataclass(frozen=True, eq=False)
@@ -241,12 +217,6 @@ class LearnedModel:
             prior_weight=float(payload["prior_weight"]),
             meta=payload.get("meta"),
         )
-
-
-# A trained draft's settings may differ per modality, so a gain on one or two held-out lesions
-# says little about the others (segmentation_accuracy: a draft that gained +0.014 on one MR
-# lesion cost SPECT lesions up to 0.17): the gate needs at least this many to promote it.
-MIN_VALIDATION_LESIONS = 3
 
 
 class LearnedBackend(ClassicalBackend):
@@ -382,143 +352,3 @@ class LearnedBackend(ClassicalBackend):
         weight = model.prior_weight
         score = (1.0 - weight) * proba + weight * region.classical.astype(np.float32)
         return postprocess(score >= model.threshold, crop.key, crop.box)
-
-
-# -- training -------------------------------------------------------------------------------
-
-
-def train(
-    examples: Iterable[TrainingCase],
-    *,
-    seed: int = 0,
-    samples_per_case: int = 5_000,
-    max_iter: int = 60,
-) -> LearnedModel:
-    """Fit the draft settings, then the voxel classifier if it earns its place (module docs);
-    deterministic for a ``seed``. ``meta`` records the cross-validated overlap lost (``1 -
-    Dice``, per patient) of every candidate, so that a manager can see why.
-
-    Raises :class:`InvalidInput` when there is nothing to learn from.
-    """
-    cases = _checked(examples)
-    backend = LearnedBackend()
-    groups = [case.patient or f"case {i}" for i, case in enumerate(cases)]
-    modalities = [case.volume.modality.strip().upper() for case in cases]
-    losses = np.array([[_loss(backend.tuned(s), case) for case in cases] for s in SETTINGS_GRID])
-    scores = SettingsScores(losses, groups, modalities)
-    strategy, table, cv_settings = select_settings(scores)
-    everything = list(range(len(cases)))
-    drafts = [settings_for(table, modality) for modality in modalities]
-    rows, labels = _samples(backend, cases, drafts, seed, samples_per_case)
-
-    def classifier_loss(train: Sequence[int], test: Sequence[int]) -> list[float]:
-        classifier = _fit_classifier(rows, labels, train, seed=seed, max_iter=max_iter)
-        if classifier is None:
-            return scores.loss(table, test)
-        refined = LearnedBackend(model=LearnedModel(classifier, settings=table))
-        return [_loss(refined, cases[i]) for i in test]
-
-    # Both arms use the settings fitted on all cases: the comparison isolates the classifier.
-    tuned = scores.loss(table, everything)
-    without = grouped_loss(tuned, groups, everything)
-    held_out = folds(groups)
-    refined = cross_validated(held_out, classifier_loss) if held_out else None
-    with_classifier = None if refined is None else grouped_loss(refined, groups, everything)
-    keep = refined is not None and clear_gain(tuned, refined, groups)
-    classifier = (
-        _fit_classifier(rows, labels, everything, seed=seed, max_iter=max_iter) if keep else None
-    )
-    meta = {
-        "cases": len(cases),
-        "patients": len(set(groups)),
-        "voxels": int(sum(len(y) for y in labels)),
-        "seed": seed,
-        "max_iter": max_iter,
-        "strategy": strategy,
-        "settings": {key: asdict(value) for key, value in table.items()},
-        "classifier": classifier is not None,
-        "cv_overlap_lost": {
-            **cv_settings,
-            "tuned draft": round(without, 4),
-            "tuned draft + classifier": None
-            if with_classifier is None
-            else round(with_classifier, 4),
-        },
-    }
-    return LearnedModel(classifier, settings=table, meta=meta)
-
-
-def _checked(examples: Iterable[TrainingCase]) -> list[TrainingCase]:
-    """The cases, checked, with colour images turned grey once for all the fits."""
-    cases = [replace(case, volume=case.volume.grey()) for case in examples]
-    if not cases:
-        raise InvalidInput("no training cases: a learned model needs accepted masks")
-    for case in cases:
-        if case.reference.shape != case.volume.shape:
-            raise InvalidInput(
-                f"training case {case.prompt.lesion_id!r}: reference shape "
-                f"{case.reference.shape} differs from the image's {case.volume.shape}"
-            )
-        LearnedBackend().validate(case.volume, [case.prompt])
-        if not case.reference.any():
-            raise InvalidInput(f"training case {case.prompt.lesion_id!r}: empty reference")
-    return cases
-
-
-def _loss(backend: LearnedBackend, case: TrainingCase) -> float:
-    mask = backend.segment(case.volume, [case.prompt]).masks[case.prompt.lesion_id]
-    return overlap_lost(mask, case.reference)
-
-
-def _samples(
-    backend: LearnedBackend,
-    cases: Sequence[TrainingCase],
-    drafts: Sequence[Settings],
-    seed: int,
-    per_case: int,
-) -> tuple[list[FloatArray], list[npt.NDArray[np.bool_]]]:
-    """Voxel features and labels around each case's tuned draft (``drafts``: its settings),
-    about as many voxels per case, so that one big tumour does not drown ten small nodules."""
-    rng = np.random.default_rng(seed)
-    rows: list[FloatArray] = []
-    labels: list[npt.NDArray[np.bool_]] = []
-    for case, settings in zip(cases, drafts, strict=True):
-        tuned = backend.tuned(settings)
-        crop, classical, outcome = tuned._segment_crop(case.volume, case.prompt)
-        region = backend._region(case.volume, crop, classical, outcome.note)
-        reference = np.asarray(case.reference[crop.slices][region.grid], dtype=bool)
-        picked = sample_voxels(rng, reference, region.classical[region.grid], per_case)
-        rows.append(region.features[picked])
-        labels.append(reference.ravel()[picked])
-    return rows, labels
-
-
-def _fit_classifier(
-    rows: Sequence[FloatArray],
-    labels: Sequence[npt.NDArray[np.bool_]],
-    cases: Sequence[int],
-    *,
-    seed: int,
-    max_iter: int,
-) -> Any | None:
-    """The voxel classifier on the samples of ``cases``; None when they are all of one class."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    x = np.concatenate([rows[i] for i in cases])
-    y = np.concatenate([labels[i] for i in cases])
-    if y.all() or not y.any():
-        return None
-    classifier = HistGradientBoostingClassifier(
-        max_iter=max_iter,
-        learning_rate=0.1,
-        max_leaf_nodes=15,
-        min_samples_leaf=300,
-        l2_regularization=1.0,
-        early_stopping=False,
-        random_state=seed,
-        # Few, heterogeneous cases: more inside the draft, or nearer the box centre, may
-        # never make a voxel less likely to be lesion.
-        monotonic_cst=[MONOTONE.get(name, 0) for name in FEATURE_NAMES],
-    )
-    classifier.fit(x, y)
-    return classifier

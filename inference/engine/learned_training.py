@@ -5,13 +5,13 @@ classical, learned and hybrid backends among them. The draft is trained for the 
 (:func:`learned_host`): for the hybrid default it becomes its classical part (the new version's
 backend is the hybrid, its file the draft model); for any other, the learned backend alone.
 
-The model is trained (:func:`.learned.train`) on the cases of the export's "train" split and
+The model is trained (:func:`.learned_fit.train`) on the cases of the export's "train" split and
 scored on its "validation" split against the model the round pre-annotated with (Dice before
 and after, so that a manager sees whether the new model helps before making it active). When
 every case is in the validation split, it trains on all of them and says that nothing was held
 out. The gate (:func:`.validation.gate`: better by more than 0.01 mean Dice, box
 alone and with the slice range, no lesion 0.10 worse, at least
-:data:`.learned.MIN_VALIDATION_LESIONS` lesions) decides whether the version may pre-annotate a
+:data:`.learned_fit.MIN_VALIDATION_LESIONS` lesions) decides whether the version may pre-annotate a
 round on its own; a refused version is kept with its reason.
 """
 
@@ -23,10 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from . import learned
+from . import learned_fit
 from .base import ProgressCallback, SegmentationBackend, backend_path
 from .hybrid import HybridBackend
-from .learned import MIN_VALIDATION_LESIONS, LearnedBackend, LearnedModel, TrainingCase
+from .learned import LearnedBackend, LearnedModel
+from .learned_fit import MIN_VALIDATION_LESIONS, TrainingCase
 from .training import CaseInfo, Cases, ModelRef, Trainer, TrainResult, progress_part
 from .validation import Decision, gate, tuning_cases, validate
 
@@ -87,7 +88,7 @@ class LearnedDraftTrainer(Trainer):
                 fitted, progress=progress_part(progress, tail=len(held_out)), stats=stats
             )
         )
-        model = learned.train(training, seed=SEED)
+        model = learned_fit.train(training, seed=SEED)
         local = out_dir / "model.joblib"
         model.save(local)
         host = learned_host(self.context.round_model)

@@ -18,13 +18,8 @@ from inference.engine import (
     key_slice_and_box,
     make_ct_phantom,
 )
-from inference.engine.learned import (
-    FEATURE_NAMES,
-    LearnedBackend,
-    LearnedModel,
-    TrainingCase,
-    train,
-)
+from inference.engine.learned import FEATURE_NAMES, LearnedBackend, LearnedModel
+from inference.engine.learned_fit import TrainingCase, train
 
 BoolArray = npt.NDArray[np.bool_]
 # A yellow polyp on a blue wall: they differ in hue and in luma (BT.601: about 191 vs 65).

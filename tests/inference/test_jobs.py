@@ -113,7 +113,8 @@ def test_a_rounds_model_version_is_the_model_the_job_runs(
     django_capture_on_commit_callbacks: Any,
 ) -> None:
     from inference.engine import make_ct_phantom
-    from inference.engine.learned import LearnedBackend, TrainingCase, train
+    from inference.engine.learned import LearnedBackend
+    from inference.engine.learned_fit import TrainingCase, train
     from inference.models import ModelVersion
 
     cases = []

@@ -19,13 +19,12 @@ from inference.engine import (
     load_backend,
     make_ct_phantom,
 )
-from inference.engine._learned_fit import SETTINGS_GRID, SettingsScores, select_settings
-from inference.engine.learned import (
-    LearnedBackend,
-    LearnedModel,
-    ModelFileError,
-    Settings,
+from inference.engine.learned import LearnedBackend, LearnedModel, ModelFileError, Settings
+from inference.engine.learned_fit import (
+    SETTINGS_GRID,
+    SettingsScores,
     TrainingCase,
+    select_settings,
     train,
 )
 from inference.evaluation import DEFAULT_DATA, LesionCase, load_lesion, load_pairs

@@ -201,7 +201,7 @@ def test_a_failure_while_training_is_recorded_and_leaves_no_file(
         list(cases)
         raise MemoryError("out of memory in the trainer")
 
-    monkeypatch.setattr("inference.engine.learned.train", explode)
+    monkeypatch.setattr("inference.engine.learned_fit.train", explode)
     job = training.training_request(round=accepted["task"].round, user=accepted["manager"])
     done = training.training_run(job_id=job.pk)
     assert done is not None and done.state == "failed"
@@ -231,7 +231,7 @@ def test_only_the_latest_attempt_records_its_model(
         claim(TrainingJob, job.pk)  # the redelivered message's claim takes the job over
         return Fake()
 
-    monkeypatch.setattr("inference.engine.learned.train", overtaken)
+    monkeypatch.setattr("inference.engine.learned_fit.train", overtaken)
     first = training.training_run(job_id=job.pk)
     assert first is not None and first.state == "running" and first.result is None
     assert not ModelVersion.objects.exists()
