@@ -1,4 +1,5 @@
-"""DICOMweb URLs (included at ``/dicomweb/``); ``annotator.imaging.dicomweb.views`` lists them."""
+"""DICOMweb routes (mounted at ``/dicomweb/`` by ``projects.intake.urls``, which adds STOW-RS);
+``annotator.imaging.dicomweb.views`` lists them."""
 
 from django.urls import URLPattern, path, register_converter
 from django.views import View
@@ -34,11 +35,10 @@ SE = f"{S}/series/<dicomuid:series>"
 I = f"{SE}/instances/<dicomuid:instance>"  # noqa: E741
 
 
-def dicomweb_patterns(
-    *, studies: type[View] = qido.StudiesSearch, study: type[View] = wado.StudyRetrieve
-) -> list[URLPattern]:
-    """The DICOMweb routes; ``studies`` and ``study`` are the views at the two URLs STOW-RS also
-    answers (POST), which the intake layer (``projects.intake.urls``) passes with a post method."""
+def dicomweb_patterns(*, studies: type[View], study: type[View]) -> list[URLPattern]:
+    """The DICOMweb routes. ``studies`` and ``study`` answer the two URLs where STOW-RS stores
+    (POST) beside QIDO-RS and WADO-RS (GET): the intake layer, which stores into a project, passes
+    its views (``projects.intake.urls``, the list the site mounts)."""
     return [
         path("studies", studies.as_view(), name="dicomweb-studies"),
         path("series", qido.SeriesSearch.as_view(), name="dicomweb-series"),
@@ -81,8 +81,3 @@ def dicomweb_patterns(
             name="dicomweb-frames-thumbnail",
         ),
     ]
-
-
-# Read-only DICOMweb (QIDO-RS, WADO-RS, rendered); the site mounts the intake layer's list,
-# which adds STOW-RS.
-urlpatterns = dicomweb_patterns()
